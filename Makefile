@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make run` and `make test`. Both are idempotent.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+HS_PORT ?= 8501
+
+.PHONY: run test test-fast lint format bench venv browser clean-data
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+# Debian's chromium for the browser tests (never a downloaded browser).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "could not install chromium: run 'apt-get install -y chromium' as root"; exit 1; }; }
+
+run: venv
+	$(PY) -m core first-run
+	$(PY) -m streamlit run app.py --server.address localhost --server.port $(HS_PORT)
+
+test: venv browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q --timeout 900
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow and not e2e"
+
+lint: venv
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
+
+bench: venv
+	$(PY) bench/ingest.py && $(PY) bench/infer.py && $(PY) bench/homepage.py && $(PY) bench/explain.py

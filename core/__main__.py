@@ -1,0 +1,221 @@
+"""The CLI for every batch job: ``python -m core <command>``.
+
+Errors meant for people (``StudioError``) are printed without a traceback and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.errors import StudioError
+
+
+@contextmanager
+def _bar(desc: str):
+    """A tqdm bar fed by the same ``progress(fraction, message)`` callback the app uses."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, unit="‰", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+    def progress(fraction: float, message: str = "") -> None:
+        bar.n = int(max(0.0, min(1.0, fraction)) * 1000)
+        if message:
+            bar.set_postfix_str(message[:60], refresh=False)
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+def cmd_demo(args) -> int:
+    from core.data.demo import build_demo_shop
+
+    with _bar("demo shop") as progress:
+        summary = build_demo_shop(
+            users=args.users, items=args.items, days=args.days, seed=args.seed, progress=progress
+        )
+    print(summary)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from core.data.ingest import ingest_events
+
+    mapping = dict(pair.split("=", 1) for pair in args.map) if args.map else None
+    with _bar(f"ingest {Path(args.file).name}") as progress:
+        result = ingest_events(args.file, args.format, mapping=mapping, progress=progress)
+    print(result.summary())
+    return 0
+
+
+def cmd_ingest_catalog(args) -> int:
+    from core.data.ingest import ingest_catalog
+
+    result = ingest_catalog(args.file, args.kind)
+    print(result.summary())
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from core.data.features import overview_stats
+
+    stats = overview_stats()
+    print(json.dumps(stats, indent=2, default=str) if isinstance(stats, dict) else stats)
+    return 0
+
+
+def cmd_quality(args) -> int:
+    from core.data.quality import quality_report
+
+    report = quality_report(bot_events_per_minute=args.bot_rate)
+    print(report.to_text())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from core.jobs import JobLog
+    from core.model_runs import train_run
+
+    job = JobLog(args.job_dir) if args.job_dir else None
+    try:
+        with _bar("train") as progress:
+            run = train_run(
+                finetune_on=args.finetune_on,
+                epochs=args.epochs,
+                device=args.device,
+                time_budget_s=args.time_budget * 60 if args.time_budget else None,
+                activate=not args.no_activate,
+                progress=progress,
+                on_epoch=job.epoch if job else None,
+            )
+    except BaseException as exc:
+        if job:
+            job.finish(False, f"{type(exc).__name__}: {exc}")
+        raise
+    if job:
+        job.finish(True, run.summary())
+    print(run.summary())
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from core.model_runs import list_runs
+
+    print(list_runs())
+    return 0
+
+
+def cmd_activate(args) -> int:
+    from core.model_runs import activate_run
+
+    activate_run(args.run_id)
+    print(f"run {args.run_id} is now active")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from core.insight.evaluate import format_table, run_benchmark
+
+    with _bar(f"bench {Path(args.data).name}") as progress:
+        rows = run_benchmark(
+            args.data,
+            time_budget_min=args.time_budget,
+            models=tuple(args.models.split(",")),
+            seed=args.seed,
+            progress=progress,
+        )
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0
+
+
+def cmd_first_run(args) -> int:
+    """What ``make run`` does before starting the app: demo shop and a first model, once."""
+    from core import store
+    from core.data.demo import build_demo_shop
+    from core.model_runs import active_run, train_run
+
+    if not store.scalar("SELECT count(*) FROM events"):
+        print("first run: building the demo shop (once)")
+        with _bar("demo shop") as progress:
+            print(build_demo_shop(progress=progress))
+    if active_run() is None:
+        print("first run: training a first model (3-minute budget)")
+        with _bar("train") as progress:
+            run = train_run(time_budget_s=args.time_budget * 60, activate=True, progress=progress)
+        print(run.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Homepage Studio batch jobs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate the demo shop and load it")
+    p.add_argument("--users", type=int, default=20000)
+    p.add_argument("--items", type=int, default=5000)
+    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ingest", help="load an event log (CSV/Parquet/JSONL, REES46, RetailRocket, sequences)")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["native", "rees46", "retailrocket", "sequence", "pairs"])
+    p.add_argument("--map", nargs="*", help="canonical=source column pairs for native files")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ingest-catalog", help="load items, sellers, promotions or users (upsert)")
+    p.add_argument("file")
+    p.add_argument("--kind", choices=["items", "sellers", "promotions", "users"])
+    p.set_defaults(func=cmd_ingest_catalog)
+
+    sub.add_parser("stats", help="events, users, items, sessions, date range").set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("quality", help="the data quality report")
+    p.add_argument("--bot-rate", type=int, default=30, help="events per minute that mark a bot")
+    p.set_defaults(func=cmd_quality)
+
+    p = sub.add_parser("train", help="train (pretrain, optionally fine-tune) the LSTM on the store")
+    p.add_argument("--finetune-on", help="purchases | recent:7d | category:PATH")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--device", help="cpu | cuda | mps (default: auto, HS_DEVICE)")
+    p.add_argument("--time-budget", type=float, help="minutes")
+    p.add_argument("--no-activate", action="store_true")
+    p.add_argument("--job-dir", help="write progress.jsonl and result.json here (used by the app)")
+    p.set_defaults(func=cmd_train)
+
+    sub.add_parser("runs", help="list model runs").set_defaults(func=cmd_runs)
+    p = sub.add_parser("activate", help="make a model run the active one")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_activate)
+
+    p = sub.add_parser("bench", help="evaluate LSTM, MostPop, item-kNN on a sequence file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--time-budget", type=float, default=25.0, help="minutes of LSTM training")
+    p.add_argument("--models", default="lstm,mostpop,itemknn")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("first-run", help="demo shop and first model if missing (used by make run)")
+    p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
+    p.set_defaults(func=cmd_first_run)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename or exc}: no such file — check the path", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

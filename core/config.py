@@ -1,0 +1,39 @@
+"""Settings: one dataclass, defaults that work out of the box, ``HS_*`` environment overrides."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: _env_path("HS_DATA", ROOT / "data"))
+    db_path: Path | None = None  # HS_DB, else <data_dir>/shop.duckdb
+    device: str = field(default_factory=lambda: os.environ.get("HS_DEVICE", "auto"))
+    lock_wait_s: float = field(default_factory=lambda: float(os.environ.get("HS_LOCK_WAIT", "60")))
+
+    def __post_init__(self) -> None:
+        if self.db_path is None:
+            self.db_path = _env_path("HS_DB", self.data_dir / "shop.duckdb")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.data_dir / "releases"
+
+
+def settings() -> Settings:
+    """Fresh settings each call, so tests can change ``HS_*`` variables between calls."""
+    return Settings()

@@ -1,0 +1,120 @@
+"""Background jobs (training) run as separate processes, so the app never blocks.
+
+A job is ``python -m core train … --job-dir DIR``: it appends one JSON line per progress
+report to ``DIR/progress.jsonl`` and writes ``DIR/result.json`` when it ends (with the error
+if it failed). Any session of the app can list jobs and draw their live curves from those files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import ROOT, settings
+from models.base import Progress
+
+
+def jobs_dir() -> Path:
+    path = settings().data_dir / "jobs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class JobLog:
+    """The writer side: the progress callbacks of ``core.model_runs.train_run`` feed it."""
+
+    def __init__(self, job_dir: str | Path):
+        self.dir = Path(job_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.file = (self.dir / "progress.jsonl").open("a", buffering=1)
+
+    def epoch(self, p: Progress) -> None:
+        row = {"t": time.time(), "stage": p.stage, "epoch": p.epoch, "step": p.step,
+               "steps_per_epoch": p.steps_per_epoch, "loss": p.loss, "fraction": p.fraction, **p.metrics}
+        self.file.write(json.dumps(row) + "\n")
+
+    def finish(self, ok: bool, detail: str) -> None:
+        self.file.close()
+        tmp = self.dir / "result.json.tmp"
+        tmp.write_text(json.dumps({"ok": ok, "detail": detail, "t": time.time()}))
+        os.replace(tmp, self.dir / "result.json")
+
+
+@dataclass
+class Job:
+    job_id: str
+    dir: Path
+    args: list[str]
+    started: float
+    progress: list[dict]
+    result: dict | None
+    pid: int | None
+
+    @property
+    def running(self) -> bool:
+        if self.result is not None:
+            return False
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
+
+    @property
+    def state(self) -> str:
+        if self.result is not None:
+            return "done" if self.result.get("ok") else "failed"
+        return "running" if self.running else "died"
+
+
+def start_training(*, finetune_on: str | None = None, epochs: int | None = None,
+                   time_budget_min: float | None = None, device: str | None = None) -> Job:
+    job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+    job_dir = jobs_dir() / job_id
+    job_dir.mkdir(parents=True)
+    args = [sys.executable, "-m", "core", "train", "--job-dir", str(job_dir)]
+    if finetune_on:
+        args += ["--finetune-on", finetune_on]
+    if epochs:
+        args += ["--epochs", str(epochs)]
+    if time_budget_min:
+        args += ["--time-budget", str(time_budget_min)]
+    if device:
+        args += ["--device", device]
+    log = (job_dir / "output.log").open("w")
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    (job_dir / "job.json").write_text(json.dumps({"args": args, "pid": proc.pid, "started": time.time()}))
+    return read_job(job_dir)
+
+
+def read_job(job_dir: Path) -> Job:
+    meta = json.loads((job_dir / "job.json").read_text()) if (job_dir / "job.json").exists() else {}
+    progress = []
+    if (job_dir / "progress.jsonl").exists():
+        for line in (job_dir / "progress.jsonl").read_text().splitlines():
+            try:
+                progress.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being written right now
+                pass
+    result = json.loads((job_dir / "result.json").read_text()) if (job_dir / "result.json").exists() else None
+    return Job(job_dir.name, job_dir, meta.get("args", []), meta.get("started", 0.0), progress, result,
+               meta.get("pid"))
+
+
+def list_jobs(limit: int = 10) -> list[Job]:
+    dirs = sorted((d for d in jobs_dir().iterdir() if d.is_dir()), reverse=True)[:limit]
+    return [read_job(d) for d in dirs]
+
+
+def job_output(job: Job, tail: int = 4000) -> str:
+    path = job.dir / "output.log"
+    return path.read_text(errors="replace")[-tail:] if path.exists() else ""

@@ -1,0 +1,279 @@
+"""The DuckDB store: one file, opened per unit of work, migrated on open.
+
+DuckDB 2.0 notes: ``con.sql(sql, params=[...]).pl()`` gives a polars frame;
+``con.execute(sql, [...]).fetchall()`` for tuples. A relation keeps no result and has no
+``fetchone``; a ``con.execute`` result must be fetched before ``con.sql`` runs on the
+same connection.
+
+DuckDB lets one *process* hold a database file, and the app, the CLI jobs and the
+serving API are separate processes. So nobody keeps the file open: ``connect()`` opens
+it for one unit of work and closes it after; while another process holds it we wait
+with backoff and say so (via ``on_wait``) instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import duckdb
+import polars as pl
+
+from core.config import settings
+from core.errors import StoreBusyError
+
+log = logging.getLogger(__name__)
+
+# Numbered migrations: index i+1 is schema version i+1. Append only; never edit a landed one.
+MIGRATIONS: list[str] = [
+    # 1: events, catalog, ingest bookkeeping
+    """
+    CREATE SEQUENCE IF NOT EXISTS ingest_seq START 1;
+    CREATE TABLE events (
+        ts TIMESTAMP NOT NULL,
+        user_id VARCHAR NOT NULL,
+        item_id VARCHAR NOT NULL,
+        event_type VARCHAR NOT NULL,
+        session_id VARCHAR,
+        dwell_ms BIGINT,
+        position INTEGER,
+        page VARCHAR,
+        price DOUBLE,
+        rating DOUBLE,
+        source VARCHAR,
+        ingest_id INTEGER
+    );
+    CREATE TABLE items (
+        item_id VARCHAR PRIMARY KEY,
+        title VARCHAR,
+        category VARCHAR,
+        brand VARCHAR,
+        seller_id VARCHAR,
+        price DOUBLE,
+        image_url VARCHAR,
+        created_at TIMESTAMP,
+        in_stock BOOLEAN DEFAULT TRUE,
+        from_catalog BOOLEAN DEFAULT FALSE
+    );
+    CREATE TABLE sellers (
+        seller_id VARCHAR PRIMARY KEY,
+        name VARCHAR,
+        tier VARCHAR,
+        onboarded_at TIMESTAMP
+    );
+    CREATE TABLE promotions (
+        promotion_id VARCHAR PRIMARY KEY,
+        item_id VARCHAR,
+        category VARCHAR,
+        discount DOUBLE,
+        starts_at TIMESTAMP,
+        ends_at TIMESTAMP
+    );
+    CREATE TABLE users (
+        user_id VARCHAR PRIMARY KEY,
+        first_seen TIMESTAMP,
+        region VARCHAR,
+        device VARCHAR,
+        segment VARCHAR
+    );
+    CREATE TABLE ingests (
+        ingest_id INTEGER PRIMARY KEY,
+        file VARCHAR,
+        sha256 VARCHAR,
+        format VARCHAR,
+        kind VARCHAR,
+        rows_read BIGINT,
+        loaded BIGINT,
+        rejected BIGINT,
+        duplicates BIGINT,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        status VARCHAR,
+        message VARCHAR
+    );
+    CREATE TABLE rejects (
+        ingest_id INTEGER,
+        line_no BIGINT,
+        raw VARCHAR,
+        reason VARCHAR
+    );
+    """,
+    # 2: model registry
+    """
+    CREATE TABLE model_runs (
+        run_id VARCHAR PRIMARY KEY,
+        created_at TIMESTAMP,
+        kind VARCHAR,
+        stage VARCHAR,
+        parent_run_id VARCHAR,
+        status VARCHAR,
+        path VARCHAR,
+        config JSON,
+        metrics JSON,
+        data_snapshot JSON,
+        train_seconds DOUBLE,
+        device VARCHAR,
+        active BOOLEAN DEFAULT FALSE,
+        message VARCHAR
+    );
+    """,
+    # 3: rule sets (optimistic versions), releases, append-only audit log
+    """
+    CREATE SEQUENCE IF NOT EXISTS audit_seq START 1;
+    CREATE TABLE rule_sets (
+        rule_set_id VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        name VARCHAR,
+        rules JSON,
+        saved_by VARCHAR,
+        saved_at TIMESTAMP,
+        note VARCHAR,
+        PRIMARY KEY (rule_set_id, version)
+    );
+    CREATE TABLE releases (
+        release_id INTEGER PRIMARY KEY,
+        rule_set_id VARCHAR,
+        rule_set_version INTEGER,
+        run_id VARCHAR,
+        published_by VARCHAR,
+        published_at TIMESTAMP,
+        reason VARCHAR,
+        artifact_path VARCHAR,
+        live BOOLEAN DEFAULT FALSE
+    );
+    CREATE TABLE audit_log (
+        audit_id BIGINT PRIMARY KEY DEFAULT nextval('audit_seq'),
+        ts TIMESTAMP NOT NULL,
+        actor VARCHAR,
+        action VARCHAR NOT NULL,
+        target VARCHAR,
+        detail JSON
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def _open(path: Path, read_only: bool, wait_s: float, on_wait: Callable[[str], None] | None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    delay, told = 0.05, False
+    start = time.monotonic()
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc):
+                raise
+            waited = time.monotonic() - start
+            if time.monotonic() > deadline:
+                raise StoreBusyError(
+                    f"{path}: another process has held the database for {waited:.0f} s "
+                    "(an ingest or training job?) — try again when it finishes"
+                ) from exc
+            if waited > 2 and not told:
+                message = f"waiting for {path.name}: another process is using it"
+                log.warning(message)
+                if on_wait:
+                    on_wait(message)
+                told = True
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.6, 1.0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
+    found = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(MIGRATIONS[version - 1])
+            con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return found
+
+
+@contextmanager
+def connect(
+    db_path: str | Path | None = None,
+    *,
+    read_only: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the database for one unit of work, migrated, and close it after.
+
+    Inside one process DuckDB shares one database instance between connections to the
+    same file, and refuses a second connection with another configuration; so the app
+    opens read-write throughout and ``read_only`` is for other tools only.
+    """
+    cfg = settings()
+    path = Path(db_path) if db_path else Path(cfg.db_path)
+    key = str(path.resolve())
+    if read_only and not path.exists():
+        read_only = False  # nothing to read yet: create it
+    with _migrate_lock:
+        needs_migration = key not in _migrated
+    if needs_migration and read_only:
+        read_only = False  # a file from an older version must be upgraded first
+    con = _open(path, read_only, cfg.lock_wait_s, on_wait)
+    try:
+        if needs_migration:
+            migrate(con)
+            with _migrate_lock:
+                _migrated.add(key)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(db_path: str | Path | None = None, **kw) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A unit of work that commits as a whole or not at all."""
+    with connect(db_path, **kw) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+
+def query(sql: str, params: list | tuple | dict | None = None, db_path: str | Path | None = None) -> pl.DataFrame:
+    """Run one parameterised read and return it as a polars frame."""
+    with connect(db_path) as con:
+        return con.sql(sql, params=params or None).pl()
+
+
+def scalar(sql: str, params: list | tuple | None = None, db_path: str | Path | None = None):
+    with connect(db_path) as con:
+        row = con.execute(sql, params or []).fetchone()
+        return row[0] if row else None
+
+
+def audit(con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None) -> None:
+    """Append one row to the audit log inside the caller's transaction."""
+    import json
+
+    con.execute(
+        "INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (now(), ?, ?, ?, ?)",
+        [actor, action, target, json.dumps(detail or {}, default=str)],
+    )

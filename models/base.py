@@ -1,0 +1,102 @@
+"""The one interface every recommender answers (after RecBole's ``full_sort_predict``).
+
+Models see dense integer ids only: item index 1..n_items, 0 is padding. The mapping from
+external string ids to dense indices (the vocabulary) lives in ``core.data.sequences``.
+
+Histories are **left-padded**: the most recent event sits in the last column, so
+``items[:, -1]`` is each user's latest item. Event types use ``EVENT_TYPES`` below.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+# dense codes for event types; 0 is padding
+EVENT_TYPES = {
+    "view": 1,
+    "click": 2,
+    "add_to_cart": 3,
+    "remove_from_cart": 4,
+    "purchase": 5,
+    "review": 6,
+}
+N_EVENT_TYPES = len(EVENT_TYPES) + 1
+
+
+@dataclass
+class Histories:
+    """A batch of user histories, left-padded to a common length T."""
+
+    items: torch.Tensor  # (B, T) long, 0 = padding
+    event_types: torch.Tensor | None = None  # (B, T) long, 0 = padding; None = all purchases
+    gaps: torch.Tensor | None = None  # (B, T) long, time-gap bucket before each event, 0 = padding
+
+    def to(self, device: torch.device | str) -> "Histories":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Histories(move(self.items), move(self.event_types), move(self.gaps))
+
+    def __len__(self) -> int:
+        return self.items.shape[0]
+
+
+@dataclass
+class ItemSide:
+    """Catalog side features per dense item index (row 0 = padding), for cold start."""
+
+    category: torch.Tensor | None = None  # (N+1,) long, 0 = unknown
+    brand: torch.Tensor | None = None  # (N+1,) long, 0 = unknown
+    price_bucket: torch.Tensor | None = None  # (N+1,) long, 0 = unknown
+    n_categories: int = 1
+    n_brands: int = 1
+    n_price_buckets: int = 1
+
+
+@dataclass
+class Progress:
+    """One progress report: drives tqdm on the CLI and st.progress in the app."""
+
+    stage: str  # "pretrain" | "finetune" | "fit"
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    fraction: float = 0.0  # 0..1 of the whole job
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Recommender(ABC):
+    """fit, score a batch of histories, top-k with exclusions."""
+
+    name: str = "recommender"
+    n_items: int = 0
+
+    @abstractmethod
+    def score(self, histories: Histories) -> torch.Tensor:
+        """Scores for every item: (B, n_items + 1); column 0 (padding) is -inf."""
+
+    def top_k(
+        self,
+        histories: Histories,
+        k: int,
+        exclude: torch.Tensor | None = None,
+        exclude_history: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, indices), each (B, k). ``exclude`` is a (B, N+1) or (N+1,) bool mask
+        applied before top-k; with ``exclude_history`` the user's own items are excluded."""
+        scores = self.score(histories).float()  # (B, N+1)
+        scores[:, 0] = float("-inf")
+        if exclude is not None:
+            mask = exclude.to(scores.device)
+            scores = scores.masked_fill(mask if mask.dim() == 2 else mask.unsqueeze(0), float("-inf"))
+        if exclude_history:
+            scores.scatter_(1, histories.items.to(scores.device), float("-inf"))
+            scores[:, 0] = float("-inf")
+        k = min(k, scores.shape[1] - 1)
+        return torch.topk(scores, k, dim=1)

@@ -1,0 +1,124 @@
+"""Batched scoring for many users, for any ``Recommender``.
+
+Public API
+----------
+``pick_device(name=None) -> torch.device``
+    ``name`` or ``HS_DEVICE`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``), else cuda → mps → cpu.
+``score_users(model, histories, batch_size=1024, exclude=None, k=100, exclude_history=True, device=None)
+    -> (scores (U, k) float32, indices (U, k) long)``, on the CPU.
+    ``exclude`` is a (U, N+1) or (N+1,) bool mask applied before top-k, as is each user's own history.
+    Runs under ``torch.inference_mode()``; bf16 autocast on CUDA only.
+``ranks_of_targets(model, histories, targets, batch_size=1024, exclude=None, exclude_history=True) -> (U,)``
+    0-based rank of each target among all non-excluded items (strictly higher scores count); a target that
+    is excluded (e.g. it is in the user's history) gets rank ``n_items`` (a miss).
+``timed_score(model, histories, device=None) -> (device_name, elapsed_ms)``
+    One scoring call, timed, for the UI line "5,000 items scored on cpu in 3.1 ms".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import torch
+
+from models.base import Histories, Recommender
+
+
+def pick_device(name: str | torch.device | None = None) -> torch.device:
+    if isinstance(name, torch.device):
+        return name
+    name = name or os.environ.get("HS_DEVICE", "auto")
+    if name and name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _move(model: Recommender, device: torch.device) -> None:
+    if hasattr(model, "to") and callable(model.to):
+        model.to(device)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _masked_scores(model: Recommender, h: Histories, exclude: torch.Tensor | None, rows: slice,
+                   exclude_history: bool, device: torch.device) -> torch.Tensor:
+    with _autocast(device):
+        s = model.score(h.to(device))
+    s = s.float()  # (b, N+1)
+    s[:, 0] = float("-inf")
+    if exclude is not None:
+        m = exclude[rows] if exclude.dim() == 2 else exclude.unsqueeze(0)
+        s = s.masked_fill(m.to(s.device), float("-inf"))
+    if exclude_history:
+        s.scatter_(1, h.items.to(s.device).long(), float("-inf"))
+        s[:, 0] = float("-inf")
+    return s
+
+
+def _slice(h: Histories, rows: slice) -> Histories:
+    take = lambda t: None if t is None else t[rows]  # noqa: E731
+    return Histories(h.items[rows], take(h.event_types), take(h.gaps))
+
+
+def score_users(model: Recommender, histories: Histories, batch_size: int = 1024, exclude: torch.Tensor | None = None,
+                k: int = 100, exclude_history: bool = True, device: str | torch.device | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    dev = pick_device(device)
+    _move(model, dev)
+    n = len(histories)
+    k = max(1, min(k, model.n_items))
+    out_s, out_i = [], []
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            rows = slice(start, min(n, start + batch_size))
+            s = _masked_scores(model, _slice(histories, rows), exclude, rows, exclude_history, dev)
+            v, i = torch.topk(s, k, dim=1)
+            out_s.append(v.cpu())
+            out_i.append(i.cpu())
+    if not out_s:
+        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
+    return torch.cat(out_s), torch.cat(out_i)
+
+
+def ranks_of_targets(model: Recommender, histories: Histories, targets: torch.Tensor, batch_size: int = 1024,
+                     exclude: torch.Tensor | None = None, exclude_history: bool = True,
+                     device: str | torch.device | None = None) -> torch.Tensor:
+    dev = pick_device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
+    n = len(histories)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            rows = slice(start, min(n, start + batch_size))
+            s = _masked_scores(model, _slice(histories, rows), exclude, rows, exclude_history, dev)
+            t = targets[rows].to(s.device).long().unsqueeze(1)  # (b, 1)
+            ts = s.gather(1, t)  # (b, 1)
+            r = (s > ts).sum(1)
+            r = torch.where(torch.isneginf(ts.squeeze(1)), torch.full_like(r, model.n_items), r)
+            out.append(r.cpu())
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+def timed_score(model: Recommender, histories: Histories, device: str | torch.device | None = None
+                ) -> tuple[str, float]:
+    dev = pick_device(device)
+    _move(model, dev)
+    h = histories.to(dev)
+    with torch.inference_mode(), _autocast(dev):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model.score(h)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        ms = (time.perf_counter() - t0) * 1000.0
+    return str(dev.type), ms

@@ -1,0 +1,89 @@
+"""Model: train in the background (pretrain / fine-tune), watch the curves, activate a run."""
+
+import plotly.express as px
+import streamlit as st
+
+from core.errors import StudioError
+from core.jobs import job_output, list_jobs, start_training
+from core.model_runs import activate_run, active_run, runs_table
+
+st.title("Model")
+
+current = active_run()
+if current is None:
+    st.warning("No model trained yet: homepages use the **popularity baseline** until a run is active.")
+else:
+    st.success(f"Active run: **{current['run_id']}** (trained {current['created_at']:%Y-%m-%d %H:%M})")
+
+with st.form("train"):
+    st.subheader("Train a new run")
+    c1, c2, c3 = st.columns(3)
+    mode = c1.selectbox("Mode", ["Pretrain on all behaviour", "Pretrain + fine-tune on a slice"])
+    slice_kind = c2.selectbox("Fine-tune slice", ["purchases", "recent:7d", "category:"], disabled=False)
+    slice_arg = c2.text_input("Category path (for category:)", placeholder="electronics.phones")
+    budget = c3.number_input("Time budget (minutes)", min_value=0.5, max_value=120.0, value=5.0, step=0.5)
+    epochs = c3.number_input("Max epochs (0 = default)", min_value=0, max_value=200, value=0)
+    submitted = st.form_submit_button("Start training", type="primary")
+if submitted:
+    finetune_on = None
+    if mode.startswith("Pretrain +"):
+        finetune_on = slice_kind + slice_arg if slice_kind == "category:" else slice_kind
+    job = start_training(finetune_on=finetune_on, epochs=int(epochs) or None, time_budget_min=float(budget))
+    st.session_state["watch_job"] = job.job_id
+    st.toast(f"Training started in the background (job {job.job_id}); other users can keep working.")
+
+
+@st.fragment(run_every=2.0)
+def live_jobs() -> None:
+    jobs = list_jobs(limit=5)
+    if not jobs:
+        st.caption("No training jobs yet.")
+        return
+    for job in jobs:
+        label = f"Job {job.job_id} — {job.state}"
+        with st.expander(label, expanded=job.state == "running" or job.job_id == st.session_state.get("watch_job")):
+            last = job.progress[-1] if job.progress else None
+            st.progress(float(last["fraction"]) if last else 0.0, text=f"{last['stage']} epoch {last['epoch']}"
+                        if last else "starting…")
+            epochs = [p for p in job.progress if "ndcg@10" in p]
+            if job.progress:
+                fig = px.line(
+                    [p for p in job.progress if p.get("loss") is not None], x="t", y="loss", color="stage",
+                    title="training loss",
+                )
+                fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="time")
+                st.plotly_chart(fig, width="stretch", key=f"loss-{job.job_id}")
+            if epochs:
+                fig = px.line(epochs, x="epoch", y="ndcg@10", color="stage", markers=True,
+                              title="validation NDCG@10")
+                fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
+                st.plotly_chart(fig, width="stretch", key=f"val-{job.job_id}")
+            if job.state == "failed":
+                st.error(f"Training failed: {job.result['detail']}. The active run was left untouched.")
+            elif job.state == "died":
+                st.error("The training process ended without a result. Its output:")
+                st.code(job_output(job))
+            elif job.state == "done":
+                st.success(job.result["detail"])
+
+
+live_jobs()
+
+st.subheader("Runs")
+runs = runs_table()
+if runs.is_empty():
+    st.caption("No runs yet.")
+else:
+    st.dataframe(runs, hide_index=True, width="stretch")
+    done = runs.filter(runs["status"] == "done")["run_id"].to_list()
+    if done:
+        c1, c2 = st.columns([3, 1])
+        pick = c1.selectbox("Run to activate", done)
+        if c2.button("Activate", width="stretch"):
+            try:
+                activate_run(pick)
+            except StudioError as exc:
+                st.error(str(exc))
+                st.stop()
+            st.success(f"Run {pick} is now active: every homepage uses it.")
+            st.rerun()

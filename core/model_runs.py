@@ -284,7 +284,7 @@ def load_active_model(db_path=None, max_age_s: float = 30.0) -> ActiveModel:
     with store.connect(db_path) as con:
         catalog = load_catalog(con, codes.get("categories"), codes.get("brands"))
     if run is None:
-        seqs = load_sequences(db_path)
+        seqs = load_sequences(db_path, catalog=catalog)
         model = MostPop().fit(SequenceData(items=seqs.items))
         result = ActiveModel(model, catalog, None, "popularity baseline (no model trained yet)")
     else:

@@ -188,10 +188,13 @@ def _frame_to_sequences(frame: pl.DataFrame, catalog: Catalog) -> ShopSequences:
     return ShopSequences(frame["user_id"].to_list(), items, evs, gaps, ts, catalog)
 
 
-def load_sequences(db_path=None, max_steps: int = 200, user_ids: list[str] | None = None) -> ShopSequences:
-    """Read the store once (one unit of work) and return every user's recent steps."""
+def load_sequences(db_path=None, max_steps: int = 200, user_ids: list[str] | None = None,
+                   catalog: Catalog | None = None) -> ShopSequences:
+    """Read the store once (one unit of work) and return every user's (or the given users') recent steps.
+
+    ``catalog``: encode with this vocabulary (a trained run's) instead of the store's current one."""
     with store.connect(db_path) as con:
-        catalog = load_catalog(con)
+        catalog = catalog or load_catalog(con)
         if user_ids is None:
             frame = con.sql(_STEPS_SQL.format(user_filter=""), params=[max_steps]).pl()
         else:

@@ -1,0 +1,112 @@
+"""Why is this item in this slot for this shopper? SHAP on the active model, plus what the rules did.
+
+The glue between the homepage pipeline (which item, which slot, which reasons) and
+``core.insight.explain`` (attributions of the model's score to past events and context).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from core.data.sequences import EVENT_NAMES, steps_for_user
+from core.errors import InputError, NotFoundError
+from core.insight.explain import Explanation, explain_item, global_importance, rules_effect, sentence, waterfall_data
+from core.ranking.homepage import HomepageView, homepage_for, shop_context
+from core.ranking.rules import RuleSet
+
+
+@dataclass
+class SlotExplanation:
+    user_id: str
+    slot: int
+    item_id: str
+    item_title: str
+    explanation: Explanation
+    waterfall: list[dict]  # label, value, cumulative — base value first, score last
+    sentence: str
+    rules_effect: str
+    is_fallback: bool
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{max(1, int(seconds // 60))} min ago"
+    if seconds < 86_400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86_400)} days ago"
+
+
+def explain_slot(user_id: str, slot: int, rule_set: RuleSet | None = None, view: HomepageView | None = None,
+                 db_path=None, seed: int = 0) -> SlotExplanation:
+    """SHAP for the item in ``slot`` (1-based) of this user's homepage under ``rule_set``."""
+    view = view or homepage_for(user_id, rule_set, db_path=db_path)
+    slots = {s.slot: s for s in view.ruled.slots}
+    if slot not in slots:
+        raise InputError(f"slot {slot} is not on this homepage", fix=f"pick a slot between 1 and {len(slots)}")
+    chosen = slots[slot]
+    ctx = shop_context(db_path)
+    model, catalog = ctx.active.model, ctx.active.catalog
+    steps = steps_for_user(str(user_id), catalog, db_path=db_path)
+    if not len(steps):
+        raise NotFoundError(
+            f"shopper {user_id} has no history: their homepage is the segment fallback, there is nothing to explain"
+        )
+    if ctx.active.is_fallback:
+        raise NotFoundError("no model is trained yet: the popularity baseline has nothing to attribute")
+    max_len = model.config.max_len
+    history = steps.histories([0], max_len=max_len)
+    item_index = catalog.vocab.index[chosen.item_id]
+    exp = explain_item(model, history, item_index, seed=seed)
+
+    items, evs, ts = steps.items[0][-max_len:], steps.event_types[0][-max_len:], steps.ts[0][-max_len:]
+    titles = ctx.attrs["title"].fill_null("")
+    cats = ctx.attrs["category"].fill_null("")
+    now = ctx.now.timestamp() if isinstance(ctx.now, datetime) else float(ctx.now)
+    offset = max_len - len(items)
+    labels, item_titles, event_ago, categories = {}, {}, [], {}
+    for p, (i, e, t) in enumerate(zip(items, evs, ts)):
+        pos = offset + p
+        title = titles[int(i) - 1] or catalog.vocab.decode([i])[0]
+        labels[pos] = f"{EVENT_NAMES.get(int(e), '?')}: {title} ({cats[int(i) - 1] or '?'}, {_ago(now - t)})"
+        item_titles[int(i)] = title
+        categories[int(i)] = cats[int(i) - 1]
+    event_ago = [_ago(now - t) for t in ts]
+    item_title = titles[item_index - 1] or chosen.item_id
+    return SlotExplanation(
+        user_id=str(user_id),
+        slot=slot,
+        item_id=chosen.item_id,
+        item_title=item_title,
+        explanation=exp,
+        waterfall=waterfall_data(exp, labels),
+        sentence=sentence(exp, item_titles, event_ago, categories),
+        rules_effect=rules_effect(chosen.reasons, chosen.model_rank, chosen.slot),
+        is_fallback=ctx.active.is_fallback,
+    )
+
+
+def global_drivers(target: str, n_users: int = 100, seed: int = 0, db_path=None) -> dict[str, pl.DataFrame]:
+    """Across a sample of shoppers: which categories and event types drive recommending ``target``
+    (an item id, or a category path prefix)."""
+    from core.data.sequences import load_sequences
+    from core.ranking.impact import sample_users
+
+    ctx = shop_context(db_path)
+    catalog, model = ctx.active.catalog, ctx.active.model
+    cats = np.array([""] + ctx.attrs["category"].fill_null("").to_list(), dtype=object)
+    if target in catalog.vocab.index:
+        targets = np.array([catalog.vocab.index[target]])
+    else:
+        prefix = target.rstrip(".")
+        targets = np.flatnonzero([c == prefix or c.startswith(prefix + ".") for c in cats])
+        if not len(targets):
+            raise InputError(f"'{target}' is neither an item id nor a category path in the catalog")
+    users = sample_users(n_users, seed, db_path)
+    seqs = load_sequences(db_path, user_ids=users, catalog=catalog)
+    history = seqs.histories(max_len=model.config.max_len)
+    top_level = np.array([c.split(".")[0] if c else "unknown" for c in cats], dtype=object)
+    return global_importance(model, history, targets, top_level, n_users=n_users, seed=seed)

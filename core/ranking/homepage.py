@@ -1,0 +1,316 @@
+"""The one homepage pipeline: every consumer (preview, audit, SHAP, serving) calls ``homepage_for``.
+
+Candidates come from the active model (its top-M for the user's latest history), plus the
+items that pin and reserve rules need; ``core.ranking.pipeline`` then applies the rules.
+A user with no history gets the clearly labelled fallback: popular in their segment.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from core import store
+from core.data.sequences import ShopSequences, steps_for_user
+from core.model_runs import ActiveModel, load_active_model
+from core.ranking.pipeline import Candidates, Homepage, UserContext, list_metrics, model_only, rank_homepage
+from core.ranking.rules import RuleSet, load_rule_set
+from models.infer import pick_device
+
+DEFAULT_K = 24
+DEFAULT_M = 500
+
+
+@dataclass
+class HomepageView:
+    """Everything the preview shows for one user: model-only and ruled lists, side by side."""
+
+    user_id: str
+    user: UserContext
+    ruled: Homepage
+    model_only: Homepage
+    metrics: dict
+    source: str  # which model (or fallback) produced the scores
+    device: str
+    scored_items: int
+    score_ms: float
+    history: pl.DataFrame = field(default_factory=pl.DataFrame)
+    candidates: pl.DataFrame = field(default_factory=pl.DataFrame)  # attributes of every candidate
+
+    def attrs_for_slots(self) -> list[dict]:
+        """Attribute rows of the items shown in either list."""
+        shown = {s.item_id for s in self.ruled.slots} | {s.item_id for s in self.model_only.slots}
+        return self.candidates.filter(pl.col("item_id").is_in(list(shown))).to_dicts()
+
+    @property
+    def scoring_note(self) -> str:
+        return f"{self.scored_items:,} items scored on {self.device} in {self.score_ms:.1f} ms"
+
+
+@dataclass
+class ShopContext:
+    """Per-process cached view of the catalog for ranking: attributes aligned to dense ids."""
+
+    active: ActiveModel
+    attrs: pl.DataFrame  # dense order, row i = item i+1
+    in_stock: np.ndarray  # (N+1,) bool, row 0 False
+    embeddings: np.ndarray  # (N+1, D) float32
+    now: datetime
+    loaded_at: float = field(default_factory=time.time)
+
+
+_ctx_lock = threading.Lock()
+_ctx: dict[str, ShopContext] = {}
+
+
+def shop_now(con) -> datetime:
+    """The shop clock: ``HS_NOW``, else the latest event (a log snapshot is previewed as of its end)."""
+    if os.environ.get("HS_NOW"):
+        return datetime.fromisoformat(os.environ["HS_NOW"])
+    latest = con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
+    return latest or datetime.now()
+
+
+def _item_attrs(con, active: ActiveModel, now: datetime) -> pl.DataFrame:
+    items = active.catalog.items
+    promos = con.sql(
+        "SELECT item_id, category FROM promotions WHERE starts_at <= ? AND (ends_at IS NULL OR ends_at > ?)",
+        params=[now, now],
+    ).pl()
+    promo_items = set(promos["item_id"].drop_nulls().to_list())
+    promo_cats = [c for c in promos["category"].drop_nulls().to_list() if c]
+    cats = items["category"].fill_null("")
+    promoted = items["item_id"].is_in(list(promo_items))
+    for c in promo_cats:
+        promoted = promoted | (cats == c) | cats.str.starts_with(c + ".")
+    return items.with_columns(
+        promoted.fill_null(False).alias("promoted"),
+        pl.col("in_stock").fill_null(True),
+        pl.col("seller_tier").fill_null("unknown"),
+    )
+
+
+def shop_context(db_path=None, max_age_s: float = 30.0) -> ShopContext:
+    key = str(db_path or "")
+    active = load_active_model(db_path)
+    with _ctx_lock:
+        hit = _ctx.get(key)
+    if hit and hit.active is active and time.time() - hit.loaded_at < max_age_s:
+        return hit
+    with store.connect(db_path) as con:
+        now = shop_now(con)
+        attrs = _item_attrs(con, active, now)
+    emb = _embeddings(active)
+    in_stock = np.concatenate([[False], attrs["in_stock"].to_numpy().astype(bool)])
+    ctx = ShopContext(active, attrs, in_stock, emb, now)
+    with _ctx_lock:
+        _ctx[key] = ctx
+    return ctx
+
+
+def _embeddings(active: ActiveModel) -> np.ndarray:
+    model = active.model
+    if hasattr(model, "item_embeddings"):
+        return model.item_embeddings().float().cpu().numpy()
+    # the popularity fallback has no embeddings: category one-hots still let diversity work
+    side = active.catalog.side
+    cat = side.category.numpy()
+    out = np.zeros((len(cat), max(1, int(side.n_categories))), dtype=np.float32)
+    out[np.arange(len(cat)), cat] = 1.0
+    return out
+
+
+def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
+    cats = ctx.attrs["category"].fill_null("unknown")
+    names = [cats[int(i) - 1] for i in items if i > 0]
+    if not names:
+        return {}
+    values, counts = np.unique(np.array(names, dtype=object), return_counts=True)
+    return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
+
+
+def _pool_indices(ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime) -> np.ndarray:
+    """Dense ids the pin and reserve rules need among the candidates, whatever the model thinks."""
+    from core.ranking.rules import matching_items
+
+    index = ctx.active.catalog.vocab.index
+    extra: list[int] = []
+    for rule in rule_set.rules_for(user, now):
+        if rule.kind == "pin":
+            i = index.get(str(rule.params.get("item_id")))
+            if i:
+                extra.append(i)
+        elif rule.kind in ("reserve", "fairness"):
+            mask = matching_items(rule, ctx.attrs, now)  # (N,) bool
+            extra.extend((np.flatnonzero(mask) + 1).tolist())
+    return np.unique(np.array(extra, dtype=np.int64))
+
+
+def _candidates(ctx: ShopContext, scores: np.ndarray, purchased: np.ndarray, extra: np.ndarray, m: int,
+                exclude_purchased: bool) -> Candidates:
+    masked = scores.copy()
+    masked[~ctx.in_stock] = -np.inf
+    if exclude_purchased and len(purchased):
+        masked[purchased] = -np.inf
+    masked[0] = -np.inf
+    m = min(m, int(np.isfinite(masked).sum()))
+    top = np.argpartition(-masked, m - 1)[:m] if m > 0 else np.zeros(0, dtype=np.int64)
+    top = top[np.argsort(-masked[top], kind="stable")]
+    ranks = np.zeros(len(scores), dtype=np.int64)
+    ranks[top] = np.arange(1, len(top) + 1)
+    pool = [i for i in extra.tolist() if ranks[i] == 0 and ctx.in_stock[i]]
+    # extra pool items: best by model score first, bounded so one broad rule cannot flood the list
+    pool = sorted(pool, key=lambda i: -scores[i])[: max(m, 200)]
+    chosen = np.concatenate([top, np.array(pool, dtype=np.int64)])
+    return Candidates(
+        item_ids=ctx.active.catalog.vocab.decode(chosen),
+        scores=scores[chosen].astype(np.float64),
+        model_ranks=ranks[chosen],
+        embeddings=ctx.embeddings[chosen],
+        attrs=ctx.attrs[(chosen - 1).tolist()],
+    )
+
+
+def _history_frame(ctx: ShopContext, steps: ShopSequences, limit: int = 50) -> pl.DataFrame:
+    from core.data.sequences import EVENT_NAMES
+
+    if not len(steps):
+        return pl.DataFrame()
+    items, evs, ts = steps.items[0][-limit:], steps.event_types[0][-limit:], steps.ts[0][-limit:]
+    rows = ctx.attrs[(items - 1).tolist()].select("item_id", "title", "category")
+    dwell = np.diff(ts, append=np.nan)
+    return rows.with_columns(
+        pl.Series("ts", [datetime.fromtimestamp(t) for t in ts]),
+        pl.Series("event", [EVENT_NAMES.get(int(e), "?") for e in evs]),
+        pl.Series("seconds_to_next", dwell),
+    ).select("ts", "event", "item_id", "title", "category", "seconds_to_next")
+
+
+def homepage_for(user_id: str, rule_set: RuleSet | None = None, k: int = DEFAULT_K, m: int = DEFAULT_M,
+                 db_path=None) -> HomepageView:
+    """The homepage this user gets, exactly as the storefront would build it."""
+    return homepages_for([user_id], rule_set, k=k, m=m, db_path=db_path)[0]
+
+
+@dataclass
+class Prepared:
+    """One user's ranking inputs: context and candidates, before any rule is applied."""
+
+    user: UserContext
+    candidates: Candidates
+    source: str
+    history: pl.DataFrame
+
+
+def prepare(user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=None,
+            with_history: bool = True) -> tuple[list[Prepared], str, float, int]:
+    """Candidates for many users from one batched forward pass: (prepared, device, ms per user, items)."""
+    ctx = shop_context(db_path)
+    model, catalog = ctx.active.model, ctx.active.catalog
+    if len(user_ids) == 1:
+        steps = steps_for_user(str(user_ids[0]), catalog, db_path=db_path)
+    else:
+        from core.data.sequences import load_sequences
+
+        steps = load_sequences(db_path, user_ids=[str(u) for u in user_ids], catalog=catalog)
+    by_user = {u: i for i, u in enumerate(steps.user_ids)}
+    max_len = getattr(getattr(model, "config", None), "max_len", 50)
+    rows = [by_user.get(str(u)) for u in user_ids]
+    known = [r for r in rows if r is not None]
+    position = {r: n for n, r in enumerate(known)}
+    device = pick_device(None)
+    t0 = time.perf_counter()
+    scores = (
+        model.score(steps.histories(known, max_len=max_len).to(device)).float().cpu().numpy()
+        if known else np.zeros((0, catalog.n_items + 1))
+    )
+    score_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(known))
+    attrs_by_user = _user_attributes_many(user_ids, db_path)
+    fallback = None
+    out = []
+    for user_id, row in zip(user_ids, rows):
+        attrs = attrs_by_user.get(str(user_id), {})
+        if row is None:
+            if fallback is None:
+                fallback = _segment_popularity(ctx, db_path)
+            user_scores, source = _fallback_scores(ctx, fallback, attrs)
+            history_items = purchased = np.zeros(0, dtype=np.int64)
+        else:
+            user_scores, source = scores[position[row]], ctx.active.label
+            history_items = steps.items[row]
+            purchased = np.unique(history_items[steps.event_types[row] == 5])
+        user = UserContext(
+            user_id=str(user_id), attrs=attrs, category_mix=_category_mix(ctx, history_items),
+            purchased=set(catalog.vocab.decode(purchased)),
+        )
+        extra = _pool_indices(ctx, rule_set, attrs, ctx.now)
+        cands = _candidates(ctx, user_scores, purchased, extra, m, rule_set.exclude_purchased)
+        history = _history_frame(ctx, _one(steps, row)) if with_history and row is not None else pl.DataFrame()
+        out.append(Prepared(user, cands, source, history))
+    return out, device.type, score_ms, catalog.n_items
+
+
+def homepages_for(user_ids: list[str], rule_set: RuleSet | None = None, k: int = DEFAULT_K, m: int = DEFAULT_M,
+                  db_path=None, with_history: bool = True) -> list[HomepageView]:
+    """Batched form: one forward pass for all users' scores, then the rules per user."""
+    rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
+    prepared, device, score_ms, n_items = prepare(user_ids, rule_set, m, db_path, with_history)
+    now = shop_context(db_path).now
+    views = []
+    for p in prepared:
+        ruled = rank_homepage(p.user, p.candidates, rule_set, k, now)
+        views.append(HomepageView(
+            user_id=p.user.user_id, user=p.user, ruled=ruled, model_only=model_only(p.user, p.candidates, k),
+            metrics=list_metrics(ruled, p.candidates, rule_set), source=p.source, device=device,
+            scored_items=n_items, score_ms=score_ms, history=p.history, candidates=p.candidates.attrs,
+        ))
+    return views
+
+
+def _user_attributes_many(user_ids: list[str], db_path=None) -> dict[str, dict]:
+    wanted = pl.DataFrame({"user_id": [str(u) for u in user_ids]})  # noqa: F841 (read by SQL)
+    with store.connect(db_path) as con:
+        frame = con.sql("SELECT * FROM users WHERE user_id IN (SELECT user_id FROM wanted)").pl()
+    return {r["user_id"]: r for r in frame.to_dicts()}
+
+
+def _one(steps: ShopSequences, row: int) -> ShopSequences:
+    return ShopSequences([steps.user_ids[row]], [steps.items[row]], [steps.event_types[row]], [steps.gaps[row]],
+                         [steps.ts[row]], steps.catalog)
+
+
+def _segment_popularity(ctx: ShopContext, db_path=None) -> pl.DataFrame:
+    """Purchases-weighted popularity per segment over the last 30 days of the log."""
+    return store.query(
+        """
+        SELECT coalesce(u.segment, 'all') AS segment, e.item_id,
+               sum(CASE e.event_type WHEN 'purchase' THEN 5 WHEN 'add_to_cart' THEN 3 ELSE 1 END) AS weight
+        FROM events e LEFT JOIN users u USING (user_id)
+        WHERE e.ts >= ? - INTERVAL 30 DAY
+        GROUP BY ALL
+        """,
+        [ctx.now],
+        db_path=db_path,
+    )
+
+
+def _fallback_scores(ctx: ShopContext, popularity: pl.DataFrame, attrs: dict) -> tuple[np.ndarray, str]:
+    segment = attrs.get("segment") or "all"
+    rows = popularity.filter(pl.col("segment") == segment)
+    label = f"fallback: popular in segment '{segment}' (no history for this user)"
+    if rows.is_empty():
+        rows = popularity.group_by("item_id").agg(pl.col("weight").sum())
+        label = "fallback: popular in the whole shop (no history, no segment)"
+    scores = np.full(ctx.active.catalog.n_items + 1, -1e9, dtype=np.float64)
+    idx = ctx.active.catalog.vocab.encode(rows["item_id"].to_list())
+    weights = rows["weight"].to_numpy().astype(float)
+    ok = idx > 0
+    scores[idx[ok]] = np.log1p(weights[ok])
+    return scores, label
+

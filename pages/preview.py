@@ -1,0 +1,114 @@
+"""Preview: any shopper's homepage exactly as the storefront would serve it, with and without the draft rules."""
+
+import streamlit as st
+
+from core.errors import StudioError
+from core.ranking import rows
+from core.ranking.homepage import homepage_for
+from core.ranking.rules import draft_with, load_rule_set
+from pages._ui import card_grid, card_html
+
+st.title("Preview")
+
+# --- pick a shopper -------------------------------------------------------------------------
+c1, c2, c3 = st.columns([2, 1, 1])
+typed = c1.text_input("Find a shopper by id (part of an id searches)", key="user_query")
+segment = c2.selectbox("…or a random shopper from segment", ["any"] + rows.segments())
+if c3.button("Random shopper", width="stretch"):
+    st.session_state["user_id"] = rows.random_user(None if segment == "any" else segment)
+if typed:
+    matches = rows.search_users(typed.strip())
+    if not matches:
+        st.warning(f"No shopper id contains “{typed}”. Check the id, or pick a random shopper.")
+    elif matches[0] == typed.strip() or len(matches) == 1:
+        st.session_state["user_id"] = matches[0]
+    else:
+        st.session_state["user_id"] = st.selectbox("Matching shoppers", matches)
+user_id = st.session_state.get("user_id")
+if not user_id:
+    st.info("Pick a shopper to see their homepage.")
+    st.stop()
+
+rule_set = st.session_state.get("draft") or load_rule_set()
+try:
+    view = homepage_for(user_id, rule_set)
+except StudioError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.subheader(f"Shopper {user_id}")
+attrs = {k: v for k, v in view.user.attrs.items() if k != "user_id" and v is not None}
+st.caption(" · ".join(f"{k}: {v}" for k, v in attrs.items()) or "no attributes on file")
+if not view.history.is_empty():
+    with st.expander(f"Recent history ({len(view.history)} steps)", expanded=False):
+        st.dataframe(view.history.reverse(), hide_index=True, width="stretch")
+st.caption(f"Scores: {view.source} — {view.scoring_note}")
+
+# --- the homepage, model only vs with the draft rules -------------------------------------------
+model_slots = {s.item_id: s.slot for s in view.model_only.slots}
+items = {r["item_id"]: r for r in view.attrs_for_slots()}
+left, right = st.columns(2)
+with left:
+    st.markdown("#### For you — model only")
+    card_grid([card_html(items[s.item_id], s.slot, [f"model #{s.model_rank}"]) for s in view.model_only.slots])
+with right:
+    st.markdown(f"#### For you — with draft rules (v{rule_set.version})")
+    card_grid([
+        card_html(items[s.item_id], s.slot, s.reasons, moved=model_slots.get(s.item_id) != s.slot)
+        for s in view.ruled.slots
+    ])
+for conflict in view.ruled.conflicts:
+    st.warning(conflict)
+
+m = view.metrics
+cols = st.columns(5)
+cols[0].metric("Intra-list diversity", f"{m.get('intra_list_diversity', 0):.3f}")
+cols[1].metric("Categories covered", m.get("categories_covered", 0))
+cols[2].metric("Calibration KL", f"{m.get('calibration_kl', 0):.3f}")
+cols[3].metric("Score lost to rules", f"{m.get('score_lost', 0):.3f}")
+share = m.get("protected_share")
+cols[4].metric("Protected share", "—" if share is None else f"{share:.0%}")
+if m.get("protected_prefix"):
+    st.line_chart(m["protected_prefix"], x="prefix", y=["protected", "fair_minimum"], height=180)
+
+# --- quick rules from the preview ------------------------------------------------------------
+with st.expander("Add a rule from this homepage"):
+    pick = st.selectbox("Item", [s.item_id for s in view.ruled.slots],
+                        format_func=lambda i: f"{i} — {items[i].get('title')}")
+    a1, a2, a3 = st.columns(3)
+    slot = a1.number_input("Slot", min_value=1, max_value=len(view.ruled.slots) or 1, value=1)
+    if a2.button("Pin here"):
+        st.session_state["draft"] = draft_with(rule_set, "pin", item_id=pick, slot=int(slot))
+        st.rerun()
+    if a3.button("Block item"):
+        st.session_state["draft"] = draft_with(rule_set, "block", item_id=pick)
+        st.rerun()
+
+# --- the rest of the storefront --------------------------------------------------------------
+for row in (rows.because_you_viewed(user_id), rows.trending_in_top_category(user_id), rows.deals_for_you(user_id)):
+    if row is None or row.items.is_empty():
+        continue
+    st.markdown(f"#### {row.title}")
+    st.caption(row.note)
+    card_grid([card_html(r) for r in row.items.to_dicts()])
+
+st.divider()
+s1, s2 = st.columns(2)
+with s1:
+    item = st.text_input("Similar items for item id (a product page)")
+    if item:
+        try:
+            row = rows.similar_items(item.strip())
+        except StudioError as exc:
+            st.error(str(exc))
+        else:
+            st.caption(row.note)
+            card_grid([card_html(r) for r in row.items.to_dicts()])
+with s2:
+    query = st.text_input("Search titles, personalized for this shopper")
+    if query:
+        row = rows.personalized_search(user_id, query)
+        st.caption(row.note)
+        if row.items.is_empty():
+            st.info(f"No title matches “{query}”.")
+        card_grid([card_html(r) for r in row.items.to_dicts()])

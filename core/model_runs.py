@@ -259,6 +259,7 @@ class ActiveModel:
     run_id: str | None
     label: str
     loaded_at: float = field(default_factory=time.time)
+    catalog_size: int = 0
 
     @property
     def is_fallback(self) -> bool:
@@ -269,29 +270,35 @@ _cache: dict[str, ActiveModel] = {}
 _cache_lock = threading.Lock()
 
 
-def load_active_model(db_path=None, max_age_s: float = 30.0) -> ActiveModel:
-    """The active run (cached per process), extended with catalog items added since it was trained."""
+def load_active_model(db_path=None) -> ActiveModel:
+    """The active run (cached per process while neither the run nor the catalog changes), extended
+    with catalog items added since it was trained (cold start)."""
     key = str(db_path or settings().db_path)
+    with store.connect(db_path) as con:
+        rows = con.execute(
+            "SELECT run_id, path FROM model_runs WHERE active AND status = 'done'"
+        ).fetchall()
+        n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
+    run_id, path = rows[0] if rows else (None, None)
     with _cache_lock:
         hit = _cache.get(key)
-    run = active_run(db_path)
-    run_id = run["run_id"] if run else None
-    if hit and hit.run_id == run_id and (run_id or time.time() - hit.loaded_at < max_age_s):
+    if hit and hit.run_id == run_id and hit.catalog_size == n_items:
         return hit
     codes = {}
-    if run is not None and (Path(run["path"]) / "side_codes.json").exists():
-        codes = json.loads((Path(run["path"]) / "side_codes.json").read_text())
+    if path and (Path(path) / "side_codes.json").exists():
+        codes = json.loads((Path(path) / "side_codes.json").read_text())
     with store.connect(db_path) as con:
         catalog = load_catalog(con, codes.get("categories"), codes.get("brands"))
-    if run is None:
+    if run_id is None:
         seqs = load_sequences(db_path, catalog=catalog)
         model = MostPop().fit(SequenceData(items=seqs.items))
         result = ActiveModel(model, catalog, None, "popularity baseline (no model trained yet)")
     else:
-        model = load_run(run["path"], device=pick_device(None))
-        vocab = Vocab.load(Path(run["path"]) / "vocab.json")
+        model = load_run(path, device=pick_device(None))
+        vocab = Vocab.load(Path(path) / "vocab.json")
         catalog = _align_catalog(catalog, vocab, model)
         result = ActiveModel(model, catalog, run_id, f"LSTM run {run_id}")
+    result.catalog_size = n_items
     with _cache_lock:
         _cache[key] = result
     return result

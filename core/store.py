@@ -234,6 +234,7 @@ def connect(
     if needs_migration and read_only:
         read_only = False  # a file from an older version must be upgraded first
     con = _open(path, read_only, cfg.lock_wait_s, on_wait)
+    con.execute("SET enable_progress_bar = false")  # progress is ours to report, not DuckDB's stdout
     try:
         if needs_migration:
             migrate(con)

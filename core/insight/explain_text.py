@@ -1,0 +1,222 @@
+"""Explanations for people: one plain sentence, what the rules did, rows for a waterfall chart.
+
+SHAP explains the model's score; ``rules_effect`` says separately what the merchandising rules did to the
+model's rank, because no attribution of the score can show a pin or a boost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from models.base import EVENT_TYPES
+
+if TYPE_CHECKING:  # no import cycle at run time: explain imports this module
+    from core.insight.explain import Explanation, FeatureAttribution
+
+EVENT_NAMES = {code: name for name, code in EVENT_TYPES.items()}
+
+# verb templates per event type: {x} is the thing (a title, or "3 phone cases")
+_VERBS = {
+    "view": "viewed {x}",
+    "click": "clicked {x}",
+    "add_to_cart": "added {x} to your cart",
+    "remove_from_cart": "removed {x} from your cart",
+    "purchase": "bought {x}",
+    "review": "reviewed {x}",
+}
+
+
+def event_phrase(event_type: int | None, thing: str) -> str:
+    """'added Bluetooth headphones to your cart' for (add_to_cart, 'Bluetooth headphones')."""
+    name = EVENT_NAMES.get(int(event_type or 0), "")
+    return _VERBS.get(name, "interacted with {x}").format(x=thing)
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _category_of(categories, item: int) -> str | None:
+    if categories is None:
+        return None
+    try:
+        c = categories.get(item) if isinstance(categories, Mapping) else categories[item]
+    except (IndexError, KeyError, TypeError):
+        return None
+    if c is None or (isinstance(c, float) and np.isnan(c)):
+        return None
+    c = str(c).strip()
+    return c or None
+
+
+def _plural(category: str, n: int) -> str:
+    leaf = category.split(".")[-1].replace("_", " ").strip() or category
+    return f"{n} {leaf}" if leaf.lower().endswith("s") else f"{n} items in {leaf}"
+
+
+def _ago_lookup(explanation: Explanation, event_ago: Sequence[str] | None) -> dict[int, str]:
+    """position -> 'n days ago'; ``event_ago`` has one entry per history position, or one per real event."""
+    if not event_ago:
+        return {}
+    events = [f for f in explanation.features if f.kind == "event"]
+    if len(event_ago) == len(events):
+        return {f.position: event_ago[k] for k, f in enumerate(events) if event_ago[k]}
+    real = [f for f in events if f.item_index]
+    if len(event_ago) == len(real):
+        return {f.position: event_ago[k] for k, f in enumerate(real) if event_ago[k]}
+    return {}
+
+
+def sentence(
+    explanation: Explanation,
+    item_titles: Mapping[int, str] | None = None,
+    event_ago: Sequence[str] | None = None,
+    categories: Mapping[int, str] | Sequence[str] | np.ndarray | None = None,
+    *,
+    max_phrases: int = 3,
+    coverage: float = 0.75,
+) -> str:
+    """One plain-language sentence: the past events that pushed the score up most, same-category events of
+    one kind grouped ('viewed 3 phone cases'), single events with their title and when.
+
+    ``item_titles``: item index -> title; ``event_ago``: 'n days ago' per history position or per real event;
+    ``categories``: item index -> category path (a mapping, or an array indexed by item)."""
+    titles = item_titles or {}
+    ago = _ago_lookup(explanation, event_ago)
+    groups: dict[tuple, list[FeatureAttribution]] = {}
+    for f in explanation.players():
+        if f.value <= 0:
+            continue
+        if f.kind == "context":
+            groups[("context", f.name)] = [f]
+            continue
+        cat = _category_of(categories, f.item_index)
+        key = ("event", f.event_type, cat) if cat else ("event", f.event_type, f"item {f.item_index}", f.position)
+        groups.setdefault(key, []).append(f)
+    if not groups:
+        return ("Recommended mainly because it scores well for shoppers in general; "
+                "nothing in your recent history raised it.")
+    ranked = sorted(groups.items(), key=lambda kv: -sum(f.value for f in kv[1]))
+    total = sum(sum(f.value for f in fs) for _, fs in ranked)
+    chosen, acc, top = [], 0.0, sum(f.value for f in ranked[0][1])
+    for key, fs in ranked[:max_phrases]:
+        v = sum(f.value for f in fs)
+        if chosen and (acc >= coverage * total or v < 0.1 * top):
+            break
+        chosen.append((key, fs))
+        acc += v
+    event_parts, context_parts = [], []
+    for key, fs in chosen:
+        if key[0] == "context":
+            context_parts.append(f"the {fs[0].name}" if fs[0].name.startswith("time") else fs[0].name)
+            continue
+        if len(fs) == 1:
+            f = fs[0]
+            when = ago.get(f.position)
+            phrase = event_phrase(f.event_type, titles.get(f.item_index) or f"item {f.item_index}")
+            event_parts.append(f"{phrase} {when}" if when else phrase)
+        else:
+            distinct = {f.item_index for f in fs}
+            if len(distinct) == 1:  # the same item several times
+                title = titles.get(fs[0].item_index) or f"item {fs[0].item_index}"
+                event_parts.append(event_phrase(fs[0].event_type, title) + f" {len(fs)} times")
+            else:
+                event_parts.append(event_phrase(fs[0].event_type, _plural(key[2], len(fs))))
+    if event_parts:
+        text = "Recommended mainly because you " + _join(event_parts)
+        if context_parts:
+            text += ", and because of " + _join(context_parts)
+    else:
+        text = "Recommended mainly because of " + _join(context_parts)
+    return text
+
+
+# ---------------------------------------------------------------- the rules
+
+
+_RULE_PHRASES = [  # keyword in a slot reason -> what it did
+    ("boost", "boosted"),
+    ("bur", "buried"),
+    ("reserv", "placed in a slot reserved for its group"),
+    ("divers", "swapped in for diversity"),
+    ("fair", "swapped in to meet a fairness minimum share"),
+    ("cap", "moved by a per-category/brand/seller cap"),
+    ("promo", "promoted"),
+    ("block", "moved because other items were blocked"),
+]
+
+
+def _reason_phrase(reason: str) -> str | None:
+    r = reason.strip()
+    low = r.lower()
+    if not low or low in ("model", "model rank", "ranked by the model"):
+        return None
+    head, _, detail = r.partition(":")
+    for key, phrase in _RULE_PHRASES:
+        if key in head.lower():
+            return f"{phrase} ({detail.strip()})" if detail.strip() else phrase
+    return r
+
+
+def rules_effect(slot_reasons: Sequence[str] | None, model_rank: int | None, final_slot: int) -> str:
+    """What the merchandising rules did to the model's ranking of this slot's item, in one line
+    ('The model ranked it #5; the rules moved it up to slot 3: boosted'). Ranks and slots are 1-based."""
+    reasons = [str(r) for r in (slot_reasons or [])]
+    rank = int(model_rank) if model_rank is not None and int(model_rank) > 0 else None
+    said = f"The model ranked it #{rank}" if rank else "The model did not rank it among its candidates"
+    pinned = [r for r in reasons if "pin" in r.lower()]
+    if pinned:
+        detail = pinned[0].partition(":")[2].strip()
+        return f"{said}; pinned to slot {final_slot} by a merchandiser" + (f" ({detail})" if detail else "") + "."
+    phrases = [p for p in (_reason_phrase(r) for r in reasons) if p]
+    if rank == final_slot and not phrases:
+        return f"{said} and the rules left it there (slot {final_slot})."
+    if not phrases:
+        if rank is None:
+            return f"{said}; the rules placed it in slot {final_slot}."
+        return (f"{said}; it is in slot {final_slot} because the rules moved other items "
+                "(pins, blocks, caps) around it.")
+    if rank is None:
+        return f"{said}; the rules placed it in slot {final_slot}: " + _join(phrases) + "."
+    direction = "up " if final_slot < rank else "down " if final_slot > rank else ""
+    moved = f"moved it {direction}to slot {final_slot}" if rank != final_slot else f"kept it in slot {final_slot}"
+    return f"{said}; the rules {moved}: " + _join(phrases) + "."
+
+
+# ---------------------------------------------------------------- the chart
+
+
+def waterfall_data(
+    explanation: Explanation,
+    labels: Mapping[int | str, str] | None = None,
+    max_features: int = 15,
+) -> list[dict]:
+    """Rows for a plotly waterfall, in drawing order: the base value, the features by |attribution|
+    (the rest summed into one 'n other features' row), then the score. Each row: label, value, cumulative
+    (the running total after the row; the last row's cumulative is the score).
+
+    ``labels``: history position (events) or feature name (context) -> label; default the feature's name."""
+    labels = labels or {}
+    rows = [{"label": "base value (empty history)", "value": explanation.base_value,
+             "cumulative": explanation.base_value}]
+    fs = sorted(explanation.players(), key=lambda f: -abs(f.value))
+    shown, rest = fs[:max_features], fs[max_features:]
+    if len(rest) == 1:
+        shown, rest = fs, []
+    acc, seen = explanation.base_value, {}
+    for f in shown:
+        acc += f.value
+        key = f.position if f.kind == "event" else f.name
+        rows.append({"label": labels.get(key) or labels.get(f.name) or f.name, "value": f.value, "cumulative": acc})
+        seen[rows[-1]["label"]] = seen.get(rows[-1]["label"], 0) + 1
+        if seen[rows[-1]["label"]] > 1:  # a chart axis merges equal labels: keep every bar apart
+            rows[-1]["label"] += f" ({seen[rows[-1]['label']]})"
+    if rest:
+        v = sum(f.value for f in rest)
+        acc += v
+        rows.append({"label": f"{len(rest)} other features", "value": v, "cumulative": acc})
+    rows.append({"label": "model score", "value": explanation.score, "cumulative": explanation.score})
+    return rows

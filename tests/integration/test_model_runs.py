@@ -1,0 +1,104 @@
+"""Model runs on a real DuckDB store: train, record, activate, fail safely, cold-start new items."""
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from core import store
+from core.errors import InputError
+from core.model_runs import activate_run, active_run, load_active_model, runs_table, slice_mask, train_run
+from models.lstm import LSTMConfig
+
+SMALL = dict(dim=16, max_epochs=2, batch_size=64)
+
+
+def make_shop(n_users=200, n_items=60, seed=0):
+    """A tiny shop where item i is usually followed by item i+7: something learnable."""
+    rng = np.random.default_rng(seed)
+    shop_items = pl.DataFrame({
+        "item_id": [f"i{i:03d}" for i in range(n_items)],
+        "title": [f"Item {i}" for i in range(n_items)],
+        "category": [f"top{i % 3}.mid{i % 2}.leaf{i % 5}" for i in range(n_items)],
+        "brand": [f"b{i % 4}" for i in range(n_items)],
+        "price": rng.lognormal(3, 1, n_items),
+    })
+    rows, t0 = [], datetime(2026, 10, 1)
+    for u in range(n_users):
+        start = int(rng.integers(n_items))
+        for j in range(int(rng.integers(3, 10))):
+            kind = ["view", "click", "add_to_cart", "purchase"][int(rng.integers(4))]
+            rows.append((t0 + timedelta(hours=u, minutes=j), f"u{u:03d}", f"i{(start + 7 * j) % n_items:03d}", kind))
+    log = pl.DataFrame(rows, schema=["ts", "user_id", "item_id", "event_type"], orient="row")
+    with store.transaction() as con:
+        con.execute("INSERT INTO items (item_id, title, category, brand, price) SELECT * FROM shop_items")
+        con.execute("INSERT INTO events (ts, user_id, item_id, event_type) SELECT * FROM log")
+        con.execute("INSERT INTO users (user_id, first_seen, segment) SELECT user_id, min(ts), 'returning' "
+                    "FROM log GROUP BY 1")
+
+
+def test_train_records_and_activates(db):
+    make_shop()
+    seen = []
+    run = train_run(config=LSTMConfig(**SMALL), time_budget_s=60, progress=lambda f, m: seen.append(f))
+    assert run.active and (run.path / "model.pt").exists() and (run.path / "vocab.json").exists()
+    assert active_run()["run_id"] == run.run_id
+    table = runs_table()
+    assert table["status"].to_list() == ["done"]
+    assert table["ndcg@10"][0] > table["mostpop ndcg@10"][0]  # the sequence pattern beats popularity
+    assert seen and seen[-1] == 1.0
+
+
+def test_failed_training_leaves_active_run(db, monkeypatch):
+    make_shop()
+    first = train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("core.model_runs.save_run", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+    assert active_run()["run_id"] == first.run_id
+    failed = runs_table().filter(pl.col("status") == "failed")
+    assert len(failed) == 1 and "disk full" in failed["message"][0]
+    with pytest.raises(InputError):
+        activate_run(failed["run_id"][0])
+
+
+def test_finetune_reports_both(db):
+    make_shop()
+    run = train_run(config=LSTMConfig(**SMALL), finetune_on="purchases", time_budget_s=60)
+    assert {"slice_pretrained", "slice_finetuned"} <= set(run.metrics)
+    assert run.metrics["slice"] == "purchases"
+
+
+def test_slice_specs_are_checked(db):
+    make_shop()
+    from core.data.sequences import load_sequences
+
+    seqs = load_sequences()
+    assert all(m.dtype == bool for m in slice_mask("recent:3d", seqs))
+    assert any(m.any() for m in slice_mask("category:top1", seqs))
+    for bad in ("recent:xd", "category:nowhere", "weekends"):
+        with pytest.raises(InputError):
+            slice_mask(bad, seqs)
+
+
+def test_new_catalog_item_is_scored_through_side_features(db):
+    make_shop()
+    train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+    before = load_active_model().catalog.n_items
+    with store.transaction() as con:
+        con.execute("INSERT INTO items (item_id, title, category, brand, price) "
+                    "VALUES ('brand-new', 'New thing', 'top1.mid0.leaf2', 'b1', 20.0)")
+    active = load_active_model()
+    assert active.catalog.n_items == before + 1
+    idx = active.catalog.vocab.index["brand-new"]
+    from core.data.sequences import load_sequences
+
+    seqs = load_sequences(catalog=active.catalog)
+    scores = active.model.score(seqs.histories([0], max_len=active.model.config.max_len))
+    assert torch.isfinite(scores[0, idx])

@@ -198,7 +198,7 @@ def _open(path: Path, read_only: bool, wait_s: float, on_wait: Callable[[str], N
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
-    found = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    found = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
     for version in range(found + 1, SCHEMA_VERSION + 1):
         con.execute("BEGIN TRANSACTION")
         try:
@@ -234,7 +234,7 @@ def connect(
     if needs_migration and read_only:
         read_only = False  # a file from an older version must be upgraded first
     con = _open(path, read_only, cfg.lock_wait_s, on_wait)
-    con.execute("SET enable_progress_bar = false")  # progress is ours to report, not DuckDB's stdout
+    con.execute("SET enable_progress_bar = false").fetchall()  # progress is ours to report, not DuckDB's stdout
     try:
         if needs_migration:
             migrate(con)
@@ -266,8 +266,8 @@ def query(sql: str, params: list | tuple | dict | None = None, db_path: str | Pa
 
 def scalar(sql: str, params: list | tuple | None = None, db_path: str | Path | None = None):
     with connect(db_path) as con:
-        row = con.execute(sql, params or []).fetchone()
-        return row[0] if row else None
+        rows = con.execute(sql, params or []).fetchall()
+        return rows[0][0] if rows else None
 
 
 def audit(con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None) -> None:

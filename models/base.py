@@ -77,6 +77,11 @@ class Recommender(ABC):
     name: str = "recommender"
     n_items: int = 0
 
+    def fit(self, train, **kwargs) -> "Recommender":
+        """Learn from training sequences (``models.train.SequenceData`` or a list of dense-id sequences in
+        time order); returns ``self``. Models that need no training may keep this default."""
+        raise NotImplementedError(f"{type(self).__name__} has no fit()")
+
     @abstractmethod
     def score(self, histories: Histories) -> torch.Tensor:
         """Scores for every item: (B, n_items + 1); column 0 (padding) is -inf."""

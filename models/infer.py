@@ -50,8 +50,14 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def _masked_scores(model: Recommender, h: Histories, exclude: torch.Tensor | None, rows: slice,
-                   exclude_history: bool, device: torch.device) -> torch.Tensor:
+def _masked_scores(
+    model: Recommender,
+    h: Histories,
+    exclude: torch.Tensor | None,
+    rows: slice,
+    exclude_history: bool,
+    device: torch.device,
+) -> torch.Tensor:
     with _autocast(device):
         s = model.score(h.to(device))
     s = s.float()  # (b, N+1)
@@ -70,9 +76,15 @@ def _slice(h: Histories, rows: slice) -> Histories:
     return Histories(h.items[rows], take(h.event_types), take(h.gaps))
 
 
-def score_users(model: Recommender, histories: Histories, batch_size: int = 1024, exclude: torch.Tensor | None = None,
-                k: int = 100, exclude_history: bool = True, device: str | torch.device | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def score_users(
+    model: Recommender,
+    histories: Histories,
+    batch_size: int = 1024,
+    exclude: torch.Tensor | None = None,
+    k: int = 100,
+    exclude_history: bool = True,
+    device: str | torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     dev = pick_device(device)
     _move(model, dev)
     n = len(histories)
@@ -90,9 +102,15 @@ def score_users(model: Recommender, histories: Histories, batch_size: int = 1024
     return torch.cat(out_s), torch.cat(out_i)
 
 
-def ranks_of_targets(model: Recommender, histories: Histories, targets: torch.Tensor, batch_size: int = 1024,
-                     exclude: torch.Tensor | None = None, exclude_history: bool = True,
-                     device: str | torch.device | None = None) -> torch.Tensor:
+def ranks_of_targets(
+    model: Recommender,
+    histories: Histories,
+    targets: torch.Tensor,
+    batch_size: int = 1024,
+    exclude: torch.Tensor | None = None,
+    exclude_history: bool = True,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
     dev = pick_device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
     n = len(histories)
     out = []
@@ -108,8 +126,9 @@ def ranks_of_targets(model: Recommender, histories: Histories, targets: torch.Te
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-def timed_score(model: Recommender, histories: Histories, device: str | torch.device | None = None
-                ) -> tuple[str, float]:
+def timed_score(
+    model: Recommender, histories: Histories, device: str | torch.device | None = None
+) -> tuple[str, float]:
     dev = pick_device(device)
     _move(model, dev)
     h = histories.to(dev)

@@ -65,6 +65,25 @@ class LSTMConfig:
     seed: int = 1337
 
 
+class _FullSoftmaxCE(torch.autograd.Function):
+    """Mean cross-entropy of (M, N+1) logits that reuses the logits buffer for the gradient
+    (softmax - one-hot), skipping the extra (M, N+1) buffers of log_softmax + nll_loss."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        lse = torch.logsumexp(logits, 1)  # (M,)
+        loss = (lse - logits.gather(1, y.unsqueeze(1)).squeeze(1)).mean()
+        ctx.save_for_backward(logits, lse, y)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        logits, lse, y = ctx.saved_tensors
+        grad = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place: the logits are not needed again
+        grad.scatter_add_(1, y.unsqueeze(1), torch.full_like(lse, -1.0).unsqueeze(1))
+        return grad.mul_(g / logits.shape[0]), None
+
+
 class LSTMNet(nn.Module):
     def __init__(self, config: LSTMConfig):
         super().__init__()
@@ -78,12 +97,21 @@ class LSTMNet(nn.Module):
         self.brand_emb = nn.Embedding(c.n_brands, c.dim, padding_idx=0) if c.n_brands else None
         self.price_emb = nn.Embedding(c.n_price_buckets, c.dim, padding_idx=0) if c.n_price_buckets else None
         # per-item side-feature codes (0 = unknown); buffers so they travel with the state dict
-        for name, emb in (("category", self.cat_emb), ("brand", self.brand_emb), ("price_bucket", self.price_emb)):
+        for name, emb in (
+            ("category", self.cat_emb),
+            ("brand", self.brand_emb),
+            ("price_bucket", self.price_emb),
+        ):
             self.register_buffer(name, torch.zeros(n, dtype=torch.long) if emb is not None else None)
         self.in_norm = nn.LayerNorm(c.dim) if c.layer_norm else nn.Identity()
         self.emb_drop = nn.Dropout(c.emb_dropout)
-        self.lstm = nn.LSTM(c.dim, c.dim, num_layers=c.n_layers, batch_first=True,
-                            dropout=c.hidden_dropout if c.n_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            c.dim,
+            c.dim,
+            num_layers=c.n_layers,
+            batch_first=True,
+            dropout=c.hidden_dropout if c.n_layers > 1 else 0.0,
+        )
         self.out_drop = nn.Dropout(c.hidden_dropout)
         self.out_proj = nn.Linear(c.dim, c.dim)
         self.out_norm = nn.LayerNorm(c.dim) if c.layer_norm else nn.Identity()
@@ -109,7 +137,11 @@ class LSTMNet(nn.Module):
         """Copy per-item side codes (N+1,) into the model's buffers (codes beyond the table → unknown)."""
         if side is None:
             return
-        for name, emb in (("category", self.cat_emb), ("brand", self.brand_emb), ("price_bucket", self.price_emb)):
+        for name, emb in (
+            ("category", self.cat_emb),
+            ("brand", self.brand_emb),
+            ("price_bucket", self.price_emb),
+        ):
             codes = getattr(side, name)
             if emb is None or codes is None:
                 continue
@@ -123,7 +155,11 @@ class LSTMNet(nn.Module):
     def side_table(self) -> torch.Tensor | None:
         """Side-feature part of every item's representation, (N+1, D), or None."""
         out = None
-        for name, emb in (("category", self.cat_emb), ("brand", self.brand_emb), ("price_bucket", self.price_emb)):
+        for name, emb in (
+            ("category", self.cat_emb),
+            ("brand", self.brand_emb),
+            ("price_bucket", self.price_emb),
+        ):
             if emb is not None:
                 v = emb(getattr(self, name))  # (N+1, D)
                 out = v if out is None else out + v
@@ -139,34 +175,49 @@ class LSTMNet(nn.Module):
             e = e + side
         return e
 
-    def encode(self, items: torch.Tensor, event_types: torch.Tensor | None, gaps: torch.Tensor | None,
-               table: torch.Tensor, lengths: torch.Tensor):
+    def encode(
+        self,
+        items: torch.Tensor,
+        event_types: torch.Tensor | None,
+        gaps: torch.Tensor | None,
+        table: torch.Tensor,
+        lengths: torch.Tensor,
+    ):
         """Run the LSTM over left-aligned rows. items (B, T) with real items in [0, length).
-        Returns (packed output data (sum(lengths), D) in packed order, packed batch info, last hidden (B, D))."""
+        Returns (PackedSequence of outputs, sum(lengths) x D in packed order; last hidden (B, D))."""
         x = F.embedding(items, table)  # (B, T, D)
         ev = event_types if event_types is not None else torch.full_like(items, PURCHASE)
         x = x + self.event_emb(ev.clamp(0, self.config.n_event_types - 1))
         if self.gap_emb is not None and gaps is not None:
             x = x + self.gap_emb(gaps.clamp(0, self.config.n_gap_buckets - 1))
         x = self.emb_drop(self.in_norm(x))  # (B, T, D)
-        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, (h_n, _) = self.lstm(packed)
+        packed = pack_padded_sequence(
+            x.float(), lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        with torch.autocast(
+            x.device.type, enabled=False
+        ):  # the recurrence in fp32; autocast is for the logits
+            out, (h_n, _) = self.lstm(packed)
         return out, h_n[-1]  # PackedSequence, (B, D)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.out_norm(self.out_proj(self.out_drop(h)))  # (M, D)
 
     def logits(self, h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        s = h @ table.t()  # (M, N+1)
         if self.bias is not None:
-            s = s + self.bias
-        return s
+            return torch.addmm(self.bias, h, table.t())  # (M, N+1)
+        return h @ table.t()  # (M, N+1)
 
 
-def compact_left(h: Histories, max_len: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+def compact_left(
+    h: Histories, max_len: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
     """Left-padded (or holed) histories -> left-aligned rows of real items (order kept), truncated to the
     ``max_len`` most recent. Returns items, event_types, gaps (each (B, T') or None) and lengths (B,)."""
     items = h.items.long()
+    if items.shape[1] == 0:  # no columns at all: one padding column, scored like a fully padded history
+        items = torch.zeros(items.shape[0], 1, dtype=torch.long, device=items.device)
+        h = Histories(items)
     nz = items != 0  # (B, T)
     lengths = nz.sum(1)  # (B,)
     # real positions first (stable keeps time order), padding after
@@ -174,7 +225,9 @@ def compact_left(h: Histories, max_len: int) -> tuple[torch.Tensor, torch.Tensor
     # keep only the most recent max_len: shift each row so its last max_len real items start at 0
     drop = (lengths - max_len).clamp(min=0)  # (B,)
     t = max(1, min(int(lengths.max().item()) if items.numel() else 1, max_len))
-    idx = (drop.unsqueeze(1) + torch.arange(t, device=items.device).unsqueeze(0)).clamp(max=items.shape[1] - 1)
+    idx = (drop.unsqueeze(1) + torch.arange(t, device=items.device).unsqueeze(0)).clamp(
+        max=items.shape[1] - 1
+    )
     order = order.gather(1, idx)  # (B, T')
     lengths = lengths.clamp(max=max_len)
     valid = torch.arange(t, device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
@@ -192,7 +245,11 @@ class LSTMRecommender(Recommender):
 
     def __init__(self, config: LSTMConfig, side: ItemSide | None = None):
         if side is not None:  # side-feature table sizes come from the ItemSide when not set
-            for f, n in (("category", "n_categories"), ("brand", "n_brands"), ("price_bucket", "n_price_buckets")):
+            for f, n in (
+                ("category", "n_categories"),
+                ("brand", "n_brands"),
+                ("price_bucket", "n_price_buckets"),
+            ):
                 if getattr(side, f) is not None and getattr(config, n) == 0:
                     setattr(config, n, max(1, int(getattr(side, n))))
         self.config = config
@@ -205,7 +262,7 @@ class LSTMRecommender(Recommender):
     def device(self) -> torch.device:
         return self.net.item_emb.weight.device
 
-    def to(self, device: torch.device | str) -> "LSTMRecommender":
+    def to(self, device: torch.device | str) -> LSTMRecommender:
         self.net.to(device)
         return self
 
@@ -213,7 +270,7 @@ class LSTMRecommender(Recommender):
         was_training = self.net.training
         self.net.eval()
         try:
-            with torch.inference_mode():
+            with torch.no_grad():  # not inference_mode: callers (top_k, SHAP) edit the scores in place
                 items, ev, gaps, lengths = compact_left(histories.to(self.device), self.config.max_len)
                 table = self.net.item_table()  # (N+1, D)
                 _, last = self.net.encode(items, ev, gaps, table, lengths)  # (B, D)
@@ -230,7 +287,8 @@ class LSTMRecommender(Recommender):
 
     def add_items(self, n_new: int, side: ItemSide | None = None) -> None:
         """Append ``n_new`` catalog items (ids n_items+1..n_items+n_new) never seen in training: zero id
-        embedding, mean bias, side codes from ``side`` (a full (N_new+1,) ItemSide) — scored by side features."""
+        embedding, mean bias, side codes from ``side`` (a full (N_new+1,) ItemSide): scored by side
+        features alone."""
         net, old = self.net, self.config.n_items + 1
         new = old + n_new
         dev = self.device
@@ -252,10 +310,46 @@ class LSTMRecommender(Recommender):
         self.n_items = self.config.n_items
         net.set_side(side)
 
+    def fit(
+        self,
+        train,
+        valid=None,
+        *,
+        time_budget_s: float | None = None,
+        progress=None,
+        progress_every: int = 50,
+        **_,
+    ) -> LSTMRecommender:
+        """Train this model in place (``models.train``'s pretraining loop); ``train`` is a ``SequenceData`` or
+        a list of id sequences, ``valid`` an optional ``models.train.EvalSet`` for early stopping."""
+        from models.train import SequenceData, _train  # lazy: models.train imports this module
+
+        data = train if isinstance(train, SequenceData) else SequenceData(list(train))
+        c = self.config
+        return _train(
+            self,
+            data,
+            valid,
+            stage="pretrain",
+            lr=c.lr,
+            max_epochs=c.max_epochs,
+            time_budget_s=time_budget_s,
+            progress=progress,
+            progress_every=progress_every,
+            warmup_frac=c.warmup_frac,
+        )
+
     # --- training helpers (used by models.train) ---
-    def train_loss(self, items: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
-                   event_types: torch.Tensor | None = None, gaps: torch.Tensor | None = None,
-                   target_mask: torch.Tensor | None = None, log_q: torch.Tensor | None = None) -> torch.Tensor:
+    def train_loss(
+        self,
+        items: torch.Tensor,
+        targets: torch.Tensor,
+        lengths: torch.Tensor,
+        event_types: torch.Tensor | None = None,
+        gaps: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
+        log_q: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean next-item CE over real positions. All (B, T) left-aligned; targets 0 where no target.
         ``target_mask`` (B, T) bool keeps only some targets (fine-tuning slices). ``log_q`` (N+1,) =
         log sampling probabilities, used above ``sampled_softmax_above`` items."""
@@ -267,15 +361,18 @@ class LSTMRecommender(Recommender):
         out, _ = net.encode(items, event_types, gaps, table, lengths)
         # targets in the same packed order as the LSTM outputs: only real positions get logits
         tgt = targets if target_mask is None else targets * target_mask
-        tgt_packed = pack_padded_sequence(tgt, lengths.clamp(min=1).cpu(), batch_first=True,
-                                          enforce_sorted=False).data  # (P,)
+        tgt_packed = pack_padded_sequence(
+            tgt, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        ).data  # (P,)
         keep = tgt_packed > 0
         h = net.head(out.data[keep])  # (M, D)
         y = tgt_packed[keep]  # (M,)
         if y.numel() == 0:
             return table.sum() * 0.0
         if c.n_items <= c.sampled_softmax_above or log_q is None:
-            return F.cross_entropy(net.logits(h, table)[:, 1:], y - 1)
+            # full softmax over all N+1 rows (row 0 = padding: a zero vector, one harmless extra negative);
+            # addmm and no column slicing keep the (M, N+1) logits to one contiguous buffer
+            return _FullSoftmaxCE.apply(net.logits(h, table), y)
         return self._sampled_softmax(h, y, table, log_q)
 
     def _sampled_softmax(self, h, y, table, log_q):
@@ -302,4 +399,3 @@ class LSTMRecommender(Recommender):
 
     def __repr__(self) -> str:
         return f"LSTMRecommender(n_items={self.n_items}, dim={self.config.dim}, params={self.n_params():,})"
-

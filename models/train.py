@@ -42,7 +42,17 @@ from models.base import Histories, ItemSide, Progress, ProgressCallback
 from models.infer import pick_device, ranks_of_targets
 from models.lstm import LSTMConfig, LSTMRecommender
 
-__all__ = ["SequenceData", "EvalSet", "fit", "finetune", "save_run", "load_run", "save", "load", "pick_device"]
+__all__ = [
+    "SequenceData",
+    "EvalSet",
+    "fit",
+    "finetune",
+    "save_run",
+    "load_run",
+    "save",
+    "load",
+    "pick_device",
+]
 
 
 @dataclass
@@ -59,31 +69,41 @@ class EvalSet:
     targets: torch.Tensor  # (U,) long
 
     @staticmethod
-    def from_sequences(histories: list, targets, max_len: int = 50, event_types: list | None = None,
-                       gaps: list | None = None) -> "EvalSet":
-        return EvalSet(left_pad(histories, max_len, event_types, gaps), torch.as_tensor(np.asarray(targets), dtype=torch.long))
+    def from_sequences(
+        histories: list, targets, max_len: int = 50, event_types: list | None = None, gaps: list | None = None
+    ) -> EvalSet:
+        return EvalSet(
+            left_pad(histories, max_len, event_types, gaps),
+            torch.as_tensor(np.asarray(targets), dtype=torch.long),
+        )
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
 
-def left_pad(seqs: list, max_len: int, event_types: list | None = None, gaps: list | None = None) -> Histories:
+def left_pad(
+    seqs: list, max_len: int, event_types: list | None = None, gaps: list | None = None
+) -> Histories:
     """Lists of id sequences -> left-padded ``Histories`` keeping the ``max_len`` most recent."""
+
     def pad(rows):
         out = np.zeros((len(rows), max_len), dtype=np.int64)
         for i, r in enumerate(rows):
             r = np.asarray(r, dtype=np.int64)[-max_len:]
             if len(r):
-                out[i, max_len - len(r):] = r
+                out[i, max_len - len(r) :] = r
         return torch.from_numpy(out)
-    return Histories(pad(seqs), None if event_types is None else pad(event_types), None if gaps is None else pad(gaps))
+
+    return Histories(
+        pad(seqs), None if event_types is None else pad(event_types), None if gaps is None else pad(gaps)
+    )
 
 
 class _Batches:
     """Next-item pairs per sequence, left-aligned in fixed arrays; batches of similar length."""
 
     def __init__(self, data: SequenceData, max_len: int):
-        keep, rows = [], []
+        keep = []
         for u, s in enumerate(data.items):
             if len(s) >= 2:
                 keep.append(u)
@@ -94,18 +114,18 @@ class _Batches:
         self.gap = np.zeros((n, T), np.int64) if data.gaps is not None else None
         self.len = np.zeros(n, np.int64)
         for i, u in enumerate(keep):
-            s = np.asarray(data.items[u], np.int64)[-(T + 1):]
+            s = np.asarray(data.items[u], np.int64)[-(T + 1) :]
             L = len(s) - 1
             self.inp[i, :L] = s[:-1]
             t = s[1:].copy()
             if data.target_mask is not None:
-                m = np.asarray(data.target_mask[u], bool)[-(T + 1):][1:]
+                m = np.asarray(data.target_mask[u], bool)[-(T + 1) :][1:]
                 t = t * m
             self.tgt[i, :L] = t
             if self.ev is not None:
-                self.ev[i, :L] = np.asarray(data.event_types[u], np.int64)[-(T + 1):][:-1]
+                self.ev[i, :L] = np.asarray(data.event_types[u], np.int64)[-(T + 1) :][:-1]
             if self.gap is not None:
-                self.gap[i, :L] = np.asarray(data.gaps[u], np.int64)[-(T + 1):][:-1]
+                self.gap[i, :L] = np.asarray(data.gaps[u], np.int64)[-(T + 1) :][:-1]
             self.len[i] = L
         has_target = (self.tgt > 0).any(1)
         sel = np.nonzero(has_target)[0]
@@ -124,14 +144,20 @@ class _Batches:
         chunk = batch_size * 50
         batches = []
         for s in range(0, len(perm), chunk):
-            c = perm[s:s + chunk]
+            c = perm[s : s + chunk]
             c = c[np.argsort(self.len[c], kind="stable")]
-            batches += [c[i:i + batch_size] for i in range(0, len(c), batch_size)]
+            batches += [c[i : i + batch_size] for i in range(0, len(c), batch_size)]
         for j in rng.permutation(len(batches)):
             idx = batches[j]
             T = int(self.len[idx].max())
-            take = lambda a: None if a is None else torch.from_numpy(a[idx, :T])  # noqa: E731
-            yield take(self.inp), take(self.tgt), torch.from_numpy(self.len[idx]), take(self.ev), take(self.gap)
+            take = lambda a, idx=idx, T=T: None if a is None else torch.from_numpy(a[idx, :T])  # noqa: E731
+            yield (
+                take(self.inp),
+                take(self.tgt),
+                torch.from_numpy(self.len[idx]),
+                take(self.ev),
+                take(self.gap),
+            )
 
     def n_batches(self, batch_size: int) -> int:
         chunk = batch_size * 50
@@ -149,7 +175,7 @@ def ndcg_at(model: LSTMRecommender, valid: EvalSet, k: int = 10, batch_size: int
 def _log_q(train: _Batches, n_items: int) -> torch.Tensor:
     """Sampling distribution for sampled softmax: popularity^0.75 mixed with 10% uniform."""
     counts = np.bincount(train.tgt[train.tgt > 0], minlength=n_items + 1).astype(np.float64)
-    p = counts ** 0.75
+    p = counts**0.75
     p[0] = 0.0
     p = 0.9 * p / max(p.sum(), 1e-12) + 0.1 / n_items
     p[0] = 1e-30
@@ -163,9 +189,19 @@ def _param_groups(model: LSTMRecommender, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _train(model: LSTMRecommender, train: SequenceData, valid: EvalSet | None, *, stage: str, lr: float,
-           max_epochs: int, time_budget_s: float | None, progress: ProgressCallback | None,
-           progress_every: int, warmup_frac: float) -> LSTMRecommender:
+def _train(
+    model: LSTMRecommender,
+    train: SequenceData,
+    valid: EvalSet | None,
+    *,
+    stage: str,
+    lr: float,
+    max_epochs: int,
+    time_budget_s: float | None,
+    progress: ProgressCallback | None,
+    progress_every: int,
+    warmup_frac: float,
+) -> LSTMRecommender:
     c = model.config
     t0 = time.perf_counter()
     torch.manual_seed(c.seed)
@@ -175,8 +211,9 @@ def _train(model: LSTMRecommender, train: SequenceData, valid: EvalSet | None, *
         raise ValueError("no training sequences with a target: every sequence needs at least 2 events")
     device = model.device
     log_q = _log_q(batches, c.n_items).to(device) if c.n_items > c.sampled_softmax_above else None
-    opt = torch.optim.AdamW(_param_groups(model, c.weight_decay), lr=lr, betas=(0.9, 0.98),
-                            fused=device.type == "cuda" or None)
+    opt = torch.optim.AdamW(
+        _param_groups(model, c.weight_decay), lr=lr, betas=(0.9, 0.98), fused=device.type == "cuda" or None
+    )
     steps_per_epoch = batches.n_batches(c.batch_size)
     planned_epochs = max_epochs
     best, best_state, bad, step = -1.0, None, 0, 0
@@ -193,8 +230,17 @@ def _train(model: LSTMRecommender, train: SequenceData, valid: EvalSet | None, *
     def report(epoch: int, s: int, loss: float | None, metrics: dict | None = None) -> None:
         if progress is not None:
             frac = min(1.0, (epoch * steps_per_epoch + s) / max(1, planned_epochs * steps_per_epoch))
-            progress(Progress(stage=stage, epoch=epoch, step=s, steps_per_epoch=steps_per_epoch,
-                              loss=loss, metrics=metrics or {}, fraction=frac))
+            progress(
+                Progress(
+                    stage=stage,
+                    epoch=epoch,
+                    step=s,
+                    steps_per_epoch=steps_per_epoch,
+                    loss=loss,
+                    metrics=metrics or {},
+                    fraction=frac,
+                )
+            )
 
     epoch = 0
     while epoch < planned_epochs:
@@ -230,10 +276,11 @@ def _train(model: LSTMRecommender, train: SequenceData, valid: EvalSet | None, *
                 bad += 1
         history.append({"epoch": epoch + 1, **metrics})
         elapsed = time.perf_counter() - t0
-        if epoch == 0 and time_budget_s:  # re-plan the LR schedule to what fits the budget
-            per_epoch = elapsed
-            planned_epochs = max(1, min(max_epochs, int(time_budget_s / max(per_epoch, 1e-6))))
         epoch += 1
+        if time_budget_s:  # re-plan the LR schedule to what still fits the budget (only ever shorter)
+            per_epoch = elapsed / epoch
+            fits = epoch + int(max(0.0, time_budget_s - elapsed) / max(per_epoch, 1e-6))
+            planned_epochs = max(epoch, min(planned_epochs, fits))
         report(epoch - 1, steps_per_epoch, metrics["loss"], metrics)
         if valid is not None and bad >= c.patience:
             break
@@ -248,29 +295,63 @@ def _train(model: LSTMRecommender, train: SequenceData, valid: EvalSet | None, *
     return model
 
 
-def fit(config: LSTMConfig, train: SequenceData, valid: EvalSet | None = None, side: ItemSide | None = None, *,
-        time_budget_s: float | None = None, progress: ProgressCallback | None = None, progress_every: int = 50,
-        device: str | torch.device | None = None) -> LSTMRecommender:
+def fit(
+    config: LSTMConfig,
+    train: SequenceData,
+    valid: EvalSet | None = None,
+    side: ItemSide | None = None,
+    *,
+    time_budget_s: float | None = None,
+    progress: ProgressCallback | None = None,
+    progress_every: int = 50,
+    device: str | torch.device | None = None,
+) -> LSTMRecommender:
     """Pretrain a fresh model (see module docstring)."""
     if config.n_items <= 0:
         config.n_items = int(max((int(np.max(s)) for s in train.items if len(s)), default=0))
     torch.manual_seed(config.seed)
     model = LSTMRecommender(config, side).to(pick_device(device))
-    return _train(model, train, valid, stage="pretrain", lr=config.lr, max_epochs=config.max_epochs,
-                  time_budget_s=time_budget_s, progress=progress, progress_every=progress_every,
-                  warmup_frac=config.warmup_frac)
+    return _train(
+        model,
+        train,
+        valid,
+        stage="pretrain",
+        lr=config.lr,
+        max_epochs=config.max_epochs,
+        time_budget_s=time_budget_s,
+        progress=progress,
+        progress_every=progress_every,
+        warmup_frac=config.warmup_frac,
+    )
 
 
-def finetune(model: LSTMRecommender, train: SequenceData, valid: EvalSet | None = None, *, lr: float | None = None,
-             max_epochs: int | None = None, time_budget_s: float | None = None,
-             progress: ProgressCallback | None = None, progress_every: int = 50,
-             device: str | torch.device | None = None) -> LSTMRecommender:
+def finetune(
+    model: LSTMRecommender,
+    train: SequenceData,
+    valid: EvalSet | None = None,
+    *,
+    lr: float | None = None,
+    max_epochs: int | None = None,
+    time_budget_s: float | None = None,
+    progress: ProgressCallback | None = None,
+    progress_every: int = 50,
+    device: str | torch.device | None = None,
+) -> LSTMRecommender:
     """Fine-tune pretrained weights on the target slice ``train.target_mask`` (see module docstring)."""
     c = model.config
     model.to(pick_device(device))
-    return _train(model, train, valid, stage="finetune", lr=lr if lr is not None else c.lr * c.finetune_lr_scale,
-                  max_epochs=max_epochs if max_epochs is not None else max(1, c.max_epochs // 3),
-                  time_budget_s=time_budget_s, progress=progress, progress_every=progress_every, warmup_frac=0.0)
+    return _train(
+        model,
+        train,
+        valid,
+        stage="finetune",
+        lr=lr if lr is not None else c.lr * c.finetune_lr_scale,
+        max_epochs=max_epochs if max_epochs is not None else max(1, c.max_epochs // 3),
+        time_budget_s=time_budget_s,
+        progress=progress,
+        progress_every=progress_every,
+        warmup_frac=0.0,
+    )
 
 
 def save_run(model: LSTMRecommender, directory: str | os.PathLike, meta: dict | None = None) -> Path:
@@ -280,8 +361,13 @@ def save_run(model: LSTMRecommender, directory: str | os.PathLike, meta: dict | 
     tmp = d / "model.pt.tmp"
     torch.save(state, tmp)
     os.replace(tmp, d / "model.pt")
-    doc = {"model": "lstm", "config": model.config_dict(), "meta": meta or {},
-           "history": getattr(model, "history", []), "train_seconds": getattr(model, "train_seconds", None)}
+    doc = {
+        "model": "lstm",
+        "config": model.config_dict(),
+        "meta": meta or {},
+        "history": getattr(model, "history", []),
+        "train_seconds": getattr(model, "train_seconds", None),
+    }
     (d / "config.json.tmp").write_text(json.dumps(doc, indent=2))
     os.replace(d / "config.json.tmp", d / "config.json")
     return d

@@ -10,6 +10,7 @@ from core.data import features
 from core.data.ingest import ingest_catalog, ingest_events, ingest_history, rejects_for
 from core.data.quality import quality_report
 from core.errors import StudioError
+from core.ranking.homepage import invalidate
 
 st.title("Data")
 
@@ -47,6 +48,7 @@ with load:
             st.error(str(exc))
             st.stop()
         bar.progress(1.0, text="done")
+        invalidate()
         st.success(result.summary())
         if getattr(result, "rejected", 0):
             st.warning(f"{result.rejected:,} rows were rejected — see them under **Ingest history**.")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.insight.why import explain_slot, global_drivers
-from core.ranking.rules import load_rule_set
+from core.ranking.rule_sets import load_rule_set
 
 st.title("Explain")
 

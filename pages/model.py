@@ -6,6 +6,7 @@ import streamlit as st
 from core.errors import StudioError
 from core.jobs import job_output, list_jobs, start_training
 from core.model_runs import activate_run, active_run, runs_table
+from core.ranking.homepage import invalidate
 
 st.title("Model")
 
@@ -85,5 +86,6 @@ else:
             except StudioError as exc:
                 st.error(str(exc))
                 st.stop()
+            invalidate()
             st.success(f"Run {pick} is now active: every homepage uses it.")
             st.rerun()

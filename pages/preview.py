@@ -5,7 +5,7 @@ import streamlit as st
 from core.errors import StudioError
 from core.ranking import rows
 from core.ranking.homepage import homepage_for
-from core.ranking.rules import draft_with, load_rule_set
+from core.ranking.rule_sets import draft_with, load_rule_set
 from pages._ui import card_grid, card_html
 
 st.title("Preview")

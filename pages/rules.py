@@ -5,10 +5,23 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.ranking.impact import rule_set_impact
-from core.ranking.rules import RULE_COLUMNS, load_rule_set, rules_from_frame, rules_to_frame, save_rule_set, validate
+from core.ranking.rule_sets import load_rule_set, rules_from_frame, rules_to_frame, save_rule_set
+from core.ranking.rules import KINDS, validate
 from core.ranking.rows import known_item_ids
 
 st.title("Rules")
+
+COLUMNS = {
+    "kind": st.column_config.SelectboxColumn("kind", options=list(KINDS), required=True),
+    "target": st.column_config.TextColumn(
+        "target", help="pin: item_id=ID · block/boost/bury/reserve/fairness: category=a.b;brand=X;seller_tier=small;"
+        "price_min=1;price_max=9;new_days=14;promoted · cap: category|brand|seller_id · diversity: mmr|dpp"),
+    "value": st.column_config.NumberColumn(
+        "value", help="boost/bury factor · reserve slots · cap max · diversity strength 0–1 · fairness share p"),
+    "slot": st.column_config.NumberColumn("slot", min_value=1, max_value=48, step=1),
+    "scope": st.column_config.TextColumn("scope", help='all · segment: region == "north" · users: u1, u2'),
+    "enabled": st.column_config.CheckboxColumn("enabled", default=True),
+}
 
 if "draft" not in st.session_state:
     st.session_state["draft"] = load_rule_set()
@@ -22,7 +35,7 @@ edited = st.data_editor(
     rules_to_frame(draft).to_pandas(),
     num_rows="dynamic",
     width="stretch",
-    column_config=RULE_COLUMNS,
+    column_config=COLUMNS,
     key=f"editor-{draft.version}",
 )
 

@@ -12,7 +12,8 @@ catalog coverage@K = distinct items in all users' top-K lists / n_items (protoco
 Public API
 ----------
 ``read_sequence_file(path) -> SequenceFile``  (``user_id item_id item_id …`` one line per user, time order)
-``leave_one_out(sequences, max_len=50) -> LOOSplit``  (train = all but last 2, valid = second last, test = last)
+``leave_one_out(sequences, max_len=50) -> LOOSplit``
+    train = all but the last 2 items, valid = second last, test = last
 ``evaluate(model, eval_data, protocol="A", ks=(10, 20), batch_size=1024, n_negatives=100, seed=0) -> dict``
 ``run_benchmark(path, time_budget_min=15, models=("lstm", "mostpop", "itemknn"), seed=1337, progress=None,
                 protocols=("A", "B"), config=None) -> list[dict]``
@@ -87,8 +88,12 @@ def read_sequence_file(path: str | os.PathLike) -> SequenceFile:
             if not tok:
                 continue
             if len(tok) < 2:
-                raise InputError("a user line needs a user id followed by at least one item id", file=str(p),
-                                 line=n, fix="write `user_id item_id item_id …`, items in time order")
+                raise InputError(
+                    "a user line needs a user id followed by at least one item id",
+                    file=str(p),
+                    line=n,
+                    fix="write `user_id item_id item_id …`, items in time order",
+                )
             row = np.empty(len(tok) - 1, dtype=np.int64)
             for j, t in enumerate(tok[1:]):
                 idx = vocab.get(t)
@@ -99,7 +104,9 @@ def read_sequence_file(path: str | os.PathLike) -> SequenceFile:
             users.append(tok[0])
             seqs.append(row)
     if not seqs:
-        raise InputError("no user lines found", file=str(p), fix="one line per user: `user_id item_id item_id …`")
+        raise InputError(
+            "no user lines found", file=str(p), fix="one line per user: `user_id item_id item_id …`"
+        )
     return SequenceFile(users, seqs, item_ids)
 
 
@@ -109,9 +116,18 @@ def leave_one_out(sequences: list, n_items: int | None = None, max_len: int = 50
     n = int(n_items or max((int(s.max()) for s in seqs if len(s)), default=0))
     train = [s[:-2] if len(s) >= 3 else s for s in seqs]
     held = [s for s in seqs if len(s) >= 3]
-    valid = EvalData(left_pad([s[:-2] for s in held], max_len), torch.as_tensor([int(s[-2]) for s in held], dtype=torch.long), n, "valid")
-    test = EvalData(left_pad([s[:-1] for s in held], max_len), torch.as_tensor([int(s[-1]) for s in held],
-                    dtype=torch.long), n, "test")
+    valid = EvalData(
+        left_pad([s[:-2] for s in held], max_len),
+        torch.as_tensor([int(s[-2]) for s in held], dtype=torch.long),
+        n,
+        "valid",
+    )
+    test = EvalData(
+        left_pad([s[:-1] for s in held], max_len),
+        torch.as_tensor([int(s[-1]) for s in held], dtype=torch.long),
+        n,
+        "test",
+    )
     return LOOSplit(SequenceData(train), valid, test, n)
 
 
@@ -133,8 +149,9 @@ def _rows(h: Histories, rows: slice) -> Histories:
     return Histories(h.items[rows], take(h.event_types), take(h.gaps))
 
 
-def _sample_negatives(items: torch.Tensor, targets: torch.Tensor, n_items: int, n_neg: int,
-                      rng: np.random.Generator) -> torch.Tensor:
+def _sample_negatives(
+    items: torch.Tensor, targets: torch.Tensor, n_items: int, n_neg: int, rng: np.random.Generator
+) -> torch.Tensor:
     """(B, n_neg) ids drawn uniformly from 1..n_items, none in the user's history or equal to the target."""
     B = items.shape[0]
     seen = [set(items[b][items[b] > 0].tolist()) | {int(targets[b])} for b in range(B)]
@@ -150,12 +167,21 @@ def _sample_negatives(items: torch.Tensor, targets: torch.Tensor, n_items: int, 
     return torch.as_tensor(out, dtype=torch.long)
 
 
-def evaluate(model: Recommender, eval_data: EvalData, protocol: str = "A", ks=(10, 20), batch_size: int = 1024,
-             n_negatives: int = 100, seed: int = 0) -> dict:
+def evaluate(
+    model: Recommender,
+    eval_data: EvalData,
+    protocol: str = "A",
+    ks=(10, 20),
+    batch_size: int = 1024,
+    n_negatives: int = 100,
+    seed: int = 0,
+) -> dict:
     """Metrics for any ``Recommender`` under protocol "A" or "B" (see module docstring)."""
     key = protocol.strip().upper()[:1]
     if key not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; use 'A' (full ranking) or 'B' (100 sampled negatives)")
+        raise ValueError(
+            f"unknown protocol {protocol!r}; use 'A' (full ranking) or 'B' (100 sampled negatives)"
+        )
     n_items, K = eval_data.n_items, max(ks)
     rng = np.random.default_rng(seed)
     ranks, tops = [], []
@@ -179,8 +205,13 @@ def evaluate(model: Recommender, eval_data: EvalData, protocol: str = "A", ks=(1
                 r = (s.gather(1, neg) > ts).sum(1)
             ranks.append(r)
     ranks_t = torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.long)
-    out = {"model": getattr(model, "name", type(model).__name__), "protocol": PROTOCOLS[key],
-           "split": eval_data.name, "users": len(eval_data), **metrics_from_ranks(ranks_t, ks)}
+    out = {
+        "model": getattr(model, "name", type(model).__name__),
+        "protocol": PROTOCOLS[key],
+        "split": eval_data.name,
+        "users": len(eval_data),
+        **metrics_from_ranks(ranks_t, ks),
+    }
     if key == "A" and tops:
         top = torch.cat(tops)
         for k in ks:
@@ -196,10 +227,17 @@ def _make(name: str, config: LSTMConfig | None):
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
 
 
-def run_benchmark(path: str | os.PathLike, time_budget_min: float = 15.0, models=MODEL_NAMES, seed: int = 1337,
-                  progress: ProgressCallback | None = None, protocols=("A", "B"),
-                  config: LSTMConfig | None = None) -> list[dict]:
-    """Leave-one-out benchmark on a sequence file. The LSTM trains with ``LSTMConfig`` defaults (or ``config``)
+def run_benchmark(
+    path: str | os.PathLike,
+    time_budget_min: float = 15.0,
+    models=MODEL_NAMES,
+    seed: int = 1337,
+    progress: ProgressCallback | None = None,
+    protocols=("A", "B"),
+    config: LSTMConfig | None = None,
+) -> list[dict]:
+    """Leave-one-out benchmark on a sequence file. The LSTM trains with ``LSTMConfig`` defaults
+    (or ``config``)
     for at most ``time_budget_min`` minutes, early-stopped on validation NDCG@10; results on the test item.
     Returns one row per (model, protocol): model, protocol, hr@10, ndcg@10, hr@20, ndcg@20, mrr@10, mrr@20,
     coverage@10/20 (protocol A), train_seconds, users, n_items."""
@@ -211,8 +249,13 @@ def run_benchmark(path: str | os.PathLike, time_budget_min: float = 15.0, models
     rows = []
     for name in models:
         if name == "lstm":
-            model = fit(cfg, split.train, split.valid.as_eval_set(), time_budget_s=time_budget_min * 60.0,
-                        progress=progress)
+            model = fit(
+                cfg,
+                split.train,
+                split.valid.as_eval_set(),
+                time_budget_s=time_budget_min * 60.0,
+                progress=progress,
+            )
         else:
             model = _make(name, cfg).fit(split.train, n_items=data.n_items)
             if progress is not None:
@@ -221,7 +264,11 @@ def run_benchmark(path: str | os.PathLike, time_budget_min: float = 15.0, models
         for p in protocols:
             t0 = time.perf_counter()
             res = evaluate(model, split.test, p, ks=(10, 20), seed=seed)
-            res.update(model=name, train_seconds=round(t_train, 1), eval_seconds=round(time.perf_counter() - t0, 1),
-                       n_items=data.n_items)
+            res.update(
+                model=name,
+                train_seconds=round(t_train, 1),
+                eval_seconds=round(time.perf_counter() - t0, 1),
+                n_items=data.n_items,
+            )
             rows.append(res)
     return rows

@@ -13,8 +13,8 @@ import numpy as np
 
 from models.base import EVENT_TYPES
 
-if TYPE_CHECKING:  # no import cycle at run time: explain imports this module
-    from core.insight.explain import Explanation, FeatureAttribution
+if TYPE_CHECKING:  # no import cycle at run time: shapley imports this module
+    from core.insight.shapley import Explanation, FeatureAttribution
 
 EVENT_NAMES = {code: name for name, code in EVENT_TYPES.items()}
 
@@ -94,11 +94,17 @@ def sentence(
             groups[("context", f.name)] = [f]
             continue
         cat = _category_of(categories, f.item_index)
-        key = ("event", f.event_type, cat) if cat else ("event", f.event_type, f"item {f.item_index}", f.position)
+        key = (
+            ("event", f.event_type, cat)
+            if cat
+            else ("event", f.event_type, f"item {f.item_index}", f.position)
+        )
         groups.setdefault(key, []).append(f)
     if not groups:
-        return ("Recommended mainly because it scores well for shoppers in general; "
-                "nothing in your recent history raised it.")
+        return (
+            "Recommended mainly because it scores well for shoppers in general; "
+            "nothing in your recent history raised it."
+        )
     ranked = sorted(groups.items(), key=lambda kv: -sum(f.value for f in kv[1]))
     total = sum(sum(f.value for f in fs) for _, fs in ranked)
     chosen, acc, top = [], 0.0, sum(f.value for f in ranked[0][1])
@@ -170,19 +176,27 @@ def rules_effect(slot_reasons: Sequence[str] | None, model_rank: int | None, fin
     pinned = [r for r in reasons if "pin" in r.lower()]
     if pinned:
         detail = pinned[0].partition(":")[2].strip()
-        return f"{said}; pinned to slot {final_slot} by a merchandiser" + (f" ({detail})" if detail else "") + "."
+        return (
+            f"{said}; pinned to slot {final_slot} by a merchandiser"
+            + (f" ({detail})" if detail else "")
+            + "."
+        )
     phrases = [p for p in (_reason_phrase(r) for r in reasons) if p]
     if rank == final_slot and not phrases:
         return f"{said} and the rules left it there (slot {final_slot})."
     if not phrases:
         if rank is None:
             return f"{said}; the rules placed it in slot {final_slot}."
-        return (f"{said}; it is in slot {final_slot} because the rules moved other items "
-                "(pins, blocks, caps) around it.")
+        return (
+            f"{said}; it is in slot {final_slot} because the rules moved other items "
+            "(pins, blocks, caps) around it."
+        )
     if rank is None:
         return f"{said}; the rules placed it in slot {final_slot}: " + _join(phrases) + "."
     direction = "up " if final_slot < rank else "down " if final_slot > rank else ""
-    moved = f"moved it {direction}to slot {final_slot}" if rank != final_slot else f"kept it in slot {final_slot}"
+    moved = (
+        f"moved it {direction}to slot {final_slot}" if rank != final_slot else f"kept it in slot {final_slot}"
+    )
     return f"{said}; the rules {moved}: " + _join(phrases) + "."
 
 
@@ -200,8 +214,13 @@ def waterfall_data(
 
     ``labels``: history position (events) or feature name (context) -> label; default the feature's name."""
     labels = labels or {}
-    rows = [{"label": "base value (empty history)", "value": explanation.base_value,
-             "cumulative": explanation.base_value}]
+    rows = [
+        {
+            "label": "base value (empty history)",
+            "value": explanation.base_value,
+            "cumulative": explanation.base_value,
+        }
+    ]
     fs = sorted(explanation.players(), key=lambda f: -abs(f.value))
     shown, rest = fs[:max_features], fs[max_features:]
     if len(rest) == 1:
@@ -210,7 +229,9 @@ def waterfall_data(
     for f in shown:
         acc += f.value
         key = f.position if f.kind == "event" else f.name
-        rows.append({"label": labels.get(key) or labels.get(f.name) or f.name, "value": f.value, "cumulative": acc})
+        rows.append(
+            {"label": labels.get(key) or labels.get(f.name) or f.name, "value": f.value, "cumulative": acc}
+        )
         seen[rows[-1]["label"]] = seen.get(rows[-1]["label"], 0) + 1
         if seen[rows[-1]["label"]] > 1:  # a chart axis merges equal labels: keep every bar apart
             rows[-1]["label"] += f" ({seen[rows[-1]['label']]})"

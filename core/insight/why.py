@@ -12,10 +12,10 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from core.data.sequences import EVENT_NAMES, steps_for_user
+from core.data.sequences import EVENT_NAMES
 from core.errors import InputError, NotFoundError
 from core.insight.explain import Explanation, explain_item, global_importance, rules_effect, sentence, waterfall_data
-from core.ranking.homepage import HomepageView, homepage_for, shop_context
+from core.ranking.homepage import HomepageView, homepage_for, shop_context, user_steps
 from core.ranking.rules import RuleSet
 
 
@@ -50,7 +50,7 @@ def explain_slot(user_id: str, slot: int, rule_set: RuleSet | None = None, view:
     chosen = slots[slot]
     ctx = shop_context(db_path)
     model, catalog = ctx.active.model, ctx.active.catalog
-    steps = steps_for_user(str(user_id), catalog, db_path=db_path)
+    steps = user_steps(ctx, user_id)
     if not len(steps):
         raise NotFoundError(
             f"shopper {user_id} has no history: their homepage is the segment fallback, there is nothing to explain"

@@ -17,10 +17,12 @@ import numpy as np
 import polars as pl
 
 from core import store
-from core.data.sequences import ShopSequences, steps_for_user
+from core.config import settings
+from core.data.sequences import ShopSequences, load_sequences
 from core.model_runs import ActiveModel, load_active_model
 from core.ranking.pipeline import Candidates, Homepage, UserContext, list_metrics, model_only, rank_homepage
-from core.ranking.rules import RuleSet, load_rule_set
+from core.ranking.rule_sets import load_rule_set
+from core.ranking.rules import RuleSet, matching_items
 from models.infer import pick_device
 
 DEFAULT_K = 24
@@ -55,13 +57,18 @@ class HomepageView:
 
 @dataclass
 class ShopContext:
-    """Per-process cached view of the catalog for ranking: attributes aligned to dense ids."""
+    """Per-process snapshot for ranking: the active model, item attributes aligned to dense ids, and
+    every user's recent steps and attributes, so a homepage needs no database round trip.
+    Refreshed when older than ``max_age_s`` (or on ``invalidate()``)."""
 
     active: ActiveModel
     attrs: pl.DataFrame  # dense order, row i = item i+1
     in_stock: np.ndarray  # (N+1,) bool, row 0 False
     embeddings: np.ndarray  # (N+1, D) float32
     now: datetime
+    steps: ShopSequences
+    by_user: dict[str, int]
+    users: dict[str, dict]
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -96,19 +103,28 @@ def _item_attrs(con, active: ActiveModel, now: datetime) -> pl.DataFrame:
     )
 
 
+def invalidate() -> None:
+    """Forget the snapshot (after an ingest, an activation or a catalog change in this process)."""
+    with _ctx_lock:
+        _ctx.clear()
+
+
 def shop_context(db_path=None, max_age_s: float = 30.0) -> ShopContext:
-    key = str(db_path or "")
-    active = load_active_model(db_path)
+    key = str(db_path or settings().db_path)
     with _ctx_lock:
         hit = _ctx.get(key)
-    if hit and hit.active is active and time.time() - hit.loaded_at < max_age_s:
+    if hit and time.time() - hit.loaded_at < max_age_s:
         return hit
+    active = load_active_model(db_path)
     with store.connect(db_path) as con:
         now = shop_now(con)
         attrs = _item_attrs(con, active, now)
+        users = {r["user_id"]: r for r in con.sql("SELECT * FROM users").pl().to_dicts()}
+    steps = load_sequences(db_path, catalog=active.catalog)
     emb = _embeddings(active)
     in_stock = np.concatenate([[False], attrs["in_stock"].to_numpy().astype(bool)])
-    ctx = ShopContext(active, attrs, in_stock, emb, now)
+    by_user = {u: i for i, u in enumerate(steps.user_ids)}
+    ctx = ShopContext(active, attrs, in_stock, emb, now, steps, by_user, users)
     with _ctx_lock:
         _ctx[key] = ctx
     return ctx
@@ -135,25 +151,24 @@ def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
     return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
 
 
-def _pool_indices(ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime) -> np.ndarray:
-    """Dense ids the pin and reserve rules need among the candidates, whatever the model thinks."""
-    from core.ranking.rules import matching_items
-
+def _pool_indices(ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids the rules need among the candidates whatever the model thinks: (pinned, pools)."""
     index = ctx.active.catalog.vocab.index
-    extra: list[int] = []
+    pins: list[int] = []
+    pools: list[int] = []
     for rule in rule_set.rules_for(user, now):
         if rule.kind == "pin":
             i = index.get(str(rule.params.get("item_id")))
             if i:
-                extra.append(i)
+                pins.append(i)
         elif rule.kind in ("reserve", "fairness"):
             mask = matching_items(rule, ctx.attrs, now)  # (N,) bool
-            extra.extend((np.flatnonzero(mask) + 1).tolist())
-    return np.unique(np.array(extra, dtype=np.int64))
+            pools.extend((np.flatnonzero(mask) + 1).tolist())
+    return np.unique(np.array(pins, dtype=np.int64)), np.unique(np.array(pools, dtype=np.int64))
 
 
-def _candidates(ctx: ShopContext, scores: np.ndarray, purchased: np.ndarray, extra: np.ndarray, m: int,
-                exclude_purchased: bool) -> Candidates:
+def _candidates(ctx: ShopContext, scores: np.ndarray, purchased: np.ndarray, extra: tuple[np.ndarray, np.ndarray],
+                m: int, exclude_purchased: bool) -> Candidates:
     masked = scores.copy()
     masked[~ctx.in_stock] = -np.inf
     if exclude_purchased and len(purchased):
@@ -164,10 +179,13 @@ def _candidates(ctx: ShopContext, scores: np.ndarray, purchased: np.ndarray, ext
     top = top[np.argsort(-masked[top], kind="stable")]
     ranks = np.zeros(len(scores), dtype=np.int64)
     ranks[top] = np.arange(1, len(top) + 1)
-    pool = [i for i in extra.tolist() if ranks[i] == 0 and ctx.in_stock[i]]
-    # extra pool items: best by model score first, bounded so one broad rule cannot flood the list
-    pool = sorted(pool, key=lambda i: -scores[i])[: max(m, 200)]
-    chosen = np.concatenate([top, np.array(pool, dtype=np.int64)])
+    pins, pools = extra
+    # pool items: best by model score first, bounded so one broad rule cannot flood the candidates;
+    # pinned items always (the pipeline reports a pinned item that is out of stock or blocked)
+    pool = sorted((i for i in pools.tolist() if ranks[i] == 0 and ctx.in_stock[i]), key=lambda i: -scores[i])
+    pool = pool[: max(m, 200)]
+    pinned = [i for i in pins.tolist() if ranks[i] == 0 and i not in set(pool)]
+    chosen = np.concatenate([top, np.array(pool + pinned, dtype=np.int64)])
     return Candidates(
         item_ids=ctx.active.catalog.vocab.decode(chosen),
         scores=scores[chosen].astype(np.float64),
@@ -213,13 +231,7 @@ def prepare(user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=
     """Candidates for many users from one batched forward pass: (prepared, device, ms per user, items)."""
     ctx = shop_context(db_path)
     model, catalog = ctx.active.model, ctx.active.catalog
-    if len(user_ids) == 1:
-        steps = steps_for_user(str(user_ids[0]), catalog, db_path=db_path)
-    else:
-        from core.data.sequences import load_sequences
-
-        steps = load_sequences(db_path, user_ids=[str(u) for u in user_ids], catalog=catalog)
-    by_user = {u: i for i, u in enumerate(steps.user_ids)}
+    steps, by_user = ctx.steps, ctx.by_user
     max_len = getattr(getattr(model, "config", None), "max_len", 50)
     rows = [by_user.get(str(u)) for u in user_ids]
     known = [r for r in rows if r is not None]
@@ -231,7 +243,7 @@ def prepare(user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=
         if known else np.zeros((0, catalog.n_items + 1))
     )
     score_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(known))
-    attrs_by_user = _user_attributes_many(user_ids, db_path)
+    attrs_by_user = ctx.users
     fallback = None
     out = []
     for user_id, row in zip(user_ids, rows):
@@ -267,17 +279,18 @@ def homepages_for(user_ids: list[str], rule_set: RuleSet | None = None, k: int =
         ruled = rank_homepage(p.user, p.candidates, rule_set, k, now)
         views.append(HomepageView(
             user_id=p.user.user_id, user=p.user, ruled=ruled, model_only=model_only(p.user, p.candidates, k),
-            metrics=list_metrics(ruled, p.candidates, rule_set), source=p.source, device=device,
+            metrics=list_metrics(ruled, p.candidates, rule_set, p.user), source=p.source, device=device,
             scored_items=n_items, score_ms=score_ms, history=p.history, candidates=p.candidates.attrs,
         ))
     return views
 
 
-def _user_attributes_many(user_ids: list[str], db_path=None) -> dict[str, dict]:
-    wanted = pl.DataFrame({"user_id": [str(u) for u in user_ids]})  # noqa: F841 (read by SQL)
-    with store.connect(db_path) as con:
-        frame = con.sql("SELECT * FROM users WHERE user_id IN (SELECT user_id FROM wanted)").pl()
-    return {r["user_id"]: r for r in frame.to_dicts()}
+def user_steps(ctx: ShopContext, user_id: str) -> ShopSequences:
+    """One user's steps from the snapshot (empty when the user has no history)."""
+    row = ctx.by_user.get(str(user_id))
+    if row is None:
+        return ShopSequences([], [], [], [], [], ctx.active.catalog)
+    return _one(ctx.steps, row)
 
 
 def _one(steps: ShopSequences, row: int) -> ShopSequences:

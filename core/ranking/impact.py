@@ -43,8 +43,8 @@ def rule_set_impact(rule_set: RuleSet, n_users: int = 500, k: int = DEFAULT_K, m
     now = shop_context(db_path).now
     ruled = [rank_homepage(p.user, p.candidates, rule_set, k, now) for p in prepared]
     plain = [model_only(p.user, p.candidates, k) for p in prepared]
-    ruled_m = [list_metrics(h, p.candidates, rule_set) for h, p in zip(ruled, prepared)]
-    plain_m = [list_metrics(h, p.candidates, rule_set) for h, p in zip(plain, prepared)]
+    ruled_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(ruled, prepared)]
+    plain_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(plain, prepared)]
     metrics = ["intra_list_diversity", "categories_covered", "protected_share", "calibration_kl", "score_lost"]
     summary = pl.DataFrame({
         "metric": metrics,

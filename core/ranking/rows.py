@@ -14,9 +14,8 @@ import numpy as np
 import polars as pl
 
 from core import store
-from core.data.sequences import steps_for_user
 from core.errors import NotFoundError
-from core.ranking.homepage import ShopContext, shop_context
+from core.ranking.homepage import ShopContext, shop_context, user_steps
 from models.infer import pick_device
 
 
@@ -40,7 +39,7 @@ def _row(ctx: ShopContext, title: str, idx: np.ndarray, scores: np.ndarray, scor
 
 def _user_scores(ctx: ShopContext, user_id: str, db_path=None) -> tuple[np.ndarray, np.ndarray, float]:
     """(scores (N+1,), history dense ids, ms) for one user; the fallback scores for an unknown one."""
-    steps = steps_for_user(str(user_id), ctx.active.catalog, db_path=db_path)
+    steps = user_steps(ctx, user_id)
     model = ctx.active.model
     max_len = getattr(getattr(model, "config", None), "max_len", 50)
     t0 = time.perf_counter()
@@ -84,7 +83,7 @@ def similar_items(item_id: str, k: int = 12, db_path=None) -> Row:
 def because_you_viewed(user_id: str, k: int = 12, db_path=None) -> Row | None:
     """Item-to-item for the user's latest viewed item; None without history."""
     ctx = shop_context(db_path)
-    steps = steps_for_user(str(user_id), ctx.active.catalog, db_path=db_path)
+    steps = user_steps(ctx, user_id)
     if not len(steps):
         return None
     latest = ctx.active.catalog.vocab.decode([steps.items[0][-1]])[0]

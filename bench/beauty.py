@@ -1,0 +1,54 @@
+"""Amazon Beauty leave-one-out benchmark: LSTM (LSTMConfig defaults), MostPop, ItemKNN; protocols A and B.
+
+python bench/beauty.py [--data /work/shared/data/benchmarks/amazon-beauty.txt] [--time-budget 15] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.insight.evaluate import MODEL_NAMES, run_benchmark  # noqa: E402
+from models.base import Progress  # noqa: E402
+
+DEFAULT = "/work/shared/data/benchmarks/amazon-beauty.txt"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=DEFAULT)
+    ap.add_argument("--time-budget", type=float, default=15.0, help="LSTM training budget, minutes")
+    ap.add_argument("--models", default=",".join(MODEL_NAMES))
+    ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    def progress(p: Progress) -> None:
+        if p.metrics and not args.json:
+            shown = {k: round(v, 4) for k, v in p.metrics.items()}
+            print(f"  [{p.stage}] epoch {p.epoch + 1} {shown}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    rows = run_benchmark(args.data, args.time_budget, tuple(args.models.split(",")), args.seed, progress)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    cols = ["model", "protocol", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "coverage@10", "train_seconds"]
+    print(" | ".join(cols))
+    for r in rows:
+        print(
+            " | ".join(
+                f"{r[c]:.4f}" if isinstance(r.get(c), float) and c != "train_seconds" else str(r.get(c, "-"))
+                for c in cols
+            )
+        )
+    print(f"total wall time {time.perf_counter() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

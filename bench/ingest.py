@@ -1,0 +1,110 @@
+"""Ingest throughput: our ``ingest_events`` against DuckDB's plain ``CREATE TABLE … AS read_csv``.
+
+    .venv/bin/python bench/ingest.py [--rows 5000000] [--repeat 3] [--keep DIR]
+
+Generates a deterministic REES46-format CSV (``--rows`` rows, in a temporary folder unless
+``--keep``), then times, alternately so that both see the same machine load:
+
+* plain — ``CREATE TABLE t AS SELECT * FROM read_csv(file)`` into a fresh database file, and
+* ours  — ``ingest_events(file)`` into a fresh migrated store (validation, line-numbered rejects,
+  duplicate detection, items and users derived, one transaction).
+
+Prints each run, the medians and the ratio (target: ours ≤ 1.5 × plain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import duckdb  # noqa: E402
+
+
+def generate(path: Path, rows: int) -> None:
+    """REES46-like rows: 9 event types weights, 200k products, 50k sessions of 20 events, empty
+    category_code/brand on some rows, a few in-file duplicates (as in real exports)."""
+    con = duckdb.connect()
+    con.execute(f"""COPY (
+        SELECT strftime(TIMESTAMP '2019-10-01' + to_seconds(i * 3 // 5), '%Y-%m-%d %H:%M:%S') || ' UTC' AS event_time,
+               (['view', 'view', 'view', 'view', 'view', 'view', 'cart', 'remove_from_cart', 'purchase'])
+                   [1 + (hash(i) % 9)::INT] AS event_type,
+               (1000000 + hash(i * 7) % 200000)::VARCHAR AS product_id,
+               (2053013554658804075 + (hash(i * 7) % 200000) % 500)::VARCHAR AS category_id,
+               CASE WHEN hash(i * 7) % 3 = 0 THEN NULL
+                    ELSE (['electronics.audio.headphone', 'appliances.kitchen.washer', 'computers.notebook',
+                           'apparel.shoes'])[1 + (hash(i * 7) % 4)::INT] END AS category_code,
+               CASE WHEN hash(i * 7) % 5 = 0 THEN NULL
+                    ELSE (['apple', 'samsung', 'xiaomi', 'lg', 'sony'])[1 + (hash(i * 11) % 5)::INT] END AS brand,
+               round(1 + (hash(i * 7) % 100000) / 100.0, 2)::VARCHAR AS price,
+               (500000000 + hash(i // 20) % 1000000)::VARCHAR AS user_id,
+               md5((i // 20)::VARCHAR) AS user_session
+        FROM range({int(rows)}) t(i)
+    ) TO '{path}' (HEADER, DELIMITER ',')""")
+    con.close()
+
+
+def _fresh(path: Path) -> None:
+    for suffix in ("", ".wal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def plain(csv: Path, db: Path) -> float:
+    _fresh(db)
+    start = time.perf_counter()
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE t AS SELECT * FROM read_csv(?)", [str(csv)])
+    con.close()
+    return time.perf_counter() - start
+
+
+def ours(csv: Path, db: Path) -> tuple[float, str]:
+    from core import store
+    from core.data.ingest import ingest_events
+
+    _fresh(db)
+    with store.connect(db):  # the migrations are not part of the load
+        pass
+    start = time.perf_counter()
+    result = ingest_events(csv, db_path=db)
+    steps = " ".join(f"{k} {v:.1f}" for k, v in result.steps.items())
+    return time.perf_counter() - start, f"{result.summary()}\n  steps (s): {steps}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", help="folder for the CSV and databases (default: a temporary one)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="hs-bench-") as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        csv = folder / f"rees46-{args.rows}.csv"
+        if not csv.exists():
+            t = time.perf_counter()
+            generate(csv, args.rows)
+            print(f"generated {csv.name}: {csv.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s")
+        times: dict[str, list[float]] = {"plain": [], "ours": []}
+        for run in range(args.repeat):
+            p = plain(csv, folder / "plain.duckdb")
+            o, summary = ours(csv, folder / "ours.duckdb")
+            times["plain"].append(p)
+            times["ours"].append(o)
+            print(f"run {run + 1}: plain read_csv {p:6.2f} s | ingest_events {o:6.2f} s | ratio {o / p:.2f}")
+        print(f"  {summary}")
+        mp, mo = statistics.median(times["plain"]), statistics.median(times["ours"])
+        print(f"median of {args.repeat}: plain {mp:.2f} s ({args.rows / mp / 1e6:.2f} M rows/s), "
+              f"ours {mo:.2f} s ({args.rows / mo / 1e6:.2f} M rows/s), ratio {mo / mp:.2f} (target ≤ 1.5)")
+        for name in ("plain.duckdb", "ours.duckdb"):
+            _fresh(folder / name)
+
+
+if __name__ == "__main__":
+    main()

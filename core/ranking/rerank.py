@@ -1,0 +1,194 @@
+"""Re-ranking algorithms on candidate arrays: MMR, fast greedy DPP MAP, FA*IR, caps, calibration.
+
+References: Carbonell & Goldstein 1998 (MMR); Chen, Zhang & Zhou, "Fast Greedy MAP Inference for
+Determinantal Point Process to Improve Recommendation Diversity", NeurIPS 2018; Zehlike et al.,
+"FA*IR: A Fair Top-k Ranking Algorithm", CIKM 2017; Steck, "Calibrated Recommendations", RecSys 2018.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy.stats import binom
+
+
+def _unit(emb: np.ndarray) -> np.ndarray:
+    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+
+def mmr(relevance: np.ndarray, embeddings: np.ndarray, k: int, lam: float) -> list[int]:
+    """Maximal marginal relevance: argmax λ·rel − (1−λ)·max cosine similarity to the chosen ones."""
+    n = len(relevance)
+    k = min(k, n)
+    if k == 0:
+        return []
+    sim = _unit(embeddings) @ _unit(embeddings).T  # (M, M)
+    chosen = [int(np.argmax(relevance))]
+    max_sim = sim[chosen[0]].copy()
+    taken = np.zeros(n, bool)
+    taken[chosen[0]] = True
+    for _ in range(k - 1):
+        gain = lam * relevance - (1 - lam) * max_sim
+        gain[taken] = -np.inf
+        j = int(np.argmax(gain))
+        chosen.append(j)
+        taken[j] = True
+        max_sim = np.maximum(max_sim, sim[j])
+    return chosen
+
+
+def dpp_kernel(relevance: np.ndarray, embeddings: np.ndarray, theta: float) -> np.ndarray:
+    """L = diag(exp(α r)) S diag(exp(α r)), α = θ / (2(1−θ)): θ trades relevance against diversity."""
+    theta = min(max(theta, 0.0), 0.999)
+    alpha = theta / (2 * (1 - theta))
+    q = np.exp(alpha * (relevance - relevance.max()))
+    s = _unit(embeddings) @ _unit(embeddings).T
+    return q[:, None] * s * q[None, :]
+
+
+def dpp_greedy(relevance: np.ndarray, embeddings: np.ndarray, k: int, theta: float = 0.7,
+               kernel: np.ndarray | None = None, eps: float = 1e-10) -> list[int]:
+    """Fast greedy MAP inference (Chen et al. 2018, Algorithm 1): incremental Cholesky, O(M k²)."""
+    L = dpp_kernel(relevance, embeddings, theta) if kernel is None else kernel
+    n = L.shape[0]
+    k = min(k, n)
+    cis = np.zeros((k, n))
+    d2 = np.diag(L).astype(float).copy()
+    chosen = []
+    j = int(np.argmax(d2))
+    while len(chosen) < k:
+        chosen.append(j)
+        t = len(chosen) - 1
+        if d2[j] < eps:
+            break
+        e = (L[j, :] - cis[:t, j] @ cis[:t, :]) / np.sqrt(d2[j])
+        cis[t, :] = e
+        d2 = d2 - e**2
+        d2[chosen] = -np.inf
+        j = int(np.argmax(d2))
+    if len(chosen) < k:  # the kernel's rank is exhausted: fill by relevance
+        rest = [i for i in np.argsort(-np.diag(L)) if i not in chosen]
+        chosen += rest[: k - len(chosen)]
+    return chosen
+
+
+def dpp_bruteforce(L: np.ndarray, k: int) -> list[int]:
+    """The k-subset of largest log-det, by enumeration (tests only)."""
+    best, best_set = -np.inf, None
+    for subset in itertools.combinations(range(L.shape[0]), k):
+        sign, logdet = np.linalg.slogdet(L[np.ix_(subset, subset)])
+        if sign > 0 and logdet > best:
+            best, best_set = logdet, subset
+    return list(best_set or [])
+
+
+def fair_min_counts(k: int, p: float, alpha: float) -> np.ndarray:
+    """FA*IR's m(i), i = 1..k: the fewest protected items a fair prefix of length i may hold,
+    the α-quantile of Binomial(i, p) (before the multiple-testing adjustment)."""
+    i = np.arange(1, k + 1)
+    return binom.ppf(alpha, i, p).astype(int)
+
+
+def fair_rerank(order: list[int], protected: np.ndarray, k: int, p: float, alpha: float
+                ) -> tuple[list[int], list[int], str | None]:
+    """FA*IR greedy: walk the slots; when the prefix is short of m(i) take the best remaining
+    protected item, else the best overall. Returns (list, swapped-in items, conflict or None)."""
+    need = fair_min_counts(k, p, alpha)
+    prot = [i for i in order if protected[i]]
+    other = [i for i in order if not protected[i]]
+    out, swaps, conflict = [], [], None
+    n_prot = 0
+    rank = {item: r for r, item in enumerate(order)}
+    for slot in range(min(k, len(order))):
+        if n_prot < need[slot] and prot:
+            pick = prot.pop(0)
+            if other and rank[other[0]] < rank[pick]:
+                swaps.append(pick)
+        elif prot and (not other or rank[prot[0]] < rank[other[0]]):
+            pick = prot.pop(0)
+        elif other:
+            pick = other.pop(0)
+        else:
+            pick = prot.pop(0)
+        n_prot += bool(protected[pick])
+        out.append(pick)
+        if n_prot < need[slot] and conflict is None:
+            conflict = (f"only {n_prot} protected item(s) could be placed in the first {slot + 1} slots, "
+                        f"FA*IR asks for {need[slot]}: the candidate pool has too few")
+    return out, swaps, conflict
+
+
+def apply_caps(order: list[int], values: dict[str, np.ndarray], caps: dict[str, int], k: int) -> list[int]:
+    """Keep the order, skipping items that would exceed a per-attribute cap in the first k."""
+    if not caps:
+        return list(order)
+    counts: dict[tuple[str, object], int] = {}
+    kept, skipped = [], []
+    for i in order:
+        if len(kept) >= k:
+            skipped.append(i)
+            continue
+        keys = [(a, values[a][i]) for a in caps]
+        if any(counts.get(key, 0) >= caps[key[0]] for key in keys):
+            skipped.append(i)
+            continue
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+        kept.append(i)
+    return kept + skipped
+
+
+def calibration_kl(p: dict[str, float], q: dict[str, float], smooth: float = 0.01) -> float:
+    """KL(p || q̃) with q̃ = (1−a) q + a p, Steck's smoothing so the divergence stays finite."""
+    total = 0.0
+    for c, pc in p.items():
+        if pc <= 0:
+            continue
+        qc = (1 - smooth) * q.get(c, 0.0) + smooth * pc
+        total += pc * np.log(pc / qc)
+    return float(total)
+
+
+def calibrate(order: list[int], relevance: np.ndarray, categories: np.ndarray, target: dict[str, float],
+              k: int, lam: float, smooth: float = 0.01) -> list[int]:
+    """Steck 2018: greedily maximise (1−λ)·Σ relevance − λ·KL(target || list's category mix),
+    relevance scaled to [0, 1] over the pool; every candidate's gain is computed at once."""
+    if not target or lam <= 0 or not order:
+        return list(order)
+    pool = np.array(order[: max(4 * k, k)])
+    names = sorted(set(categories[pool].tolist()) | set(target))
+    code = np.array([names.index(c) for c in categories[pool]])
+    p = np.array([target.get(c, 0.0) for c in names])
+    p = p / max(p.sum(), 1e-12)
+    rel = relevance[pool] / max(float(relevance[pool].max()), 1e-300)
+    counts = np.zeros(len(names))
+    avail = np.ones(len(pool), bool)
+    rows = np.arange(len(pool))
+    chosen, rel_sum = [], 0.0
+    for step in range(min(k, len(pool))):
+        n = step + 1
+        q = np.broadcast_to(counts / n, (len(pool), len(names))).copy()  # (P, C)
+        q[rows, code] += 1.0 / n
+        q = (1 - smooth) * q + smooth * p
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl = np.where(p > 0, p * np.log(np.where(p > 0, p / q, 1.0)), 0.0).sum(1)  # (P,)
+        gain = (1 - lam) * (rel_sum + rel) - lam * kl
+        gain[~avail] = -np.inf
+        j = int(np.argmax(gain))
+        chosen.append(int(pool[j]))
+        avail[j] = False
+        counts[code[j]] += 1
+        rel_sum += rel[j]
+    taken = set(chosen)
+    return chosen + [i for i in order if i not in taken]
+
+
+def intra_list_diversity(embeddings: np.ndarray) -> float:
+    """Mean pairwise cosine distance of the list's items."""
+    n = len(embeddings)
+    if n < 2:
+        return 0.0
+    u = _unit(embeddings)
+    sim = u @ u.T
+    return float((n * n - sim.sum()) / (n * (n - 1)))

@@ -1,0 +1,179 @@
+"""Bad rows land in ``rejects`` with their physical line, raw text and an actionable reason; counts are
+conserved; a failure mid-load leaves the store as it was; old databases are migrated in place; random
+malformed CSV never crashes the loader nor loses a good row."""
+
+from __future__ import annotations
+
+import itertools
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import store
+from core.data.ingest import ingest_events, rejects_for
+from core.errors import InputError
+
+HEADER = "ts,user_id,item_id,event_type,session_id,price,page"
+GOOD = "2024-05-01 10:00:00,u0,i0,view,s,1.5,home"
+
+BAD = {  # raw line → what the reason must say
+    "notatime,u1,i1,view,s,1,p": "unparseable timestamp 'notatime'",
+    "2024-05-01 10:00:00,u1,i1,clik,s,1,p": "unknown event type 'clik' — event_type must be one of view, click,",
+    "2024-05-01 10:00:00,u1,i1,view,s,abc,p": "non-numeric price 'abc'",
+    "2024-05-01 10:00:00,u1,i1,view,s,-3,p": "negative price -3",
+    "2024-05-01 10:00:00,,i1,view,s,1,p": "missing user id",
+    "2024-05-01 10:00:00,u1,  ,view,s,1,p": "missing item id",
+    ",u1,i1,view,s,1,p": "missing timestamp",
+    "2024-05-01 10:00:00,u1,i1,view": "wrong column count: 4 fields, expected 7",
+    "2024-05-01 10:00:00,u1,i1,view,s,1,p,extra": "wrong column count: 8 fields, expected 7",
+    '2024-05-01 10:00:00,u1,i1,view,s,1,"unterminated': "wrong quoting",
+    "2024-13-45 10:00:00,u1,i1,view,s,1,p": "unparseable timestamp",
+}
+
+
+def rejects(r, db):
+    return {row["line_no"]: row for row in rejects_for(r.ingest_id, db_path=db).to_dicts()}
+
+
+def counts(db):
+    return {t: store.scalar(f"SELECT count(*) FROM {t}", db_path=db)
+            for t in ("events", "items", "users", "ingests", "rejects")}
+
+
+def test_every_bad_row_kind_with_line_raw_and_reason(db, tmp_path):
+    body = [HEADER, GOOD, ""] + list(BAD) + ['2024-05-01 10:00:01,u2,i2,click,s,2,"a, quoted ""page"""', ""]
+    data = "\r\n".join(body).encode() + b"2024-05-01 10:00:00,u\xff1,i1,view,s,1,p\r\n" + GOOD.replace(
+        "u0", "u3").encode() + b"\r\nnotatime,u\xc3\xa9,i1,view,s,1,p\r\n"
+    path = tmp_path / "bad.csv"
+    path.write_bytes(data)
+    r = ingest_events(path, db_path=db)
+    assert r.rows_read == r.loaded + r.rejected + r.duplicates
+    assert (r.loaded, r.rejected, r.duplicates) == (3, len(BAD) + 2, 0)
+    got = rejects(r, db)
+    for line_no, (raw, reason) in enumerate(BAD.items(), start=4):  # header 1, good 2, blank 3
+        assert reason in got[line_no]["reason"], (line_no, got[line_no])
+        assert got[line_no]["raw"] == raw
+    n = len(body)  # the last element is empty: the undecodable line is line n
+    assert "encoding" in got[n]["reason"] and "UTF-8" in got[n]["reason"]
+    # after a skipped (undecodable) line the numbering stays physical
+    assert got[n + 2]["raw"] == "notatime,ué,i1,view,s,1,p" and "timestamp" in got[n + 2]["reason"]
+    page = store.scalar("SELECT page FROM events WHERE user_id = 'u2'", db_path=db)
+    assert page == 'a, quoted "page"'
+    stored = store.query("SELECT * FROM ingests", db_path=db).to_dicts()[0]
+    assert (stored["rows_read"], stored["loaded"], stored["rejected"]) == (r.rows_read, 3, len(BAD) + 2)
+
+
+def test_rees46_and_retailrocket_rejects(db, tmp_path):
+    rees = tmp_path / "rees.csv"
+    rees.write_text(
+        "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
+        "2019-10-01 00:00:17 UTC,view,1,2,,,357.79,513642368,s1\n"
+        "2019-10-01 00:00:18 UTC,click,1,2,,,357.79,513642368,s1\n"
+        "2019-10-01 00:00:19 UTC,view,1,2,,,free,513642368,s1\n"
+        "yesterday,view,1,2,,,1,513642368,s1\n"
+    )
+    r = ingest_events(rees, db_path=db)
+    got = rejects(r, db)
+    assert (r.loaded, r.rejected) == (1, 3)
+    assert "'click'" in got[3]["reason"] and "cart" in got[3]["reason"]
+    assert "non-numeric price 'free'" in got[4]["reason"]
+    assert "unparseable timestamp 'yesterday'" in got[5]["reason"]
+    rr = tmp_path / "rr.csv"
+    rr.write_text("timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,2,\nsoon,1,view,3,\n"
+                  "1433221332118,1,buy,3,\n")
+    r = ingest_events(rr, db_path=db)
+    got = rejects(r, db)
+    assert (r.loaded, r.rejected) == (1, 2) and set(got) == {3, 4}
+    assert "'buy'" in got[4]["reason"] and "addtocart" in got[4]["reason"]
+
+
+def test_sequence_rejects_count_lines(db, tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes(b"1 10 11\n2\n\n3 12 13 14\n4 1\xff2\n")
+    r = ingest_events(path, "sequence", db_path=db)
+    assert (r.loaded, r.rejected) == (5, 2) and r.rows_read == 7
+    got = rejects(r, db)
+    assert set(got) == {2, 5} and "user item" in got[2]["reason"] and "UTF-8" in got[5]["reason"]
+
+
+@pytest.mark.parametrize("step", ["_find_duplicates", "_upsert_items_from_events", "_upsert_users"])
+def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, step):
+    first = tmp_path / "first.csv"
+    first.write_text("\n".join([HEADER, GOOD, "bad,row"]) + "\n")
+    ingest_events(first, db_path=db)
+    before = counts(db)
+    more = tmp_path / "more.csv"
+    more.write_text("\n".join([HEADER] + [GOOD.replace("u0", f"n{i}") for i in range(50)] + list(BAD)) + "\n")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed mid-load")
+
+    monkeypatch.setattr(f"core.data.ingest.{step}", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest_events(more, db_path=db)
+    assert counts(db) == before
+    monkeypatch.undo()
+    r = ingest_events(more, db_path=db)  # and the same file loads fine afterwards
+    assert r.loaded == 50 and counts(db)["events"] == before["events"] + 50
+
+
+def test_migrates_an_old_database_in_place(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(store.MIGRATIONS[0])
+    con.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
+    con.execute("INSERT INTO schema_version VALUES (1, now())")
+    con.execute("INSERT INTO events (ts, user_id, item_id, event_type) VALUES ('2024-01-01', 'old', 'x', 'view')")
+    con.close()
+    store._migrated.discard(str(path.resolve()))
+    with store.connect(path) as con:
+        version = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert version == store.SCHEMA_VERSION
+    assert {"model_runs", "rule_sets", "releases", "audit_log"} <= tables
+    assert store.scalar("SELECT user_id FROM events", db_path=path) == "old"
+    csv = tmp_path / "e.csv"
+    csv.write_text("ts,user_id,item_id,event_type\n2024-01-02 00:00:00,new,x,view\n")
+    assert ingest_events(csv, db_path=path).loaded == 1
+    assert store.scalar("SELECT count(*) FROM events", db_path=path) == 2
+
+
+# ------------------------------------------------------------------------------------------ fuzzing
+
+GARBAGE_CHARS = st.sampled_from(list(',"; \t:-.xyzé€0129') + ["\x00", "\\", "'", "{", "}"])
+garbage_line = st.one_of(
+    st.text(GARBAGE_CHARS, max_size=40).map(str.encode),
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")),
+    st.sampled_from([b"2024-05-01 10:00:00,u,i,view,s,1", b'"', b",,,,,,", b'2024-05-01,"u,1",i,view,,,']),
+)
+_dbs = itertools.count()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(st.integers(0, 5), garbage_line), min_size=1, max_size=25), crlf=st.booleans())
+def test_malformed_csv_never_crashes_nor_loses_good_rows(tmp_path, lines, crlf):
+    db = tmp_path / f"fuzz{next(_dbs)}.duckdb"
+    good, body = [], []
+    for n, line in enumerate(lines):
+        if isinstance(line, int):  # a good row; repeats of the same key are duplicates
+            text = f"2024-05-01 10:00:0{line},u{line},i{line},view,s,{line},p"
+            good.append(text)
+            body.append(text.encode())
+        else:
+            body.append(line)
+    path = tmp_path / f"fuzz{n}.csv"
+    path.write_bytes((b"\r\n" if crlf else b"\n").join([HEADER.encode()] + body) + b"\n")
+    try:
+        r = ingest_events(path, db_path=db)
+    except InputError as exc:  # only when no line after the header has any content
+        assert "no rows" in str(exc) and not good and all(not line.strip(b" ") for line in body)
+        return
+    assert r.rows_read == r.loaded + r.rejected + r.duplicates
+    distinct_good = len(set(good))
+    assert r.loaded >= distinct_good  # every good row loaded (or a duplicate of one that was)
+    stored = set(store.query("SELECT user_id FROM events", db_path=db)["user_id"])
+    assert {f"u{g.split(',')[1][1:]}" for g in good} <= stored
+    assert r.loaded + r.duplicates >= len(good)
+    assert store.scalar("SELECT count(*) FROM rejects WHERE line_no IS NULL OR line_no < 2", db_path=db) == 0

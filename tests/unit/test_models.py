@@ -1,0 +1,187 @@
+"""Models: LSTM learns, masks, round-trips, cold start, fine-tune progress; baselines share the interface."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.base import Histories, ItemSide, Progress, Recommender
+from models.baselines import ItemKNN, MostPop
+from models.infer import pick_device, score_users, timed_score
+from models.lstm import LSTMConfig, LSTMRecommender
+from models.train import EvalSet, SequenceData, finetune, fit, left_pad, load_run, save_run
+
+N = 20
+
+
+def cycle_data(n_seq: int = 240, length: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """Item i is always followed by i % N + 1: a pattern a model must learn exactly."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(1, N + 1, n_seq)
+    return [((s - 1 + np.arange(length)) % N) + 1 for s in starts]
+
+
+def tiny_config(**kw) -> LSTMConfig:
+    base = dict(
+        n_items=N,
+        dim=32,
+        emb_dropout=0.0,
+        hidden_dropout=0.0,
+        lr=1e-2,
+        weight_decay=0.0,
+        batch_size=32,
+        max_epochs=25,
+        warmup_frac=0.0,
+        max_len=10,
+        seed=7,
+    )
+    base.update(kw)
+    return LSTMConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained() -> LSTMRecommender:
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return fit(tiny_config(), SequenceData(cycle_data()), device="cpu")
+
+
+def test_overfits_cycle_pattern_hr_at_1(trained):
+    hist = left_pad([s[:-1] for s in cycle_data(50, 6, seed=1)], 10)
+    targets = torch.tensor([int(s[-1]) for s in cycle_data(50, 6, seed=1)])
+    _, idx = trained.top_k(hist, 1)
+    assert (idx[:, 0] == targets).float().mean().item() == 1.0
+
+
+def test_score_shape_and_padding_column(trained):
+    s = trained.score(left_pad([[1, 2, 3]], 10))
+    assert s.shape == (1, N + 1) and torch.isneginf(s[0, 0]) and torch.isfinite(s[0, 1:]).all()
+
+
+def test_exclusion_mask_and_history_applied_before_top_k(trained):
+    hist = left_pad([[3, 4, 5]], 10)
+    exclude = torch.zeros(N + 1, dtype=torch.bool)
+    exclude[6] = True  # the item the model would pick
+    _, idx = trained.top_k(hist, N - 5, exclude=exclude)
+    assert 6 not in idx[0].tolist() and not {3, 4, 5} & set(idx[0].tolist()) and 0 not in idx[0].tolist()
+    _, idx2 = score_users(trained, hist, batch_size=1, exclude=exclude, k=N - 5, device="cpu")
+    assert 6 not in idx2[0].tolist() and not {3, 4, 5} & set(idx2[0].tolist())
+
+
+def test_padding_anywhere_and_fully_padded_history(trained):
+    a = trained.score(Histories(torch.tensor([[0, 0, 0, 7, 8, 9]])))
+    b = trained.score(Histories(torch.tensor([[7, 8, 0, 9]])))  # a hole in the middle = that item absent
+    c = trained.score(Histories(torch.tensor([[7, 8, 9]])))
+    assert torch.allclose(a, c, atol=1e-5) and torch.allclose(b, c, atol=1e-5)
+    # SHAP: masked copies of one history, one forward pass, all finite
+    base = torch.tensor([4, 5, 6, 7, 8])
+    masks = torch.tensor(
+        [[1, 1, 1, 1, 1], [0, 1, 0, 1, 1], [1, 0, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool
+    )
+    s = trained.score(Histories(base * masks))
+    assert s.shape == (4, N + 1) and torch.isfinite(s[:, 1:]).all()
+    assert torch.isfinite(trained.score(Histories(torch.zeros(2, 0, dtype=torch.long)))[:, 1:]).all()
+
+
+def test_checkpoint_round_trip_identical_scores(trained, tmp_path):
+    hist = left_pad([s[:-1] for s in cycle_data(30, 7, seed=2)], 10)
+    save_run(trained, tmp_path / "run", meta={"note": "test"})
+    assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "config.json").exists()
+    loaded = load_run(tmp_path / "run", device="cpu")
+    assert torch.equal(trained.score(hist), loaded.score(hist))
+    assert loaded.item_embeddings().shape == (N + 1, trained.config.dim)
+
+
+def _side(n: int, cats: list[int]) -> ItemSide:
+    return ItemSide(
+        category=torch.tensor([0] + cats),
+        brand=torch.tensor([0] + [1 + i % 2 for i in range(n)]),
+        price_bucket=torch.tensor([0] + [1 + i % 3 for i in range(n)]),
+        n_categories=5,
+        n_brands=3,
+        n_price_buckets=4,
+    )
+
+
+def test_new_item_gets_finite_score_from_side_features():
+    cats = [1 + (i % 4) for i in range(N)]
+    model = fit(tiny_config(max_epochs=3), SequenceData(cycle_data(60)), side=_side(N, cats), device="cpu")
+    side2 = _side(N + 2, cats + [1, 2])
+    model.add_items(2, side2)
+    s = model.score(left_pad([[1, 2, 3]], 10))
+    assert s.shape == (1, N + 3) and torch.isfinite(s[0, 1:]).all()
+    emb = model.item_embeddings()
+    assert emb.shape == (N + 3, 32) and not torch.equal(emb[N + 1], emb[N + 2])  # different side features
+    torch.testing.assert_close(emb[N + 1], model.net.side_table()[N + 1])  # side features alone
+
+
+def test_event_types_and_gaps_are_used():
+    cfg = tiny_config(max_epochs=1, n_gap_buckets=8)
+    seqs = cycle_data(40)
+    data = SequenceData(
+        seqs, event_types=[np.full(len(s), 1) for s in seqs], gaps=[np.arange(len(s)) % 8 for s in seqs]
+    )
+    model = fit(cfg, data, device="cpu")
+    h = Histories(torch.tensor([[1, 2, 3]]), torch.tensor([[1, 1, 1]]), torch.tensor([[1, 2, 3]]))
+    h2 = Histories(torch.tensor([[1, 2, 3]]), torch.tensor([[5, 5, 5]]), torch.tensor([[1, 2, 3]]))
+    assert not torch.equal(model.score(h), model.score(h2))
+
+
+def test_finetune_reports_stage_and_early_stopping(trained):
+    seqs = cycle_data(60, seed=3)
+    mask = [np.arange(len(s)) % 2 == 0 for s in seqs]  # only some positions are targets
+    valid = EvalSet.from_sequences([s[:-1] for s in seqs[:20]], [int(s[-1]) for s in seqs[:20]], 10)
+    seen: list[Progress] = []
+    tuned = finetune(
+        trained,
+        SequenceData(seqs, target_mask=mask),
+        valid,
+        max_epochs=2,
+        progress=seen.append,
+        progress_every=1,
+        device="cpu",
+    )
+    assert seen and all(p.stage == "finetune" for p in seen)
+    assert any(p.metrics.get("ndcg@10") is not None for p in seen)
+    assert tuned.history and 0.0 <= seen[-1].fraction <= 1.0
+
+
+def test_time_budget_and_sampled_softmax_path():
+    cfg = tiny_config(max_epochs=50, sampled_softmax_above=5, n_negatives=16)
+    model = fit(cfg, SequenceData(cycle_data(60)), time_budget_s=1.0, device="cpu")
+    assert model.train_seconds < 30 and all(math.isfinite(h["loss"]) for h in model.history)
+
+
+def test_seeded_training_is_reproducible():
+    a = fit(tiny_config(max_epochs=2), SequenceData(cycle_data(60)), device="cpu")
+    b = fit(tiny_config(max_epochs=2), SequenceData(cycle_data(60)), device="cpu")
+    h = left_pad([[1, 2, 3]], 10)
+    assert torch.equal(a.score(h), b.score(h))
+
+
+@pytest.mark.parametrize("make", [MostPop, ItemKNN, lambda: LSTMRecommender(tiny_config(max_epochs=2))])
+def test_baselines_share_the_interface(make):
+    model = make().fit(SequenceData(cycle_data(80)), n_items=N)
+    assert isinstance(model, Recommender) and model.n_items == N
+    hist = left_pad([[1, 2, 3], [5], []], 10)
+    s = model.score(hist)
+    assert s.shape == (3, N + 1) and torch.isneginf(s[:, 0]).all() and torch.isfinite(s[:, 1:]).all()
+    _, idx = model.top_k(hist, 5)
+    assert idx.shape == (3, 5) and not {1, 2, 3} & set(idx[0].tolist())
+    _, idx2 = score_users(model, hist, k=5, device="cpu")
+    assert idx2.shape == (3, 5)
+
+
+def test_itemknn_learns_the_successor():
+    model = ItemKNN().fit(cycle_data(200), n_items=N)
+    _, idx = model.top_k(left_pad([[3, 4, 5]], 10), 1)
+    assert idx[0, 0].item() == 6
+
+
+def test_infer_helpers(trained, monkeypatch):
+    monkeypatch.setenv("HS_DEVICE", "cpu")
+    assert pick_device().type == "cpu"
+    name, ms = timed_score(trained, left_pad([[1, 2]], 10))
+    assert name == "cpu" and ms >= 0.0

@@ -176,9 +176,11 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
         if i is None:
             conflicts.append(f"pin rule {r.rule_id}: item {item} is not in the catalog; the pin was not applied")
             continue
-        if blocked[i] or not _eligible(user, c, False)[i]:
-            why = "blocked by another rule" if blocked[i] else "out of stock"
-            conflicts.append(f"pin rule {r.rule_id}: item {item} is {why}; the pin wins over the exclusion")
+        if not _eligible(user, c, False)[i]:
+            conflicts.append(f"pin rule {r.rule_id}: item {item} is out of stock; the pin was not applied")
+            continue
+        if blocked[i]:
+            conflicts.append(f"pin rule {r.rule_id} and a block rule both name item {item}; the pin wins")
         while slot in pinned and slot <= k:
             conflicts.append(f"pin rule {r.rule_id}: slot {slot} is already pinned; placed at slot {slot + 1}")
             slot += 1

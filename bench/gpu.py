@@ -95,7 +95,7 @@ def main() -> int:
     t_train = time.perf_counter() - (start or time.perf_counter())
     print(f"{'train: steps/s':<40}{steps / max(t_train, 1e-9):>12.1f}")
     print(f"{'train: target positions/s':<40}{positions / max(t_train, 1e-9):>12,.0f}")
-    print(f"{'train: last loss':<40}{float(loss):>12.3f}")
+    print(f"{'train: last loss':<40}{float(loss.detach()):>12.3f}")
 
     # --- batch inference ---
     model.net.eval()

@@ -10,6 +10,7 @@ leaves the active run untouched.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 import polars as pl
+import torch
 
 from core import store
 from core.config import settings
@@ -280,6 +282,9 @@ def load_active_model(db_path=None) -> ActiveModel:
         ).fetchall()
         n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
     run_id, path = rows[0] if rows else (None, None)
+    # one torch thread for serving: single-user forward passes are tiny, and on a small shared CPU
+    # several threads wait on each other (training runs in its own process with its own setting)
+    torch.set_num_threads(int(os.environ.get("HS_INFER_THREADS", "1")))
     with _cache_lock:
         hit = _cache.get(key)
     if hit and hit.run_id == run_id and hit.catalog_size == n_items:

@@ -68,7 +68,8 @@ cols[2].metric("Calibration KL", f"{m.get('calibration_kl', 0):.3f}")
 cols[3].metric("Score lost to rules", f"{m.get('score_lost', 0):.3f}")
 share = m.get("protected_share")
 cols[4].metric("Protected share", "—" if share is None else f"{share:.0%}")
-if m.get("protected_prefix"):
+if m.get("protected_prefix") is not None:
+    st.caption("Protected items per prefix against the FA*IR minimum")
     st.line_chart(m["protected_prefix"], x="prefix", y=["protected", "fair_minimum"], height=180)
 
 # --- quick rules from the preview ------------------------------------------------------------

@@ -22,9 +22,9 @@ SESSIONIZED = f"""
 def overview_stats(db_path=None) -> dict:
     with store.connect(db_path) as con:
         row = con.execute(
-            """SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts),
-                      count(DISTINCT coalesce(session_id, user_id || CAST(ts::DATE AS VARCHAR)))
-               FROM events"""
+            """SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts) FROM events"""
+        ).fetchall()[0] + con.execute(  # sessions as in sessions(): the given id, else a 30-minute gap
+            f"SELECT count(*) FROM (SELECT DISTINCT user_id, session FROM ({SESSIONIZED}))"
         ).fetchall()[0]
         n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
         by_type = con.sql(
@@ -48,11 +48,13 @@ def sessions(db_path=None):
 def dwell_times(cap_ms: int = DWELL_CAP_MS, db_path=None):
     """Time to the next event in the same session (the logged dwell_ms when present), capped."""
     return store.query(
-        f"""SELECT user_id, session, item_id, event_type, ts,
-                   least(coalesce(dwell_ms, CAST(epoch_ms(lead(ts) OVER w) - epoch_ms(ts) AS BIGINT)), ?) AS dwell_ms
-            FROM ({SESSIONIZED})
-            WINDOW w AS (PARTITION BY user_id, session ORDER BY ts)
-            QUALIFY dwell_ms IS NOT NULL""",
+        f"""SELECT user_id, session, item_id, event_type, ts, least(raw_ms, ?) AS dwell_ms
+            FROM (SELECT user_id, session, item_id, event_type, ts,
+                         coalesce(dwell_ms, CAST(epoch_ms(lead(ts) OVER w) - epoch_ms(ts) AS BIGINT)) AS raw_ms
+                  FROM ({SESSIONIZED})
+                  WINDOW w AS (PARTITION BY user_id, session ORDER BY ts))
+            WHERE raw_ms IS NOT NULL
+            ORDER BY user_id, ts""",
         [cap_ms],
         db_path=db_path,
     )

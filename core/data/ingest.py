@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import polars as pl
 
 from core import store
@@ -28,7 +29,7 @@ from core.errors import InputError
 
 Progress = Callable[[float, str], None]
 KEY = "ts, user_id, item_id, event_type, session_id"
-TEMP_TABLES = ("stage", "dups", "line_map", formats.REJECTS_TABLE, formats.REJECTS_SCAN)
+TEMP_TABLES = ("stage", "dups", "line_map", "bad", "item_attrs", formats.REJECTS_TABLE, formats.REJECTS_SCAN)
 
 
 @dataclass
@@ -151,28 +152,43 @@ def ingest_events(path, fmt: str | None = None, *, db_path=None, mapping: dict |
     with store.connect(db_path) as con:
         con.execute("SET TimeZone = 'UTC'")
         _drop_temp(con)
-        report(0.05, f"reading {fmt}")
         steps = _Steps()
-        n_skipped = _read(con, path, fmt, mapping, source, digest, report)  # temp tables only
-        steps("read")
-        total, n_bad, n_rows = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(DISTINCT ord) FROM stage"
-        ).fetchall()[0]
-        if n_rows + n_skipped == 0:
-            raise InputError("has a header but no rows", file=str(path), fix="export the log again with its rows")
-        con.execute("BEGIN TRANSACTION")
-        try:
-            result = _load(con, path, fmt, digest, total - n_bad, n_skipped, started, report, steps)
-            con.execute("COMMIT")
-            steps("commit")
-            result.steps = steps.seconds
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
+        result = None
+        report(0.05, f"reading {fmt}")
+        if fmt in ("native", "rees46", "retailrocket") and formats.file_kind(path) == "text" and path.suffix != ".gz":
+            result = _in_transaction(con, lambda: _fast_load(con, path, fmt, mapping, source, digest, started,
+                                                              report, steps))
+        if result is None:  # not CSV, or the file has irregular lines: stage it line by line
             _drop_temp(con)
+            steps = _Steps()
+            _stage(con, path, fmt, mapping, source, False)  # temp tables only: outside the transaction
+            n_skipped = _line_rejects(con)
+            steps("read")
+            total, n_bad, n_rows = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(DISTINCT ord) FROM stage"
+            ).fetchall()[0]
+            if n_rows + n_skipped == 0:
+                raise InputError("has a header but no rows", file=str(path), fix="export the log again with its rows")
+            result = _in_transaction(con, lambda: _load(con, path, fmt, digest, total - n_bad, n_skipped, started,
+                                                        report, steps))
+        _drop_temp(con)
+    steps("commit")
+    result.steps = steps.seconds
     result.seconds = time.perf_counter() - started
     report(1.0, "done")
+    return result
+
+
+def _in_transaction(con, work):
+    """Run ``work`` in one transaction: committed if it returns a result, rolled back if it returns None
+    (nothing to keep) or raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = work()
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT" if result is not None else "ROLLBACK")
     return result
 
 
@@ -189,65 +205,59 @@ class _Steps:
         self.last = now
 
 
-def _read(con, path: Path, fmt: str, mapping, source, digest: _Digest, report: Progress) -> int:
-    """Stage the file (see ``_stage``); returns how many lines the reader could not decode.
-
-    CSV goes through DuckDB's own parser first; if any line did not become exactly one row (blank lines,
-    quoted line breaks, malformed or undecodable lines, mixed line ends), it is read again line by line so
-    that every line number is exact. Runs before the transaction: it only creates temp tables."""
-    fast = fmt in ("native", "rees46", "retailrocket") and formats.file_kind(path) == "text" \
-        and path.suffix != ".gz"
-    if fast:
-        try:
-            _stage(con, path, fmt, mapping, source, True)
-            digest.join()
-            rows, refused = con.execute(
-                f"SELECT (SELECT count(*) FROM stage), (SELECT count(*) FROM {formats.REJECTS_TABLE})"
-            ).fetchall()[0]
-            fast = not refused and digest.lines is not None and rows + 1 == digest.lines
-        except InputError:
-            fast = False
-        if fast and con.execute("SELECT count(*) FROM stage WHERE reason IS NOT NULL").fetchall()[0][0]:
-            con.execute(f"""UPDATE stage SET raw = l.line FROM (
-                SELECT ord, line FROM {formats.lines_reader(path)}
-                WHERE ord IN (SELECT ord FROM stage WHERE reason IS NOT NULL)) l
-                WHERE stage.ord = l.ord AND stage.reason IS NOT NULL""")
-        elif not fast:
-            _drop_temp(con)
-            report(0.3, "reading line by line (the file has irregular lines)")
-            _stage(con, path, fmt, mapping, source, False)
-    else:
-        _stage(con, path, fmt, mapping, source, False)
-    return _line_rejects(con)
+EVENT_COLUMNS = "ts, user_id, item_id, event_type, session_id, dwell_ms, position, page, price, rating, source"
 
 
-def _load(con, path: Path, fmt: str, digest: _Digest, good: int, n_skipped: int, started: float,
-          report: Progress, steps) -> IngestResult:
-    """The writes, inside the caller's transaction: events, items, users, rejects, the ingests row."""
-    report(0.6, "finding duplicates")
-    _find_duplicates(con)
-    n_dups = con.execute("SELECT count(*) FROM dups").fetchall()[0][0]
-    steps("duplicates")
+def _fast_load(con, path: Path, fmt: str, mapping, source, digest: _Digest, started: float, report: Progress,
+               steps: _Steps) -> IngestResult | None:
+    """CSV straight from DuckDB's parallel CSV parser into ``events`` (no staging copy), then duplicates
+    deleted, items and users derived, rejects recorded. Returns None — and the caller rolls back — unless
+    every physical line became exactly one row, which is what makes reader row + 1 the line number."""
+    sql, _ = formats.event_sql(con, path, fmt, mapping, source, fast=True)
     ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
-    report(0.7, "loading events")
-    con.execute("SET preserve_insertion_order = false")  # the order of stored events does not matter
-    anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)" if n_dups else ""
-    con.execute(f"""INSERT INTO events
-        SELECT ts, user_id, item_id, event_type, session_id, dwell_ms, position, page, price, rating, source, ?
-        FROM stage s WHERE reason IS NULL {anti}""", [ingest_id])
-    steps("events")
-    report(0.85, "updating items and users")
+    try:
+        inserted = con.execute(f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM ({sql}) WHERE reason IS NULL",
+                               [ingest_id]).fetchall()[0][0]
+    except duckdb.Error:  # e.g. mixed line ends: the line-by-line reader copes
+        return None
+    digest.join()
+    refused = con.execute(f"SELECT count(*) FROM {formats.REJECTS_TABLE}").fetchall()[0][0]
+    n_bad = (digest.lines or 0) - 1 - inserted
+    if refused or digest.lines is None or n_bad < 0:
+        return None
+    con.execute("CREATE TEMP TABLE bad (ord BIGINT, raw VARCHAR, reason VARCHAR)")
+    if n_bad:
+        report(0.4, "collecting rejected rows")
+        con.execute(f"INSERT INTO bad SELECT ord, NULL, reason FROM ({sql}) WHERE reason IS NOT NULL")
+        if con.execute("SELECT count(*) FROM bad").fetchall()[0][0] != n_bad:
+            return None
+        con.execute(f"""UPDATE bad SET raw = l.line FROM (
+            SELECT ord, line FROM {formats.lines_reader(path)} WHERE ord IN (SELECT ord FROM bad)) l
+            WHERE bad.ord = l.ord""")
+    if inserted + n_bad == 0:
+        raise InputError("has a header but no rows", file=str(path), fix="export the log again with its rows")
+    steps("read")
+    report(0.6, "finding duplicates")
+    n_dups = _find_duplicates(con, ingest_id)
+    steps("duplicates")
+    report(0.8, "updating items and users")
+    if fmt == "rees46":
+        con.execute(f"CREATE TEMP TABLE item_attrs AS {formats.rees46_item_sql(path)} "
+                    "WHERE ord NOT IN (SELECT ord FROM bad) GROUP BY ALL")
+    else:
+        con.execute("CREATE TEMP TABLE item_attrs AS SELECT DISTINCT item_id FROM events WHERE ingest_id = ?",
+                    [ingest_id])
     _upsert_items_from_events(con, fmt)
     steps("items")
     _upsert_users(con, ingest_id)
     steps("users")
-    # a sequence line yields several events: one bad line is one rejected row
-    con.execute(f"""INSERT INTO rejects
-        SELECT ?, {_line_of(n_skipped)}, any_value(raw), any_value(reason) FROM stage s
-        WHERE reason IS NOT NULL GROUP BY s.ord""", [ingest_id])
-    con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
-    rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][0]
-    loaded = good - n_dups
+    con.execute("INSERT INTO rejects SELECT ?, ord, raw, reason FROM bad", [ingest_id])
+    return _record(con, ingest_id, path, fmt, digest, inserted - n_dups, n_bad, n_dups, started)
+
+
+def _record(con, ingest_id: int, path: Path, fmt: str, digest: _Digest, loaded: int, rejected: int, n_dups: int,
+            started: float) -> IngestResult:
+    """The ingests row, inside the load's transaction."""
     result = IngestResult(ingest_id, str(path), fmt, loaded + rejected + n_dups, loaded, rejected, n_dups,
                           time.perf_counter() - started)
     con.execute(
@@ -259,49 +269,94 @@ def _load(con, path: Path, fmt: str, digest: _Digest, good: int, n_skipped: int,
     return result
 
 
+def _load(con, path: Path, fmt: str, digest: _Digest, good: int, n_skipped: int, started: float,
+          report: Progress, steps: _Steps) -> IngestResult:
+    """Line-by-line path: the writes from ``stage``, inside the caller's transaction."""
+    report(0.6, "finding duplicates")
+    n_dups = _find_duplicates(con)
+    steps("duplicates")
+    ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
+    report(0.7, "loading events")
+    anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)" if n_dups else ""
+    con.execute(f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM stage s WHERE reason IS NULL {anti}",
+                [ingest_id])
+    steps("events")
+    report(0.85, "updating items and users")
+    if fmt == "rees46":
+        con.execute("""CREATE TEMP TABLE item_attrs AS
+            SELECT item_id, max(category) AS category, max(brand) AS brand,
+                   arg_max(price, ts) FILTER (WHERE price IS NOT NULL) AS price
+            FROM stage WHERE reason IS NULL GROUP BY item_id""")
+    else:
+        con.execute("CREATE TEMP TABLE item_attrs AS SELECT DISTINCT item_id FROM stage WHERE reason IS NULL")
+    _upsert_items_from_events(con, fmt)
+    steps("items")
+    _upsert_users(con, ingest_id)
+    steps("users")
+    # a sequence line yields several events: one bad line is one rejected row
+    con.execute(f"""INSERT INTO rejects
+        SELECT ?, {_line_of(n_skipped)}, any_value(raw), any_value(reason) FROM stage s
+        WHERE reason IS NOT NULL GROUP BY s.ord""", [ingest_id])
+    con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
+    rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][0]
+    return _record(con, ingest_id, path, fmt, digest, good - n_dups, rejected, n_dups, started)
+
+
 def _stage(con, path: Path, fmt: str, mapping: dict | None, source: str | None, fast: bool) -> None:
     """Temp table ``stage``: the file's rows classified, with the hash of the duplicate key."""
     sql, _ = formats.event_sql(con, path, fmt, mapping, source, fast=fast)
     try:
         con.execute(f"CREATE TEMP TABLE stage AS SELECT *, CASE WHEN reason IS NULL THEN hash({KEY}) END AS h "
                     f"FROM ({sql})")
-    except Exception as exc:  # the reader's own complaint, with the file named
+    except duckdb.Error as exc:  # the reader's own complaint, with the file named
         raise InputError(f"could not be read as {fmt}: {exc}", file=str(path),
                          fix="check the format and the header") from exc
 
 
-def _find_duplicates(con) -> None:
-    """``dups(ord, k)``: good rows equal on (ts, user, item, type, session — NULL equals NULL) to a stored
-    event or to an earlier row of the file. Hash first, exact comparison only among hash matches."""
-    con.execute("CREATE TEMP TABLE dups (ord BIGINT, k BIGINT)")
+def _find_duplicates(con, ingest_id: int | None = None) -> int:
+    """Rows equal on (ts, user, item, type, session — NULL equals NULL) to a stored event or to an earlier
+    row of the file. Hash first, exact comparison only among hash matches. Line-by-line path: ``dups(ord, k)``
+    of ``stage`` rows; fast path (``ingest_id``: the file's rows are already in ``events``): deleted again.
+    Returns how many."""
+    if ingest_id is None:
+        rows, order, where, ident = "stage", "ord, k", "h IS NOT NULL", "ord, k"
+        con.execute("CREATE TEMP TABLE dups AS SELECT ord, k FROM stage LIMIT 0")
+        hashed = f"(SELECT *, h AS hk FROM {rows} WHERE {where})"
+    else:
+        order, ident = "rid", "rid"
+        con.execute("CREATE TEMP TABLE dups (rid BIGINT)")
+        hashed = f"(SELECT rowid AS rid, {KEY}, hash({KEY}) AS hk FROM events WHERE ingest_id = {int(ingest_id)})"
     con.execute(f"""INSERT INTO dups
-        SELECT ord, k FROM (
-            SELECT ord, k, row_number() OVER (PARTITION BY {KEY} ORDER BY ord, k) AS rn
-            FROM stage WHERE h IN (SELECT h FROM stage WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1))
+        SELECT {ident} FROM (
+            SELECT {ident}, row_number() OVER (PARTITION BY {KEY} ORDER BY {order}) AS rn
+            FROM {hashed} WHERE hk IN (SELECT hk FROM {hashed} GROUP BY hk HAVING count(*) > 1))
         WHERE rn > 1""")
-    has_events = con.execute("SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1)").fetchall()[0][0]
-    if not has_events:
-        return
-    lo, hi = con.execute("SELECT min(ts), max(ts) FROM stage WHERE reason IS NULL").fetchall()[0]
-    if lo is None:
-        return
-    con.execute(f"""INSERT INTO dups
-        SELECT s.ord, s.k FROM stage s
-        SEMI JOIN (SELECT {KEY} FROM events WHERE ts BETWEEN ? AND ?) e
-          ON s.ts = e.ts AND s.user_id = e.user_id AND s.item_id = e.item_id AND s.event_type = e.event_type
-         AND s.session_id IS NOT DISTINCT FROM e.session_id
-        WHERE s.reason IS NULL
-        EXCEPT SELECT ord, k FROM dups""", [lo, hi])
+    new = "stage WHERE reason IS NULL" if ingest_id is None else f"events WHERE ingest_id = {int(ingest_id)}"
+    old = "" if ingest_id is None else f"AND ingest_id <> {int(ingest_id)}"
+    lo, hi = con.execute(f"SELECT min(ts), max(ts) FROM {new}").fetchall()[0]
+    stored = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM events WHERE ts BETWEEN ? AND ? {old} LIMIT 1)",
+                         [lo, hi]).fetchall()[0][0] if lo is not None else 0
+    if stored:
+        me = "(SELECT *, rowid AS rid FROM " + new + ")"
+        con.execute(f"""INSERT INTO dups
+            SELECT {ident} FROM {me} s
+            SEMI JOIN (SELECT {KEY} FROM events WHERE ts BETWEEN ? AND ? {old}) e
+              ON s.ts = e.ts AND s.user_id = e.user_id AND s.item_id = e.item_id AND s.event_type = e.event_type
+             AND s.session_id IS NOT DISTINCT FROM e.session_id
+            EXCEPT SELECT {ident} FROM dups""", [lo, hi])
+    n = con.execute("SELECT count(*) FROM dups").fetchall()[0][0]
+    if n and ingest_id is not None:
+        con.execute("DELETE FROM events WHERE rowid IN (SELECT rid FROM dups)")
+    return n
 
 
 def _upsert_items_from_events(con, fmt: str) -> None:
-    """Items named by the file's good rows (REES46: category, brand and the latest price from the rows; a
-    catalog file's values are kept unless empty); unknown items are created with unknown attributes."""
+    """Items named by the file's good rows, from temp table ``item_attrs`` (REES46: category, brand and
+    the latest price from the rows — a catalog file's values are kept unless empty); items missing from the
+    catalog are created with unknown attributes."""
     if fmt == "rees46":
-        con.execute(f"""INSERT INTO items (item_id, category, brand, price)
-            SELECT s.item_id, max(s.category), max(s.brand),  -- constant per product in REES46 exports
-                   arg_max(s.price, s.ts) FILTER (WHERE s.price IS NOT NULL)
-            FROM stage s WHERE s.reason IS NULL GROUP BY s.item_id
+        con.execute("""INSERT INTO items (item_id, category, brand, price)
+            SELECT item_id, category, brand, price FROM item_attrs
             ON CONFLICT (item_id) DO UPDATE SET
               category = CASE WHEN items.from_catalog AND items.category IS NOT NULL THEN items.category
                               ELSE coalesce(excluded.category, items.category) END,
@@ -310,8 +365,7 @@ def _upsert_items_from_events(con, fmt: str) -> None:
               price = CASE WHEN items.from_catalog AND items.price IS NOT NULL THEN items.price
                            ELSE coalesce(excluded.price, items.price) END""")
     else:
-        con.execute("""INSERT INTO items (item_id) SELECT DISTINCT item_id FROM stage WHERE reason IS NULL
-                       ON CONFLICT (item_id) DO NOTHING""")
+        con.execute("INSERT INTO items (item_id) SELECT item_id FROM item_attrs ON CONFLICT (item_id) DO NOTHING")
 
 
 def _upsert_users(con, ingest_id: int) -> None:

@@ -28,10 +28,10 @@ def test_upload_a_log_and_see_rejects(page, app_url, tmp_path):
                    "2026-10-20 10:01:00,e2e-user,i00002,clik\n")
     goto(page, app_url, "Data")
     page.locator('input[type="file"]').set_input_files(str(log))
-    page.get_by_role("button", name="Load").click()
+    page.get_by_role("button", name="Load", exact=True).click()
     page.get_by_text(re.compile(r"loaded 1, rejected 1")).wait_for(timeout=60_000)
     page.get_by_role("tab", name="Ingest history").click()
-    page.get_by_text("upload.csv").first.wait_for()
+    page.get_by_text("Rejected rows of ingest").wait_for()
 
 
 def test_preview_a_shopper(page, app_url):

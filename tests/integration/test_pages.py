@@ -1,13 +1,16 @@
 """Every page renders on a small demo shop (Streamlit's AppTest, no browser)."""
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_page(path, **state):
-    at = AppTest.from_file(path, default_timeout=120)
+    at = AppTest.from_file(str(ROOT / path), default_timeout=120)
     for key, value in state.items():
         at.session_state[key] = value
     at.run()
@@ -44,7 +47,7 @@ def test_preview_user_switch_changes_grid(use_demo):
 
 
 def test_preview_unknown_user_says_so(use_demo):
-    at = AppTest.from_file("pages/preview.py", default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "pages/preview.py"), default_timeout=120)
     at.run()
     at.text_input(key="user_query").input("no-such-shopper-zz").run()
     assert any("No shopper id contains" in w.value for w in at.warning)

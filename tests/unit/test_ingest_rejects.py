@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core import store
+from core.data import ingest as ingest_mod
 from core.data.ingest import ingest_events, rejects_for
 from core.errors import InputError
 
@@ -98,14 +99,33 @@ def test_sequence_rejects_count_lines(db, tmp_path):
     assert set(got) == {2, 5} and "user item" in got[2]["reason"] and "UTF-8" in got[5]["reason"]
 
 
+def test_clean_csv_takes_the_parallel_path_irregular_falls_back(db, tmp_path, monkeypatch):
+    staged = []
+    real = ingest_mod._stage
+    monkeypatch.setattr(ingest_mod, "_stage", lambda *a, **k: staged.append(1) or real(*a, **k))
+    clean = tmp_path / "clean.csv"
+    clean.write_text("\n".join([HEADER, GOOD, "notatime,u1,i1,view,s,1,p", GOOD.replace("u0", "u2")]) + "\n")
+    r = ingest_events(clean, db_path=db)
+    assert (r.loaded, r.rejected, staged) == (2, 1, [])
+    assert rejects(r, db)[3]["raw"] == "notatime,u1,i1,view,s,1,p"
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n".join([HEADER, GOOD.replace("u0", "u5"), "", "notatime,u1,i1,view,s,1,p"]) + "\n")
+    r = ingest_events(blank, db_path=db)
+    assert (r.loaded, r.rejected, staged) == (1, 1, [1])
+    assert set(rejects(r, db)) == {4}
+    assert counts(db)["events"] == 3
+
+
+@pytest.mark.parametrize("irregular", [False, True], ids=["parallel-path", "line-path"])
 @pytest.mark.parametrize("step", ["_find_duplicates", "_upsert_items_from_events", "_upsert_users"])
-def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, step):
+def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, step, irregular):
     first = tmp_path / "first.csv"
     first.write_text("\n".join([HEADER, GOOD, "bad,row"]) + "\n")
     ingest_events(first, db_path=db)
     before = counts(db)
     more = tmp_path / "more.csv"
-    more.write_text("\n".join([HEADER] + [GOOD.replace("u0", f"n{i}") for i in range(50)] + list(BAD)) + "\n")
+    more.write_text("\n".join([HEADER] + [GOOD.replace("u0", f"n{i}") for i in range(50)]
+                              + (list(BAD) if irregular else [])) + "\n")
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed mid-load")

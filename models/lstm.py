@@ -272,13 +272,23 @@ class LSTMRecommender(Recommender):
         try:
             with torch.no_grad():  # not inference_mode: callers (top_k, SHAP) edit the scores in place
                 items, ev, gaps, lengths = compact_left(histories.to(self.device), self.config.max_len)
-                table = self.net.item_table()  # (N+1, D)
+                table = self._eval_table()  # (N+1, D)
                 _, last = self.net.encode(items, ev, gaps, table, lengths)  # (B, D)
                 s = self.net.logits(self.net.head(last), table).float()  # (B, N+1)
                 s[:, 0] = float("-inf")
                 return s
         finally:
             self.net.train(was_training)
+
+    def _eval_table(self) -> torch.Tensor:
+        """The item table, rebuilt only when a parameter or side buffer changed (serving calls score
+        once per homepage; rebuilding id + side embeddings for the whole catalog each time is waste)."""
+        key = tuple((id(t), t._version, t.device) for t in [*self.net.parameters(), *self.net.buffers()])
+        cached = getattr(self, "_table_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.net.item_table())
+            self._table_cache = cached
+        return cached[1]
 
     def item_embeddings(self) -> torch.Tensor:
         """(N+1, D) item representations (id + side features) used for scoring; row 0 = padding."""

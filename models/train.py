@@ -264,6 +264,8 @@ def _train(
             nb += 1
             if progress_every and (s + 1) % progress_every == 0:
                 report(epoch, s + 1, tot / nb)
+            if time_budget_s and time.perf_counter() - t0 > time_budget_s:
+                break  # the budget is a promise to the caller: stop mid-epoch, validate, keep the best
         metrics = {"loss": tot / max(nb, 1), "epoch_seconds": time.perf_counter() - te}
         if valid is not None and len(valid):
             model.net.eval()
@@ -284,7 +286,7 @@ def _train(
         report(epoch - 1, steps_per_epoch, metrics["loss"], metrics)
         if valid is not None and bad >= c.patience:
             break
-        if time_budget_s and elapsed + (elapsed / epoch) > time_budget_s * 1.02:
+        if time_budget_s and (elapsed >= time_budget_s or elapsed + (elapsed / epoch) > time_budget_s * 1.02):
             break
     if best_state is not None:
         model.net.load_state_dict(best_state)

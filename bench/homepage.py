@@ -29,10 +29,14 @@ def all_rules(item_ids: list[str]):
         Rule(rule_id="bury", kind="bury", params={"condition": {"price_max": 5.0}, "factor": 0.7}),
         Rule(rule_id="reserve", kind="reserve", params={"condition": {"promoted": True}, "slots": 2}),
         Rule(rule_id="cap", kind="cap", params={"attribute": "brand", "max": 3}),
-        Rule(rule_id="diversity", kind="diversity", params={"method": "dpp", "theta": 0.7,
-                                                            "calibration": 0.3}),
-        Rule(rule_id="fairness", kind="fairness", params={"condition": {"seller_tier": "small"}, "p": 0.25,
-                                                          "alpha": 0.1}),
+        Rule(
+            rule_id="diversity", kind="diversity", params={"method": "dpp", "theta": 0.7, "calibration": 0.3}
+        ),
+        Rule(
+            rule_id="fairness",
+            kind="fairness",
+            params={"condition": {"seller_tier": "small"}, "p": 0.25, "alpha": 0.1},
+        ),
     ]
     return RuleSet(rule_set_id="bench", version=1, name="every rule kind", rules=rules)
 
@@ -68,12 +72,14 @@ def main() -> None:
         times.append((time.perf_counter() - t0) * 1000.0)
     times.sort()
     p50, p95 = statistics.median(times), times[int(0.95 * (len(times) - 1))]
-    print(f"one homepage (k=24, M=500, all rule kinds): p50 {p50:.1f} ms, p95 {p95:.1f} ms over {len(times)} calls")
+    print(
+        f"one homepage (k=24, M=500, all rule kinds): p50 {p50:.1f} ms, p95 {p95:.1f} ms over {len(times)} calls"
+    )
 
     t0 = time.perf_counter()
     done = 0
     for start in range(0, len(users), 1000):
-        done += len(homepages_for(users[start:start + 1000], rule_set, with_history=False))
+        done += len(homepages_for(users[start : start + 1000], rule_set, with_history=False))
     seconds = time.perf_counter() - t0
     print(f"batched: {done:,} homepages in {seconds:.1f} s = {done / seconds:,.0f} homepages/s")
 

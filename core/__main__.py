@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("ingest", help="load an event log (CSV/Parquet/JSONL, REES46, RetailRocket, sequences)")
+    p = sub.add_parser(
+        "ingest", help="load an event log (CSV/Parquet/JSONL, REES46, RetailRocket, sequences)"
+    )
     p.add_argument("file")
     p.add_argument("--format", choices=["native", "rees46", "retailrocket", "sequence", "pairs"])
     p.add_argument("--map", nargs="*", help="canonical=source column pairs for native files")

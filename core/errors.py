@@ -10,7 +10,9 @@ class StudioError(Exception):
 class InputError(StudioError):
     """A file or value a person gave us is wrong; nothing was written."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, fix: str | None = None):
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, fix: str | None = None
+    ):
         self.file, self.line, self.fix = file, line, fix
         where = ""
         if file:

@@ -35,8 +35,16 @@ class JobLog:
         self.file = (self.dir / "progress.jsonl").open("a", buffering=1)
 
     def epoch(self, p: Progress) -> None:
-        row = {"t": time.time(), "stage": p.stage, "epoch": p.epoch, "step": p.step,
-               "steps_per_epoch": p.steps_per_epoch, "loss": p.loss, "fraction": p.fraction, **p.metrics}
+        row = {
+            "t": time.time(),
+            "stage": p.stage,
+            "epoch": p.epoch,
+            "step": p.step,
+            "steps_per_epoch": p.steps_per_epoch,
+            "loss": p.loss,
+            "fraction": p.fraction,
+            **p.metrics,
+        }
         self.file.write(json.dumps(row) + "\n")
 
     def finish(self, ok: bool, detail: str) -> None:
@@ -75,8 +83,13 @@ class Job:
         return "running" if self.running else "died"
 
 
-def start_training(*, finetune_on: str | None = None, epochs: int | None = None,
-                   time_budget_min: float | None = None, device: str | None = None) -> Job:
+def start_training(
+    *,
+    finetune_on: str | None = None,
+    epochs: int | None = None,
+    time_budget_min: float | None = None,
+    device: str | None = None,
+) -> Job:
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
     job_dir = jobs_dir() / job_id
     job_dir.mkdir(parents=True)
@@ -90,8 +103,14 @@ def start_training(*, finetune_on: str | None = None, epochs: int | None = None,
     if device:
         args += ["--device", device]
     log = (job_dir / "output.log").open("w")
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     (job_dir / "job.json").write_text(json.dumps({"args": args, "pid": proc.pid, "started": time.time()}))
     return read_job(job_dir)
 
@@ -106,8 +125,15 @@ def read_job(job_dir: Path) -> Job:
             except json.JSONDecodeError:  # a line being written right now
                 pass
     result = json.loads((job_dir / "result.json").read_text()) if (job_dir / "result.json").exists() else None
-    return Job(job_dir.name, job_dir, meta.get("args", []), meta.get("started", 0.0), progress, result,
-               meta.get("pid"))
+    return Job(
+        job_dir.name,
+        job_dir,
+        meta.get("args", []),
+        meta.get("started", 0.0),
+        progress,
+        result,
+        meta.get("pid"),
+    )
 
 
 def list_jobs(limit: int = 10) -> list[Job]:

@@ -15,10 +15,10 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -69,12 +69,16 @@ def slice_mask(spec: str, seqs: ShopSequences) -> list[np.ndarray]:
         try:
             days = float(arg.rstrip("d"))
         except ValueError:
-            raise InputError(f"--finetune-on {spec!r}: '{arg}' is not a number of days", fix="e.g. recent:7d")
+            raise InputError(
+                f"--finetune-on {spec!r}: '{arg}' is not a number of days", fix="e.g. recent:7d"
+            ) from None
         latest = max((t[-1] for t in seqs.ts if len(t)), default=0.0)
         return [t >= latest - days * 86_400 for t in seqs.ts]
     if kind == "category":
         if not arg:
-            raise InputError(f"--finetune-on {spec!r}: no category path", fix="e.g. category:electronics.phones")
+            raise InputError(
+                f"--finetune-on {spec!r}: no category path", fix="e.g. category:electronics.phones"
+            )
         cats = np.array([""] + seqs.catalog.items["category"].fill_null("").to_list(), dtype=object)
         prefix = arg.rstrip(".")
         match = np.array([c == prefix or c.startswith(prefix + ".") for c in cats])
@@ -86,7 +90,9 @@ def slice_mask(spec: str, seqs: ShopSequences) -> list[np.ndarray]:
     )
 
 
-def split_leave_one_out(seqs: ShopSequences, max_len: int, mask: list[np.ndarray] | None = None, seed: int = 0):
+def split_leave_one_out(
+    seqs: ShopSequences, max_len: int, mask: list[np.ndarray] | None = None, seed: int = 0
+):
     """Train on every step but each user's last; validate on the last (optionally only in-slice ones)."""
     train = SequenceData(
         items=[s[:-1] for s in seqs.items],
@@ -160,7 +166,12 @@ def train_run(
 
         span = 0.7 if finetune_on else 0.95
         model = fit(
-            config, train, valid, seqs.catalog.side, time_budget_s=pre_budget, device=dev,
+            config,
+            train,
+            valid,
+            seqs.catalog.side,
+            time_budget_s=pre_budget,
+            device=dev,
             progress=lambda p: relay(p, 0.0, span),
         )
         metrics: dict = {"valid": _metrics(model, valid)}
@@ -173,7 +184,11 @@ def train_run(
             metrics["slice_pretrained"] = _metrics(model, ft_valid)
             remaining = max(10.0, budget - (time.perf_counter() - started)) if budget else None
             model = finetune(
-                model, ft_train, ft_valid, time_budget_s=remaining, device=dev,
+                model,
+                ft_train,
+                ft_valid,
+                time_budget_s=remaining,
+                device=dev,
                 progress=lambda p: relay(p, span, 0.95 - span),
             )
             metrics["slice_finetuned"] = _metrics(model, ft_valid)
@@ -198,8 +213,16 @@ def train_run(
             con.execute(
                 """INSERT INTO model_runs (run_id, created_at, kind, stage, status, path, config, metrics,
                    data_snapshot, train_seconds, device, active) VALUES (?, now(), 'lstm', ?, 'done', ?, ?, ?, ?, ?, ?, FALSE)""",
-                [run_id, stage, str(run_dir), json.dumps(model.config_dict()), json.dumps(metrics),
-                 json.dumps(snapshot), seconds, dev],
+                [
+                    run_id,
+                    stage,
+                    str(run_dir),
+                    json.dumps(model.config_dict()),
+                    json.dumps(metrics),
+                    json.dumps(snapshot),
+                    seconds,
+                    dev,
+                ],
             )
             store.audit(con, "trainer", "train", run_id, {"metrics": metrics, "finetune_on": finetune_on})
             if activate:
@@ -277,9 +300,7 @@ def load_active_model(db_path=None) -> ActiveModel:
     with catalog items added since it was trained (cold start)."""
     key = str(db_path or settings().db_path)
     with store.connect(db_path) as con:
-        rows = con.execute(
-            "SELECT run_id, path FROM model_runs WHERE active AND status = 'done'"
-        ).fetchall()
+        rows = con.execute("SELECT run_id, path FROM model_runs WHERE active AND status = 'done'").fetchall()
         n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
     run_id, path = rows[0] if rows else (None, None)
     # one torch thread for serving: single-user forward passes are tiny, and on a small shared CPU
@@ -327,13 +348,16 @@ def _align_catalog(current: Catalog, vocab: Vocab, model: LSTMRecommender) -> Ca
     idx = torch.tensor([0] + [(t + 1) if t is not None else 0 for t in take])
     side = current.side
     aligned = type(side)(
-        category=side.category[idx], brand=side.brand[idx], price_bucket=side.price_bucket[idx],
-        n_categories=side.n_categories, n_brands=side.n_brands, n_price_buckets=side.n_price_buckets,
+        category=side.category[idx],
+        brand=side.brand[idx],
+        price_bucket=side.price_bucket[idx],
+        n_categories=side.n_categories,
+        n_brands=side.n_brands,
+        n_price_buckets=side.n_price_buckets,
     )
     if new_ids:
         model.add_items(len(new_ids), aligned)
     return Catalog(Vocab(order), items, aligned, current.categories, current.brands)
-
 
 
 def runs_table(db_path=None) -> pl.DataFrame:
@@ -342,9 +366,15 @@ def runs_table(db_path=None) -> pl.DataFrame:
     rows = []
     for r in runs.to_dicts():
         m = json.loads(r.pop("metrics") or "{}")
-        row = {k: r[k] for k in ("run_id", "created_at", "stage", "status", "active", "device", "train_seconds")}
-        for key, prefix in (("valid", ""), ("mostpop", "mostpop "), ("slice_pretrained", "slice pretrained "),
-                            ("slice_finetuned", "slice fine-tuned ")):
+        row = {
+            k: r[k] for k in ("run_id", "created_at", "stage", "status", "active", "device", "train_seconds")
+        }
+        for key, prefix in (
+            ("valid", ""),
+            ("mostpop", "mostpop "),
+            ("slice_pretrained", "slice pretrained "),
+            ("slice_finetuned", "slice fine-tuned "),
+        ):
             for metric in ("hr@10", "ndcg@10"):
                 row[prefix + metric] = m.get(key, {}).get(metric)
         row["message"] = r["message"]

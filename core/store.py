@@ -17,9 +17,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import duckdb
 import polars as pl
@@ -234,7 +234,9 @@ def connect(
     if needs_migration and read_only:
         read_only = False  # a file from an older version must be upgraded first
     con = _open(path, read_only, cfg.lock_wait_s, on_wait)
-    con.execute("SET enable_progress_bar = false").fetchall()  # progress is ours to report, not DuckDB's stdout
+    con.execute(
+        "SET enable_progress_bar = false"
+    ).fetchall()  # progress is ours to report, not DuckDB's stdout
     try:
         if needs_migration:
             migrate(con)
@@ -258,7 +260,9 @@ def transaction(db_path: str | Path | None = None, **kw) -> Iterator[duckdb.Duck
         con.execute("COMMIT")
 
 
-def query(sql: str, params: list | tuple | dict | None = None, db_path: str | Path | None = None) -> pl.DataFrame:
+def query(
+    sql: str, params: list | tuple | dict | None = None, db_path: str | Path | None = None
+) -> pl.DataFrame:
     """Run one parameterised read and return it as a polars frame."""
     with connect(db_path) as con:
         return con.sql(sql, params=params or None).pl()
@@ -270,7 +274,9 @@ def scalar(sql: str, params: list | tuple | None = None, db_path: str | Path | N
         return rows[0][0] if rows else None
 
 
-def audit(con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None) -> None:
+def audit(
+    con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None
+) -> None:
     """Append one row to the audit log inside the caller's transaction."""
     import json
 

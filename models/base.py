@@ -10,8 +10,8 @@ Histories are **left-padded**: the most recent event sits in the last column, so
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -35,7 +35,7 @@ class Histories:
     event_types: torch.Tensor | None = None  # (B, T) long, 0 = padding; None = all purchases
     gaps: torch.Tensor | None = None  # (B, T) long, time-gap bucket before each event, 0 = padding
 
-    def to(self, device: torch.device | str) -> "Histories":
+    def to(self, device: torch.device | str) -> Histories:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Histories(move(self.items), move(self.event_types), move(self.gaps))
 
@@ -77,7 +77,7 @@ class Recommender(ABC):
     name: str = "recommender"
     n_items: int = 0
 
-    def fit(self, train, **kwargs) -> "Recommender":
+    def fit(self, train, **kwargs) -> Recommender:
         """Learn from training sequences (``models.train.SequenceData`` or a list of dense-id sequences in
         time order); returns ``self``. Models that need no training may keep this default."""
         raise NotImplementedError(f"{type(self).__name__} has no fit()")

@@ -36,18 +36,18 @@ def _initials(title: str, category: str) -> str:
     return "".join(w[0] for w in words[:2]).upper() or "?"
 
 
-def card_html(item: dict, slot: int | None = None, reasons: list[str] | None = None, moved: bool = False) -> str:
+def card_html(
+    item: dict, slot: int | None = None, reasons: list[str] | None = None, moved: bool = False
+) -> str:
     esc = lambda v: html.escape(str(v if v is not None else ""))  # noqa: E731
-    badges = "".join(
-        f'<span class="hs-badge {esc(r.split()[0])}">{esc(r)}</span>' for r in (reasons or [])
-    )
+    badges = "".join(f'<span class="hs-badge {esc(r.split()[0])}">{esc(r)}</span>' for r in (reasons or []))
     price = item.get("price")
     price_text = f"${price:,.2f}" if isinstance(price, (int, float)) and price == price else ""
     slot_text = f'<span class="hs-slot">#{slot}</span>' if slot else ""
     return (
         f'<div class="hs-card{" moved" if moved else ""}">'
         f'<div class="hs-tile" style="background:{_tile_color(item.get("category", ""))}">{slot_text}'
-        f'{esc(_initials(item.get("title", ""), item.get("category", "")))}</div>'
+        f"{esc(_initials(item.get('title', ''), item.get('category', '')))}</div>"
         f'<div class="hs-title">{esc(item.get("title") or item.get("item_id"))}</div>'
         f'<div class="hs-meta">{esc(item.get("category") or "uncategorised")}</div>'
         f'<div class="hs-meta">{esc(item.get("brand") or "")} · seller {esc(item.get("seller_id") or "?")}</div>'

@@ -17,10 +17,16 @@ st.title("Data")
 load, history, quality, views = st.tabs(["Load a file", "Ingest history", "Quality", "Features"])
 
 with load:
-    kind = st.radio("What is in the file?", ["Events (behaviour log)", "Catalog (items, sellers, promotions, users)"],
-                    horizontal=True)
-    fmt = st.selectbox("Format", ["auto-detect", "native", "rees46", "retailrocket", "sequence", "pairs"],
-                       disabled=kind.startswith("Catalog"))
+    kind = st.radio(
+        "What is in the file?",
+        ["Events (behaviour log)", "Catalog (items, sellers, promotions, users)"],
+        horizontal=True,
+    )
+    fmt = st.selectbox(
+        "Format",
+        ["auto-detect", "native", "rees46", "retailrocket", "sequence", "pairs"],
+        disabled=kind.startswith("Catalog"),
+    )
     source = st.radio("From", ["Upload", "Path on the server"], horizontal=True)
     upload = path = None
     if source == "Upload":
@@ -40,7 +46,8 @@ with load:
                 result = ingest_catalog(target)
             else:
                 result = ingest_events(
-                    target, None if fmt == "auto-detect" else fmt,
+                    target,
+                    None if fmt == "auto-detect" else fmt,
                     progress=lambda f, m="": bar.progress(min(1.0, f), text=m or "loading…"),
                 )
         except StudioError as exc:
@@ -65,15 +72,29 @@ with history:
             st.dataframe(rejects_for(pick), hide_index=True, width="stretch")
 
 with quality:
-    bot_rate = st.number_input("A user with more than this many events in a minute is a suspected bot",
-                               min_value=2, max_value=1000, value=30)
+    bot_rate = st.number_input(
+        "A user with more than this many events in a minute is a suspected bot",
+        min_value=2,
+        max_value=1000,
+        value=30,
+    )
     report = quality_report(bot_events_per_minute=int(bot_rate))
     st.text(report.to_text())
 
 with views:
-    view = st.selectbox("Feature", ["Funnel by category", "Browse paths (categories)", "Browse paths (items)",
-                                    "Dwell time", "Click position", "Sessions", "Item statistics",
-                                    "User statistics"])
+    view = st.selectbox(
+        "Feature",
+        [
+            "Funnel by category",
+            "Browse paths (categories)",
+            "Browse paths (items)",
+            "Dwell time",
+            "Click position",
+            "Sessions",
+            "Item statistics",
+            "User statistics",
+        ],
+    )
     if view == "Funnel by category":
         frame = features.funnel(by="category")
         st.dataframe(frame, hide_index=True, width="stretch")
@@ -82,7 +103,9 @@ with views:
         st.dataframe(frame, hide_index=True, width="stretch")
     elif view == "Dwell time":
         frame = features.dwell_times()
-        st.plotly_chart(px.histogram(frame.head(200_000), x="dwell_ms", nbins=60, log_y=True), width="stretch")
+        st.plotly_chart(
+            px.histogram(frame.head(200_000), x="dwell_ms", nbins=60, log_y=True), width="stretch"
+        )
     elif view == "Click position":
         frame = features.click_positions()
         st.plotly_chart(px.bar(frame, x="position", y="clicks"), width="stretch")

@@ -28,22 +28,30 @@ st.markdown(f"**{why.sentence}**")
 st.info(why.rules_effect)
 
 rows = why.waterfall
-fig = go.Figure(go.Waterfall(
-    orientation="h",
-    measure=["absolute"] + ["relative"] * (len(rows) - 2) + ["total"],
-    y=[r["label"] for r in rows],
-    x=[r["value"] for r in rows],
-    connector={"line": {"color": "#C9CCD3"}},
-    increasing={"marker": {"color": "#2E9E5B"}},
-    decreasing={"marker": {"color": "#D1495B"}},
-    totals={"marker": {"color": "#1F2430"}},
-))
-fig.update_layout(height=max(320, 26 * len(rows)), margin=dict(l=10, r=10, t=30, b=10),
-                  title="From the base value to the model's score (logit)", yaxis={"autorange": "reversed"})
+fig = go.Figure(
+    go.Waterfall(
+        orientation="h",
+        measure=["absolute"] + ["relative"] * (len(rows) - 2) + ["total"],
+        y=[r["label"] for r in rows],
+        x=[r["value"] for r in rows],
+        connector={"line": {"color": "#C9CCD3"}},
+        increasing={"marker": {"color": "#2E9E5B"}},
+        decreasing={"marker": {"color": "#D1495B"}},
+        totals={"marker": {"color": "#1F2430"}},
+    )
+)
+fig.update_layout(
+    height=max(320, 26 * len(rows)),
+    margin=dict(l=10, r=10, t=30, b=10),
+    title="From the base value to the model's score (logit)",
+    yaxis={"autorange": "reversed"},
+)
 st.plotly_chart(fig, width="stretch")
 e = why.explanation
-st.caption(f"SHAP {e.method} explainer, {e.n_evals} model evaluations in {e.seconds:.2f} s; "
-           f"base value {e.base_value:.3f} + attributions = score {e.score:.3f}.")
+st.caption(
+    f"SHAP {e.method} explainer, {e.n_evals} model evaluations in {e.seconds:.2f} s; "
+    f"base value {e.base_value:.3f} + attributions = score {e.score:.3f}."
+)
 
 st.subheader("What drives recommendations across shoppers")
 target = st.text_input("Item id or category path", value=why.item_id)

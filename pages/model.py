@@ -42,21 +42,29 @@ def live_jobs() -> None:
         return
     for job in jobs:
         label = f"Job {job.job_id} — {job.state}"
-        with st.expander(label, expanded=job.state == "running" or job.job_id == st.session_state.get("watch_job")):
+        with st.expander(
+            label, expanded=job.state == "running" or job.job_id == st.session_state.get("watch_job")
+        ):
             last = job.progress[-1] if job.progress else None
-            st.progress(float(last["fraction"]) if last else 0.0, text=f"{last['stage']} epoch {last['epoch']}"
-                        if last else "starting…")
+            st.progress(
+                float(last["fraction"]) if last else 0.0,
+                text=f"{last['stage']} epoch {last['epoch']}" if last else "starting…",
+            )
             epochs = [p for p in job.progress if "ndcg@10" in p]
             if job.progress:
                 fig = px.line(
-                    [p for p in job.progress if p.get("loss") is not None], x="t", y="loss", color="stage",
+                    [p for p in job.progress if p.get("loss") is not None],
+                    x="t",
+                    y="loss",
+                    color="stage",
                     title="training loss",
                 )
                 fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="time")
                 st.plotly_chart(fig, width="stretch", key=f"loss-{job.job_id}")
             if epochs:
-                fig = px.line(epochs, x="epoch", y="ndcg@10", color="stage", markers=True,
-                              title="validation NDCG@10")
+                fig = px.line(
+                    epochs, x="epoch", y="ndcg@10", color="stage", markers=True, title="validation NDCG@10"
+                )
                 fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
                 st.plotly_chart(fig, width="stretch", key=f"val-{job.job_id}")
             if job.state == "failed":

@@ -50,13 +50,17 @@ items = {r["item_id"]: r for r in view.attrs_for_slots()}
 left, right = st.columns(2)
 with left:
     st.markdown("#### For you — model only")
-    card_grid([card_html(items[s.item_id], s.slot, [f"model #{s.model_rank}"]) for s in view.model_only.slots])
+    card_grid(
+        [card_html(items[s.item_id], s.slot, [f"model #{s.model_rank}"]) for s in view.model_only.slots]
+    )
 with right:
     st.markdown(f"#### For you — with draft rules (v{rule_set.version})")
-    card_grid([
-        card_html(items[s.item_id], s.slot, s.reasons, moved=model_slots.get(s.item_id) != s.slot)
-        for s in view.ruled.slots
-    ])
+    card_grid(
+        [
+            card_html(items[s.item_id], s.slot, s.reasons, moved=model_slots.get(s.item_id) != s.slot)
+            for s in view.ruled.slots
+        ]
+    )
 for conflict in view.ruled.conflicts:
     st.warning(conflict)
 
@@ -74,8 +78,9 @@ if m.get("protected_prefix") is not None:
 
 # --- quick rules from the preview ------------------------------------------------------------
 with st.expander("Add a rule from this homepage"):
-    pick = st.selectbox("Item", [s.item_id for s in view.ruled.slots],
-                        format_func=lambda i: f"{i} — {items[i].get('title')}")
+    pick = st.selectbox(
+        "Item", [s.item_id for s in view.ruled.slots], format_func=lambda i: f"{i} — {items[i].get('title')}"
+    )
     a1, a2, a3 = st.columns(3)
     slot = a1.number_input("Slot", min_value=1, max_value=len(view.ruled.slots) or 1, value=1)
     if a2.button("Pin here"):
@@ -86,7 +91,11 @@ with st.expander("Add a rule from this homepage"):
         st.rerun()
 
 # --- the rest of the storefront --------------------------------------------------------------
-for row in (rows.because_you_viewed(user_id), rows.trending_in_top_category(user_id), rows.deals_for_you(user_id)):
+for row in (
+    rows.because_you_viewed(user_id),
+    rows.trending_in_top_category(user_id),
+    rows.deals_for_you(user_id),
+):
     if row is None or row.items.is_empty():
         continue
     st.markdown(f"#### {row.title}")

@@ -5,19 +5,23 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.ranking.impact import rule_set_impact
+from core.ranking.rows import known_item_ids
 from core.ranking.rule_sets import load_rule_set, rules_from_frame, rules_to_frame, save_rule_set
 from core.ranking.rules import KINDS, validate
-from core.ranking.rows import known_item_ids
 
 st.title("Rules")
 
 COLUMNS = {
     "kind": st.column_config.SelectboxColumn("kind", options=list(KINDS), required=True),
     "target": st.column_config.TextColumn(
-        "target", help="pin: item_id=ID · block/boost/bury/reserve/fairness: category=a.b;brand=X;seller_tier=small;"
-        "price_min=1;price_max=9;new_days=14;promoted · cap: category|brand|seller_id · diversity: mmr|dpp"),
+        "target",
+        help="pin: item_id=ID · block/boost/bury/reserve/fairness: category=a.b;brand=X;seller_tier=small;"
+        "price_min=1;price_max=9;new_days=14;promoted · cap: category|brand|seller_id · diversity: mmr|dpp",
+    ),
     "value": st.column_config.NumberColumn(
-        "value", help="boost/bury factor · reserve slots · cap max · diversity strength 0–1 · fairness share p"),
+        "value",
+        help="boost/bury factor · reserve slots · cap max · diversity strength 0–1 · fairness share p",
+    ),
     "slot": st.column_config.NumberColumn("slot", min_value=1, max_value=48, step=1),
     "scope": st.column_config.TextColumn("scope", help='all · segment: region == "north" · users: u1, u2'),
     "enabled": st.column_config.CheckboxColumn("enabled", default=True),
@@ -55,8 +59,9 @@ if c1.button("Apply to draft", type="primary", width="stretch"):
 note = c2.text_input("Note for this version", placeholder="why this change")
 if c3.button("Save as new version", width="stretch"):
     try:
-        saved = save_rule_set(draft, expected_version=draft.version, saved_by=st.session_state.get("role", "?"),
-                              note=note)
+        saved = save_rule_set(
+            draft, expected_version=draft.version, saved_by=st.session_state.get("role", "?"), note=note
+        )
     except StudioError as exc:
         st.error(str(exc))
         st.stop()
@@ -81,7 +86,12 @@ if impact is not None:
     st.caption(f"{impact.users} shoppers; {impact.conflicts} homepages had a rule conflict.")
     st.dataframe(impact.summary, hide_index=True, width="stretch")
     if not impact.per_rule.is_empty():
-        fig = px.bar(impact.per_rule, x="rule_id", y="homepages changed", color="kind",
-                     title="Homepages each rule changed")
+        fig = px.bar(
+            impact.per_rule,
+            x="rule_id",
+            y="homepages changed",
+            color="kind",
+            title="Homepages each rule changed",
+        )
         fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, width="stretch")

@@ -11,10 +11,10 @@ power-law popularity and less exposure for small sellers' and new items.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -23,15 +23,27 @@ from core.config import settings
 
 END = datetime(2026, 10, 31)
 TREE = {
-    "electronics": {"phones": ["smartphones", "phone_cases", "chargers"], "audio": ["headphones", "speakers"],
-                    "computers": ["laptops", "mice", "keyboards"]},
-    "home": {"kitchen": ["cookware", "knives", "coffee_makers"], "furniture": ["desks", "chairs"],
-             "decor": ["lamps", "rugs"]},
+    "electronics": {
+        "phones": ["smartphones", "phone_cases", "chargers"],
+        "audio": ["headphones", "speakers"],
+        "computers": ["laptops", "mice", "keyboards"],
+    },
+    "home": {
+        "kitchen": ["cookware", "knives", "coffee_makers"],
+        "furniture": ["desks", "chairs"],
+        "decor": ["lamps", "rugs"],
+    },
     "fashion": {"women": ["dresses", "handbags", "heels"], "men": ["shirts", "sneakers", "watches"]},
-    "beauty": {"skincare": ["moisturizers", "serums"], "makeup": ["lipstick", "mascara"],
-               "hair": ["shampoo", "hair_dryers"]},
-    "sports": {"fitness": ["yoga_mats", "dumbbells"], "outdoor": ["tents", "backpacks"],
-               "cycling": ["bikes", "helmets"]},
+    "beauty": {
+        "skincare": ["moisturizers", "serums"],
+        "makeup": ["lipstick", "mascara"],
+        "hair": ["shampoo", "hair_dryers"],
+    },
+    "sports": {
+        "fitness": ["yoga_mats", "dumbbells"],
+        "outdoor": ["tents", "backpacks"],
+        "cycling": ["bikes", "helmets"],
+    },
     "toys": {"kids": ["puzzles", "dolls"], "games": ["board_games", "card_games"]},
     "books": {"fiction": ["novels", "comics"], "learning": ["textbooks", "language_courses"]},
     "garden": {"tools": ["shovels", "hoses"], "plants": ["seeds", "plant_pots"]},
@@ -39,14 +51,48 @@ TREE = {
     "grocery": {"drinks": ["coffee_beans", "tea"], "snacks": ["chips", "chocolate"]},
 }
 COMPLEMENTS = {
-    "smartphones": "phone_cases", "phone_cases": "chargers", "laptops": "mice", "mice": "keyboards",
-    "headphones": "speakers", "cookware": "knives", "coffee_makers": "coffee_beans", "desks": "chairs",
-    "dresses": "handbags", "handbags": "heels", "shirts": "sneakers", "moisturizers": "serums",
-    "lipstick": "mascara", "shampoo": "hair_dryers", "yoga_mats": "dumbbells", "tents": "backpacks",
-    "bikes": "helmets", "board_games": "card_games", "novels": "comics", "shovels": "hoses",
-    "seeds": "plant_pots", "dog_food": "leashes", "cat_food": "cat_litter", "chips": "chocolate",
+    "smartphones": "phone_cases",
+    "phone_cases": "chargers",
+    "laptops": "mice",
+    "mice": "keyboards",
+    "headphones": "speakers",
+    "cookware": "knives",
+    "coffee_makers": "coffee_beans",
+    "desks": "chairs",
+    "dresses": "handbags",
+    "handbags": "heels",
+    "shirts": "sneakers",
+    "moisturizers": "serums",
+    "lipstick": "mascara",
+    "shampoo": "hair_dryers",
+    "yoga_mats": "dumbbells",
+    "tents": "backpacks",
+    "bikes": "helmets",
+    "board_games": "card_games",
+    "novels": "comics",
+    "shovels": "hoses",
+    "seeds": "plant_pots",
+    "dog_food": "leashes",
+    "cat_food": "cat_litter",
+    "chips": "chocolate",
 }
-BRAND_SYLLABLES = ["ac", "no", "vel", "tri", "zen", "lu", "ka", "mo", "ra", "fi", "stel", "or", "qu", "bel", "ix"]
+BRAND_SYLLABLES = [
+    "ac",
+    "no",
+    "vel",
+    "tri",
+    "zen",
+    "lu",
+    "ka",
+    "mo",
+    "ra",
+    "fi",
+    "stel",
+    "or",
+    "qu",
+    "bel",
+    "ix",
+]
 ADJECTIVES = ["Classic", "Pro", "Lite", "Max", "Eco", "Smart", "Ultra", "Mini", "Plus", "Prime"]
 REGIONS, DEVICES = ["north", "south", "east", "west"], ["mobile", "desktop", "tablet"]
 PAGES = ["home", "search", "category", "product"]
@@ -63,8 +109,10 @@ class DemoSummary:
     files: dict[str, Path] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return (f"demo shop: {self.events:,} events, {self.users:,} users, {self.items:,} items, "
-                f"{self.sellers} sellers, {self.promotions} promotions in {self.seconds:.1f} s")
+        return (
+            f"demo shop: {self.events:,} events, {self.users:,} users, {self.items:,} items, "
+            f"{self.sellers} sellers, {self.promotions} promotions in {self.seconds:.1f} s"
+        )
 
 
 def _leaves() -> tuple[list[str], np.ndarray]:
@@ -99,7 +147,9 @@ def _catalog(rng, n_items: int, n_days: int):
     new_small = (tier == "small") & (rng.random(n_sellers) < 0.15)
     onboarded[new_small] = END.timestamp() - rng.uniform(1, 30, new_small.sum()) * 86400
     large_share = rng.random(n_items) < 0.65  # a few large sellers own most of the catalog
-    seller = np.where(large_share, rng.integers(0, n_large, n_items), rng.integers(n_large, n_sellers, n_items))
+    seller = np.where(
+        large_share, rng.integers(0, n_large, n_items), rng.integers(n_large, n_sellers, n_items)
+    )
     mu = rng.uniform(2.3, 5.8, n_leaves)
     price = np.round(np.exp(rng.normal(mu[leaf], 0.45)), 2)
     created = END.timestamp() - rng.uniform(15, 365, n_items) * 86400
@@ -108,27 +158,36 @@ def _catalog(rng, n_items: int, n_days: int):
     created[new_small[seller]] = np.maximum(created[new_small[seller]], onboarded[seller[new_small[seller]]])
     # exposure bias: popularity is a power law, damped for small sellers and new items
     pop = (1.0 + rng.permutation(n_items)) ** -1.05
-    pop *= np.where(tier[seller] == "small", 0.55, 1.0) * np.where(created > END.timestamp() - 14 * 86400, 0.5, 1)
+    pop *= np.where(tier[seller] == "small", 0.55, 1.0) * np.where(
+        created > END.timestamp() - 14 * 86400, 0.5, 1
+    )
     names = [p.split(".")[-1].replace("_", " ").title() for p in paths]
-    titles = [f"{brands[b]} {ADJECTIVES[i % 10]} {names[lf].rstrip('s') if names[lf].endswith('s') else names[lf]}"
-              f" {chr(65 + i % 26)}{i % 97}" for i, (b, lf) in enumerate(zip(brand, leaf))]
-    items = pl.DataFrame({
-        "item_id": [f"i{i:05d}" for i in range(n_items)],
-        "title": titles,
-        "category": [paths[lf] for lf in leaf],
-        "brand": [brands[b] for b in brand],
-        "seller_id": [f"s{s:03d}" for s in seller],
-        "price": price,
-        "image_url": [""] * n_items,
-        "in_stock": rng.random(n_items) > 0.04,
-        "created_at": (created * 1e6).astype("datetime64[us]"),
-    })
-    sellers = pl.DataFrame({
-        "seller_id": [f"s{s:03d}" for s in range(n_sellers)],
-        "name": [f"{_brand_names(np.random.default_rng(s), 1)[0]} Store {s}" for s in range(n_sellers)],
-        "tier": tier,
-        "onboarded_at": (onboarded * 1e6).astype("datetime64[us]"),
-    })
+    titles = [
+        f"{brands[b]} {ADJECTIVES[i % 10]} {names[lf].rstrip('s') if names[lf].endswith('s') else names[lf]}"
+        f" {chr(65 + i % 26)}{i % 97}"
+        for i, (b, lf) in enumerate(zip(brand, leaf))
+    ]
+    items = pl.DataFrame(
+        {
+            "item_id": [f"i{i:05d}" for i in range(n_items)],
+            "title": titles,
+            "category": [paths[lf] for lf in leaf],
+            "brand": [brands[b] for b in brand],
+            "seller_id": [f"s{s:03d}" for s in seller],
+            "price": price,
+            "image_url": [""] * n_items,
+            "in_stock": rng.random(n_items) > 0.04,
+            "created_at": (created * 1e6).astype("datetime64[us]"),
+        }
+    )
+    sellers = pl.DataFrame(
+        {
+            "seller_id": [f"s{s:03d}" for s in range(n_sellers)],
+            "name": [f"{_brand_names(np.random.default_rng(s), 1)[0]} Store {s}" for s in range(n_sellers)],
+            "tier": tier,
+            "onboarded_at": (onboarded * 1e6).astype("datetime64[us]"),
+        }
+    )
     return items, sellers, dict(leaf=leaf, leaf_top=leaf_top, pop=pop, price=price, paths=paths)
 
 
@@ -137,7 +196,9 @@ def _sampler(groups: np.ndarray, weights: np.ndarray, n_groups: int):
     order = np.lexsort((np.arange(len(groups)), groups))
     g, w = groups[order], weights[order]
     total = np.bincount(g, w, minlength=n_groups)
-    cum = np.cumsum(w) - np.repeat(np.concatenate([[0], np.cumsum(total)[:-1]]), np.bincount(g, minlength=n_groups))
+    cum = np.cumsum(w) - np.repeat(
+        np.concatenate([[0], np.cumsum(total)[:-1]]), np.bincount(g, minlength=n_groups)
+    )
     key = g + cum / np.maximum(total[g], 1e-12)
 
     def draw(group: np.ndarray, rng) -> np.ndarray:
@@ -165,8 +226,9 @@ def _sessions(rng, n_users: int, n_days: int, cat: dict):
     is_new = rng.random(n_users) < 0.3
     window = n_days * 86400
     start = END.timestamp() - window
-    first_seen = np.where(is_new, start + rng.uniform(0, window * 0.9, n_users),
-                          start - rng.uniform(1, 365, n_users) * 86400)
+    first_seen = np.where(
+        is_new, start + rng.uniform(0, window * 0.9, n_users), start - rng.uniform(1, 365, n_users) * 86400
+    )
     activity = rng.lognormal(0, 0.8, n_users)
     n_sess = 1 + rng.poisson(4.5 * activity / activity.mean())
     su = np.repeat(np.arange(n_users), n_sess)
@@ -198,8 +260,19 @@ def _sessions(rng, n_users: int, n_days: int, cat: dict):
     item = np.concatenate(steps_item)
     sess = np.concatenate(steps_sess)
     step = np.concatenate(steps_pos)
-    return dict(item=item, sess=sess, step=step, su=su, s_start=s_start, sensitivity=sensitivity,
-                first_seen=first_seen, is_new=is_new, activity=n_sess, price=price, complement=complement)
+    return dict(
+        item=item,
+        sess=sess,
+        step=step,
+        su=su,
+        s_start=s_start,
+        sensitivity=sensitivity,
+        first_seen=first_seen,
+        is_new=is_new,
+        activity=n_sess,
+        price=price,
+        complement=complement,
+    )
 
 
 def _events(rng, s: dict) -> pl.DataFrame:
@@ -226,8 +299,13 @@ def _events(rng, s: dict) -> pl.DataFrame:
     review = buy & (rng.random(n) < 0.3)
     rating = np.clip(np.round(rng.normal(4.2, 0.9, n)), 1, 5)
     parts = []
-    for name, mask, offset in (("view", np.ones(n, bool), 0.0), ("click", click, 0.3), ("add_to_cart", cart, 0.6),
-                               ("remove_from_cart", removed, 0.8), ("purchase", buy, 0.9)):
+    for name, mask, offset in (
+        ("view", np.ones(n, bool), 0.0),
+        ("click", click, 0.3),
+        ("add_to_cart", cart, 0.6),
+        ("remove_from_cart", removed, 0.8),
+        ("purchase", buy, 0.9),
+    ):
         idx = np.flatnonzero(mask)
         parts.append((name, idx, t[idx] + offset * gap[idx]))
     idx = np.flatnonzero(review)
@@ -236,14 +314,22 @@ def _events(rng, s: dict) -> pl.DataFrame:
     for name, idx, ts in parts:
         keep = ts < END.timestamp()
         idx, ts = idx[keep], ts[keep]
-        frames.append(pl.DataFrame({
-            "ts": (ts * 1e6).astype("datetime64[us]"),
-            "u": user[idx], "i": item[idx], "event_type": [name] * len(idx), "sess": sess[idx],
-            "dwell_ms": np.where(name == "view", dwell[idx], np.nan),
-            "position": np.where(name in ("view", "click"), position[idx], -1),
-            "page": page[idx], "price": s["price"][item[idx]],
-            "rating": rating[idx] if name == "review" else np.full(len(idx), np.nan),
-        }))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "ts": (ts * 1e6).astype("datetime64[us]"),
+                    "u": user[idx],
+                    "i": item[idx],
+                    "event_type": [name] * len(idx),
+                    "sess": sess[idx],
+                    "dwell_ms": np.where(name == "view", dwell[idx], np.nan),
+                    "position": np.where(name in ("view", "click"), position[idx], -1),
+                    "page": page[idx],
+                    "price": s["price"][item[idx]],
+                    "rating": rating[idx] if name == "review" else np.full(len(idx), np.nan),
+                }
+            )
+        )
     ev = pl.concat(frames)
     return ev.select(
         "ts",
@@ -260,9 +346,16 @@ def _events(rng, s: dict) -> pl.DataFrame:
     ).sort("user_id", "ts")
 
 
-def build_demo_shop(users: int = 20000, items: int = 5000, days: int = 60, seed: int = 7, *,
-                    out_dir: str | Path | None = None, db_path=None,
-                    progress: Callable[[float, str], None] | None = None) -> DemoSummary:
+def build_demo_shop(
+    users: int = 20000,
+    items: int = 5000,
+    days: int = 60,
+    seed: int = 7,
+    *,
+    out_dir: str | Path | None = None,
+    db_path=None,
+    progress: Callable[[float, str], None] | None = None,
+) -> DemoSummary:
     """Generate the demo shop into ``out_dir`` and load it through the ingest path."""
     from core.data.ingest import ingest_catalog, ingest_events
 
@@ -278,39 +371,55 @@ def build_demo_shop(users: int = 20000, items: int = 5000, days: int = 60, seed:
     report(0.3, "events")
     events = _events(rng, s)
     n_sess_user = np.bincount(s["su"], minlength=users)
-    segment = np.where(s["is_new"], "new", np.where(n_sess_user >= np.quantile(n_sess_user, 0.95), "vip",
-                                                    "returning"))
-    user_frame = pl.DataFrame({
-        "user_id": [f"u{u:06d}" for u in range(users)],
-        "first_seen": (s["first_seen"] * 1e6).astype("datetime64[us]"),
-        "region": rng.choice(REGIONS, users, p=[0.35, 0.25, 0.2, 0.2]),
-        "device": rng.choice(DEVICES, users, p=[0.6, 0.3, 0.1]),
-        "segment": segment,
-    })
+    segment = np.where(
+        s["is_new"], "new", np.where(n_sess_user >= np.quantile(n_sess_user, 0.95), "vip", "returning")
+    )
+    user_frame = pl.DataFrame(
+        {
+            "user_id": [f"u{u:06d}" for u in range(users)],
+            "first_seen": (s["first_seen"] * 1e6).astype("datetime64[us]"),
+            "region": rng.choice(REGIONS, users, p=[0.35, 0.25, 0.2, 0.2]),
+            "device": rng.choice(DEVICES, users, p=[0.6, 0.3, 0.1]),
+            "segment": segment,
+        }
+    )
     n_promo = max(3, items // 25)
     promo_items = rng.choice(items, n_promo, replace=False)
     phase = rng.integers(0, 3, n_promo)  # 0 ended, 1 active now, 2 upcoming
     e = END.timestamp()
     starts = np.where(phase == 0, e - 30 * 86400, np.where(phase == 1, e - 5 * 86400, e + 3 * 86400))
     ends = np.where(phase == 0, e - 10 * 86400, np.where(phase == 1, e + 9 * 86400, e + 20 * 86400))
-    promos = pl.DataFrame({
-        "promotion_id": [f"p{i:04d}" for i in range(n_promo)] + ["p-cat-1"],
-        "item_id": [f"i{i:05d}" for i in promo_items] + [None],
-        "category": [None] * n_promo + ["grocery.snacks"],
-        "discount": np.round(np.r_[rng.choice([0.1, 0.15, 0.2, 0.3], n_promo), 0.1], 2),
-        "starts_at": (np.r_[starts, e - 7 * 86400] * 1e6).astype("datetime64[us]"),
-        "ends_at": (np.r_[ends, e + 7 * 86400] * 1e6).astype("datetime64[us]"),
-    })
+    promos = pl.DataFrame(
+        {
+            "promotion_id": [f"p{i:04d}" for i in range(n_promo)] + ["p-cat-1"],
+            "item_id": [f"i{i:05d}" for i in promo_items] + [None],
+            "category": [None] * n_promo + ["grocery.snacks"],
+            "discount": np.round(np.r_[rng.choice([0.1, 0.15, 0.2, 0.3], n_promo), 0.1], 2),
+            "starts_at": (np.r_[starts, e - 7 * 86400] * 1e6).astype("datetime64[us]"),
+            "ends_at": (np.r_[ends, e + 7 * 86400] * 1e6).astype("datetime64[us]"),
+        }
+    )
     files = {}
-    for name, frame in (("sellers", seller_frame), ("items", item_frame), ("promotions", promos),
-                        ("users", user_frame), ("events", events)):
+    for name, frame in (
+        ("sellers", seller_frame),
+        ("items", item_frame),
+        ("promotions", promos),
+        ("users", user_frame),
+        ("events", events),
+    ):
         files[name] = out / f"{name}.parquet"
         frame.write_parquet(files[name])
     report(0.45, "loading catalog")
     for name in ("sellers", "items", "promotions", "users"):
         ingest_catalog(files[name], name, db_path=db_path)
     report(0.55, "loading events")
-    result = ingest_events(files["events"], "native", db_path=db_path, source="demo",
-                           progress=lambda f, m="": report(0.55 + 0.45 * f, m))
-    return DemoSummary(result.loaded, users, items, len(seller_frame), len(promos),
-                       time.perf_counter() - started, files)
+    result = ingest_events(
+        files["events"],
+        "native",
+        db_path=db_path,
+        source="demo",
+        progress=lambda f, m="": report(0.55 + 0.45 * f, m),
+    )
+    return DemoSummary(
+        result.loaded, users, items, len(seller_frame), len(promos), time.perf_counter() - started, files
+    )

@@ -68,7 +68,9 @@ class Catalog:
     """Items in vocabulary order with the side features the model reads."""
 
     vocab: Vocab
-    items: pl.DataFrame  # item_id, title, category, brand, seller_id, seller_tier, price, created_at, in_stock
+    items: (
+        pl.DataFrame
+    )  # item_id, title, category, brand, seller_id, seller_tier, price, created_at, in_stock
     side: ItemSide
     categories: list[str]  # code → leaf category path (code 0 = unknown)
     brands: list[str]
@@ -179,7 +181,9 @@ class ShopSequences:
 def _frame_to_sequences(frame: pl.DataFrame, catalog: Catalog) -> ShopSequences:
     index = catalog.vocab.index
     items, evs, gaps, ts = [], [], [], []
-    for item_list, ev_list, ts_list in zip(frame["items"].to_list(), frame["evs"].to_list(), frame["ts"].to_list()):
+    for item_list, ev_list, ts_list in zip(
+        frame["items"].to_list(), frame["evs"].to_list(), frame["ts"].to_list()
+    ):
         items.append(np.fromiter((index.get(i, 0) for i in item_list), dtype=np.int64, count=len(item_list)))
         evs.append(np.asarray(ev_list, dtype=np.int64))
         t = np.asarray(ts_list, dtype=np.float64)
@@ -188,8 +192,9 @@ def _frame_to_sequences(frame: pl.DataFrame, catalog: Catalog) -> ShopSequences:
     return ShopSequences(frame["user_id"].to_list(), items, evs, gaps, ts, catalog)
 
 
-def load_sequences(db_path=None, max_steps: int = 200, user_ids: list[str] | None = None,
-                   catalog: Catalog | None = None) -> ShopSequences:
+def load_sequences(
+    db_path=None, max_steps: int = 200, user_ids: list[str] | None = None, catalog: Catalog | None = None
+) -> ShopSequences:
     """Read the store once (one unit of work) and return every user's (or the given users') recent steps.
 
     ``catalog``: encode with this vocabulary (a trained run's) instead of the store's current one."""

@@ -14,7 +14,14 @@ import polars as pl
 
 from core.data.sequences import EVENT_NAMES
 from core.errors import InputError, NotFoundError
-from core.insight.explain import Explanation, explain_item, global_importance, rules_effect, sentence, waterfall_data
+from core.insight.explain import (
+    Explanation,
+    explain_item,
+    global_importance,
+    rules_effect,
+    sentence,
+    waterfall_data,
+)
 from core.ranking.homepage import HomepageView, homepage_for, shop_context, user_steps
 from core.ranking.rules import RuleSet
 
@@ -40,13 +47,21 @@ def _ago(seconds: float) -> str:
     return f"{int(seconds // 86_400)} days ago"
 
 
-def explain_slot(user_id: str, slot: int, rule_set: RuleSet | None = None, view: HomepageView | None = None,
-                 db_path=None, seed: int = 0) -> SlotExplanation:
+def explain_slot(
+    user_id: str,
+    slot: int,
+    rule_set: RuleSet | None = None,
+    view: HomepageView | None = None,
+    db_path=None,
+    seed: int = 0,
+) -> SlotExplanation:
     """SHAP for the item in ``slot`` (1-based) of this user's homepage under ``rule_set``."""
     view = view or homepage_for(user_id, rule_set, db_path=db_path)
     slots = {s.slot: s for s in view.ruled.slots}
     if slot not in slots:
-        raise InputError(f"slot {slot} is not on this homepage", fix=f"pick a slot between 1 and {len(slots)}")
+        raise InputError(
+            f"slot {slot} is not on this homepage", fix=f"pick a slot between 1 and {len(slots)}"
+        )
     chosen = slots[slot]
     ctx = shop_context(db_path)
     model, catalog = ctx.active.model, ctx.active.catalog

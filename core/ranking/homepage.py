@@ -151,7 +151,9 @@ def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
     return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
 
 
-def _pool_indices(ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+def _pool_indices(
+    ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime
+) -> tuple[np.ndarray, np.ndarray]:
     """Dense ids the rules need among the candidates whatever the model thinks: (pinned, pools)."""
     index = ctx.active.catalog.vocab.index
     pins: list[int] = []
@@ -167,8 +169,14 @@ def _pool_indices(ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime
     return np.unique(np.array(pins, dtype=np.int64)), np.unique(np.array(pools, dtype=np.int64))
 
 
-def _candidates(ctx: ShopContext, scores: np.ndarray, purchased: np.ndarray, extra: tuple[np.ndarray, np.ndarray],
-                m: int, exclude_purchased: bool) -> Candidates:
+def _candidates(
+    ctx: ShopContext,
+    scores: np.ndarray,
+    purchased: np.ndarray,
+    extra: tuple[np.ndarray, np.ndarray],
+    m: int,
+    exclude_purchased: bool,
+) -> Candidates:
     masked = scores.copy()
     masked[~ctx.in_stock] = -np.inf
     if exclude_purchased and len(purchased):
@@ -210,8 +218,9 @@ def _history_frame(ctx: ShopContext, steps: ShopSequences, limit: int = 50) -> p
     ).select("ts", "event", "item_id", "title", "category", "seconds_to_next")
 
 
-def homepage_for(user_id: str, rule_set: RuleSet | None = None, k: int = DEFAULT_K, m: int = DEFAULT_M,
-                 db_path=None) -> HomepageView:
+def homepage_for(
+    user_id: str, rule_set: RuleSet | None = None, k: int = DEFAULT_K, m: int = DEFAULT_M, db_path=None
+) -> HomepageView:
     """The homepage this user gets, exactly as the storefront would build it."""
     return homepages_for([user_id], rule_set, k=k, m=m, db_path=db_path)[0]
 
@@ -226,8 +235,9 @@ class Prepared:
     history: pl.DataFrame
 
 
-def prepare(user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=None,
-            with_history: bool = True) -> tuple[list[Prepared], str, float, int]:
+def prepare(
+    user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=None, with_history: bool = True
+) -> tuple[list[Prepared], str, float, int]:
     """Candidates for many users from one batched forward pass: (prepared, device, ms per user, items)."""
     ctx = shop_context(db_path)
     model, catalog = ctx.active.model, ctx.active.catalog
@@ -240,7 +250,8 @@ def prepare(user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=
     t0 = time.perf_counter()
     scores = (
         model.score(steps.histories(known, max_len=max_len).to(device)).float().cpu().numpy()
-        if known else np.zeros((0, catalog.n_items + 1))
+        if known
+        else np.zeros((0, catalog.n_items + 1))
     )
     score_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(known))
     attrs_by_user = ctx.users
@@ -258,18 +269,28 @@ def prepare(user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=
             history_items = steps.items[row]
             purchased = np.unique(history_items[steps.event_types[row] == 5])
         user = UserContext(
-            user_id=str(user_id), attrs=attrs, category_mix=_category_mix(ctx, history_items),
+            user_id=str(user_id),
+            attrs=attrs,
+            category_mix=_category_mix(ctx, history_items),
             purchased=set(catalog.vocab.decode(purchased)),
         )
         extra = _pool_indices(ctx, rule_set, attrs, ctx.now)
         cands = _candidates(ctx, user_scores, purchased, extra, m, rule_set.exclude_purchased)
-        history = _history_frame(ctx, _one(steps, row)) if with_history and row is not None else pl.DataFrame()
+        history = (
+            _history_frame(ctx, _one(steps, row)) if with_history and row is not None else pl.DataFrame()
+        )
         out.append(Prepared(user, cands, source, history))
     return out, device.type, score_ms, catalog.n_items
 
 
-def homepages_for(user_ids: list[str], rule_set: RuleSet | None = None, k: int = DEFAULT_K, m: int = DEFAULT_M,
-                  db_path=None, with_history: bool = True) -> list[HomepageView]:
+def homepages_for(
+    user_ids: list[str],
+    rule_set: RuleSet | None = None,
+    k: int = DEFAULT_K,
+    m: int = DEFAULT_M,
+    db_path=None,
+    with_history: bool = True,
+) -> list[HomepageView]:
     """Batched form: one forward pass for all users' scores, then the rules per user."""
     rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
     prepared, device, score_ms, n_items = prepare(user_ids, rule_set, m, db_path, with_history)
@@ -277,11 +298,21 @@ def homepages_for(user_ids: list[str], rule_set: RuleSet | None = None, k: int =
     views = []
     for p in prepared:
         ruled = rank_homepage(p.user, p.candidates, rule_set, k, now)
-        views.append(HomepageView(
-            user_id=p.user.user_id, user=p.user, ruled=ruled, model_only=model_only(p.user, p.candidates, k),
-            metrics=list_metrics(ruled, p.candidates, rule_set, p.user), source=p.source, device=device,
-            scored_items=n_items, score_ms=score_ms, history=p.history, candidates=p.candidates.attrs,
-        ))
+        views.append(
+            HomepageView(
+                user_id=p.user.user_id,
+                user=p.user,
+                ruled=ruled,
+                model_only=model_only(p.user, p.candidates, k),
+                metrics=list_metrics(ruled, p.candidates, rule_set, p.user),
+                source=p.source,
+                device=device,
+                scored_items=n_items,
+                score_ms=score_ms,
+                history=p.history,
+                candidates=p.candidates.attrs,
+            )
+        )
     return views
 
 
@@ -294,8 +325,14 @@ def user_steps(ctx: ShopContext, user_id: str) -> ShopSequences:
 
 
 def _one(steps: ShopSequences, row: int) -> ShopSequences:
-    return ShopSequences([steps.user_ids[row]], [steps.items[row]], [steps.event_types[row]], [steps.gaps[row]],
-                         [steps.ts[row]], steps.catalog)
+    return ShopSequences(
+        [steps.user_ids[row]],
+        [steps.items[row]],
+        [steps.event_types[row]],
+        [steps.gaps[row]],
+        [steps.ts[row]],
+        steps.catalog,
+    )
 
 
 def _segment_popularity(ctx: ShopContext, db_path=None) -> pl.DataFrame:
@@ -326,4 +363,3 @@ def _fallback_scores(ctx: ShopContext, popularity: pl.DataFrame, attrs: dict) ->
     ok = idx > 0
     scores[idx[ok]] = np.log1p(weights[ok])
     return scores, label
-

@@ -36,8 +36,9 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def rule_set_impact(rule_set: RuleSet, n_users: int = 500, k: int = DEFAULT_K, m: int = DEFAULT_M,
-                    seed: int = 0, db_path=None) -> Impact:
+def rule_set_impact(
+    rule_set: RuleSet, n_users: int = 500, k: int = DEFAULT_K, m: int = DEFAULT_M, seed: int = 0, db_path=None
+) -> Impact:
     users = sample_users(n_users, seed, db_path)
     prepared, *_ = prepare(users, rule_set, m, db_path, with_history=False)
     now = shop_context(db_path).now
@@ -45,12 +46,20 @@ def rule_set_impact(rule_set: RuleSet, n_users: int = 500, k: int = DEFAULT_K, m
     plain = [model_only(p.user, p.candidates, k) for p in prepared]
     ruled_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(ruled, prepared)]
     plain_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(plain, prepared)]
-    metrics = ["intra_list_diversity", "categories_covered", "protected_share", "calibration_kl", "score_lost"]
-    summary = pl.DataFrame({
-        "metric": metrics,
-        "model only": [_mean([x.get(name) for x in plain_m]) for name in metrics],
-        "with rules": [_mean([x.get(name) for x in ruled_m]) for name in metrics],
-    })
+    metrics = [
+        "intra_list_diversity",
+        "categories_covered",
+        "protected_share",
+        "calibration_kl",
+        "score_lost",
+    ]
+    summary = pl.DataFrame(
+        {
+            "metric": metrics,
+            "model only": [_mean([x.get(name) for x in plain_m]) for name in metrics],
+            "with rules": [_mean([x.get(name) for x in ruled_m]) for name in metrics],
+        }
+    )
     lists = [[s.item_id for s in h.slots] for h in ruled]
     rows = []
     for rule in rule_set.rules:
@@ -59,8 +68,19 @@ def rule_set_impact(rule_set: RuleSet, n_users: int = 500, k: int = DEFAULT_K, m
             [s.item_id for s in rank_homepage(p.user, p.candidates, without, k, now).slots] != base
             for p, base in zip(prepared, lists)
         )
-        rows.append({"rule_id": rule.rule_id, "kind": rule.kind, "homepages changed": changed,
-                     "share": changed / max(1, len(prepared))})
-    per_rule = pl.DataFrame(rows) if rows else pl.DataFrame(schema={"rule_id": pl.Utf8, "kind": pl.Utf8,
-                                                                  "homepages changed": pl.Int64, "share": pl.Float64})
+        rows.append(
+            {
+                "rule_id": rule.rule_id,
+                "kind": rule.kind,
+                "homepages changed": changed,
+                "share": changed / max(1, len(prepared)),
+            }
+        )
+    per_rule = (
+        pl.DataFrame(rows)
+        if rows
+        else pl.DataFrame(
+            schema={"rule_id": pl.Utf8, "kind": pl.Utf8, "homepages changed": pl.Int64, "share": pl.Float64}
+        )
+    )
     return Impact(len(prepared), summary, per_rule, sum(bool(h.conflicts) for h in ruled))

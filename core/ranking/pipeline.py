@@ -67,19 +67,33 @@ def _relevance(scores: np.ndarray) -> np.ndarray:
 
 
 def _top_categories(attrs: pl.DataFrame) -> np.ndarray:
-    return np.array([c.split(".")[0] if c else "unknown" for c in attrs["category"].fill_null("").to_list()],
-                    dtype=object)
+    return np.array(
+        [c.split(".")[0] if c else "unknown" for c in attrs["category"].fill_null("").to_list()], dtype=object
+    )
 
 
-def _slots(user: UserContext, c: Candidates, order: list[int], rel: np.ndarray, reasons: dict[int, list[str]]
-           ) -> list[Slot]:
-    return [Slot(n + 1, c.item_ids[i], float(c.scores[i]), float(rel[i]), int(c.model_ranks[i]),
-                 reasons.get(i) or ["model"]) for n, i in enumerate(order)]
+def _slots(
+    user: UserContext, c: Candidates, order: list[int], rel: np.ndarray, reasons: dict[int, list[str]]
+) -> list[Slot]:
+    return [
+        Slot(
+            n + 1,
+            c.item_ids[i],
+            float(c.scores[i]),
+            float(rel[i]),
+            int(c.model_ranks[i]),
+            reasons.get(i) or ["model"],
+        )
+        for n, i in enumerate(order)
+    ]
 
 
 def _eligible(user: UserContext, c: Candidates, exclude_purchased: bool) -> np.ndarray:
-    ok = c.attrs["in_stock"].fill_null(True).to_numpy().astype(bool) if "in_stock" in c.attrs.columns \
+    ok = (
+        c.attrs["in_stock"].fill_null(True).to_numpy().astype(bool)
+        if "in_stock" in c.attrs.columns
         else np.ones(len(c), bool)
+    )
     ok &= np.isfinite(c.scores)
     if exclude_purchased and user.purchased:
         ok &= ~np.isin(np.array(c.item_ids, dtype=object), list(user.purchased))
@@ -129,10 +143,11 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
             picked = rerank.dpp_greedy(r_pool, emb, len(pool), theta=float(p.get("theta", 0.7)))
         else:
             picked = rerank.mmr(r_pool, emb, len(pool), lam=float(p.get("lambda", 0.7)))
-        order = [pool[j] for j in picked] + ranked[len(pool):]
+        order = [pool[j] for j in picked] + ranked[len(pool) :]
         if p.get("calibration") and user.category_mix:
-            order = rerank.calibrate(order, rel, _top_categories(c.attrs), _top_mix(user.category_mix), k,
-                                     float(p["calibration"]))
+            order = rerank.calibrate(
+                order, rel, _top_categories(c.attrs), _top_mix(user.category_mix), k, float(p["calibration"])
+            )
         for i in order[:k]:
             if i not in plain_top:
                 note(i, "diversity swap")
@@ -157,8 +172,10 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
         have = sum(bool(hit[i]) for i in top)
         extra = [i for i in order[k:] if hit[i]][: max(0, want - have)]
         if have + len(extra) < want:
-            conflicts.append(f"reserve rule {r.rule_id}: {want} slots reserved but only {have + len(extra)} "
-                             "matching items are available; the rest keep their model order")
+            conflicts.append(
+                f"reserve rule {r.rule_id}: {want} slots reserved but only {have + len(extra)} "
+                "matching items are available; the rest keep their model order"
+            )
         replaceable = [j for j in range(len(top) - 1, -1, -1) if not hit[top[j]]]
         for i, j in zip(extra, replaceable):
             top[j] = i
@@ -174,7 +191,9 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
         item, slot = str(r.params.get("item_id")), int(r.params.get("slot", 1))
         i = index.get(item)
         if i is None:
-            conflicts.append(f"pin rule {r.rule_id}: item {item} is not in the catalog; the pin was not applied")
+            conflicts.append(
+                f"pin rule {r.rule_id}: item {item} is not in the catalog; the pin was not applied"
+            )
             continue
         if not _eligible(user, c, False)[i]:
             conflicts.append(f"pin rule {r.rule_id}: item {item} is out of stock; the pin was not applied")
@@ -182,7 +201,9 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
         if blocked[i]:
             conflicts.append(f"pin rule {r.rule_id} and a block rule both name item {item}; the pin wins")
         while slot in pinned and slot <= k:
-            conflicts.append(f"pin rule {r.rule_id}: slot {slot} is already pinned; placed at slot {slot + 1}")
+            conflicts.append(
+                f"pin rule {r.rule_id}: slot {slot} is already pinned; placed at slot {slot + 1}"
+            )
             slot += 1
         if slot > k:
             conflicts.append(f"pin rule {r.rule_id}: slot {slot} is beyond this list of {k}; not applied")
@@ -205,14 +226,16 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
             counts[vals[i]] = counts.get(vals[i], 0) + 1
         over = [v for v, m in counts.items() if m > cap]
         if over:
-            conflicts.append(f"cap {attr} ≤ {cap} is broken by pinned items ({', '.join(map(str, over))}); "
-                             "the pins win")
+            conflicts.append(
+                f"cap {attr} ≤ {cap} is broken by pinned items ({', '.join(map(str, over))}); the pins win"
+            )
     applied = [r.describe() for r in rules]
     return Homepage(user.user_id, _slots(user, c, final, rel, reasons), conflicts, applied)
 
 
-def rank_homepages(users: list[UserContext], candidates: list[Candidates], rule_set: RuleSet, k: int,
-                   now: datetime) -> list[Homepage]:
+def rank_homepages(
+    users: list[UserContext], candidates: list[Candidates], rule_set: RuleSet, k: int, now: datetime
+) -> list[Homepage]:
     return [rank_homepage(u, c, rule_set, k, now) for u, c in zip(users, candidates)]
 
 
@@ -238,10 +261,13 @@ def list_metrics(home: Homepage, c: Candidates, rule_set: RuleSet, user: UserCon
     if len(flags):
         p = float(fair[0].params.get("p", 0.25)) if fair else 0.25
         alpha = float(fair[0].params.get("alpha", 0.1)) if fair else 0.1
-        out["protected_prefix"] = pl.DataFrame({
-            "prefix": np.arange(1, len(flags) + 1), "protected": np.cumsum(flags),
-            "fair_minimum": rerank.fair_min_counts(len(flags), p, alpha),
-        })
+        out["protected_prefix"] = pl.DataFrame(
+            {
+                "prefix": np.arange(1, len(flags) + 1),
+                "protected": np.cumsum(flags),
+                "fair_minimum": rerank.fair_min_counts(len(flags), p, alpha),
+            }
+        )
     counts: dict[str, float] = {}
     for i in idx:
         counts[tops[i]] = counts.get(tops[i], 0) + 1 / len(idx)

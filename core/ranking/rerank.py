@@ -47,8 +47,14 @@ def dpp_kernel(relevance: np.ndarray, embeddings: np.ndarray, theta: float) -> n
     return q[:, None] * s * q[None, :]
 
 
-def dpp_greedy(relevance: np.ndarray, embeddings: np.ndarray, k: int, theta: float = 0.7,
-               kernel: np.ndarray | None = None, eps: float = 1e-10) -> list[int]:
+def dpp_greedy(
+    relevance: np.ndarray,
+    embeddings: np.ndarray,
+    k: int,
+    theta: float = 0.7,
+    kernel: np.ndarray | None = None,
+    eps: float = 1e-10,
+) -> list[int]:
     """Fast greedy MAP inference (Chen et al. 2018, Algorithm 1): incremental Cholesky, O(M k²)."""
     L = dpp_kernel(relevance, embeddings, theta) if kernel is None else kernel
     n = L.shape[0]
@@ -90,8 +96,9 @@ def fair_min_counts(k: int, p: float, alpha: float) -> np.ndarray:
     return binom.ppf(alpha, i, p).astype(int)
 
 
-def fair_rerank(order: list[int], protected: np.ndarray, k: int, p: float, alpha: float
-                ) -> tuple[list[int], list[int], str | None]:
+def fair_rerank(
+    order: list[int], protected: np.ndarray, k: int, p: float, alpha: float
+) -> tuple[list[int], list[int], str | None]:
     """FA*IR greedy: walk the slots; when the prefix is short of m(i) take the best remaining
     protected item, else the best overall. Returns (list, swapped-in items, conflict or None)."""
     need = fair_min_counts(k, p, alpha)
@@ -114,8 +121,10 @@ def fair_rerank(order: list[int], protected: np.ndarray, k: int, p: float, alpha
         n_prot += bool(protected[pick])
         out.append(pick)
         if n_prot < need[slot] and conflict is None:
-            conflict = (f"only {n_prot} protected item(s) could be placed in the first {slot + 1} slots, "
-                        f"FA*IR asks for {need[slot]}: the candidate pool has too few")
+            conflict = (
+                f"only {n_prot} protected item(s) could be placed in the first {slot + 1} slots, "
+                f"FA*IR asks for {need[slot]}: the candidate pool has too few"
+            )
     return out, swaps, conflict
 
 
@@ -150,8 +159,15 @@ def calibration_kl(p: dict[str, float], q: dict[str, float], smooth: float = 0.0
     return float(total)
 
 
-def calibrate(order: list[int], relevance: np.ndarray, categories: np.ndarray, target: dict[str, float],
-              k: int, lam: float, smooth: float = 0.01) -> list[int]:
+def calibrate(
+    order: list[int],
+    relevance: np.ndarray,
+    categories: np.ndarray,
+    target: dict[str, float],
+    k: int,
+    lam: float,
+    smooth: float = 0.01,
+) -> list[int]:
     """Steck 2018: greedily maximise (1−λ)·Σ relevance − λ·KL(target || list's category mix),
     relevance scaled to [0, 1] over the pool; every candidate's gain is computed at once."""
     if not target or lam <= 0 or not order:

@@ -44,7 +44,9 @@ def _user_scores(ctx: ShopContext, user_id: str, db_path=None) -> tuple[np.ndarr
     max_len = getattr(getattr(model, "config", None), "max_len", 50)
     t0 = time.perf_counter()
     if len(steps):
-        scores = model.score(steps.histories([0], max_len=max_len).to(pick_device(None)))[0].float().cpu().numpy()
+        scores = (
+            model.score(steps.histories([0], max_len=max_len).to(pick_device(None)))[0].float().cpu().numpy()
+        )
         history = steps.items[0]
     else:
         scores = np.zeros(ctx.active.catalog.n_items + 1)
@@ -157,7 +159,9 @@ def search_users(fragment: str, limit: int = 20, db_path=None) -> list[str]:
 
 
 def segments(db_path=None) -> list[str]:
-    frame = store.query("SELECT DISTINCT segment FROM users WHERE segment IS NOT NULL ORDER BY 1", db_path=db_path)
+    frame = store.query(
+        "SELECT DISTINCT segment FROM users WHERE segment IS NOT NULL ORDER BY 1", db_path=db_path
+    )
     return frame["segment"].to_list()
 
 

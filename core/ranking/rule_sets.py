@@ -11,7 +11,18 @@ from core import store
 from core.errors import ConflictError, InputError
 from core.ranking.rules import KINDS, Rule, RuleSet, condition_text, parse_condition
 
-TABLE_COLUMNS = ["rule_id", "kind", "target", "value", "slot", "scope", "starts_at", "ends_at", "enabled", "note"]
+TABLE_COLUMNS = [
+    "rule_id",
+    "kind",
+    "target",
+    "value",
+    "slot",
+    "scope",
+    "starts_at",
+    "ends_at",
+    "enabled",
+    "note",
+]
 
 
 def load_rule_set(rule_set_id: str = "default", version: int | None = None, db_path=None) -> RuleSet:
@@ -29,8 +40,9 @@ def load_rule_set(rule_set_id: str = "default", version: int | None = None, db_p
     return RuleSet.from_json(rows[0]["rules"], rule_set_id, rows[0]["version"])
 
 
-def save_rule_set(rule_set: RuleSet, expected_version: int, saved_by: str, note: str = "",
-                  db_path=None) -> RuleSet:
+def save_rule_set(
+    rule_set: RuleSet, expected_version: int, saved_by: str, note: str = "", db_path=None
+) -> RuleSet:
     """Save as version expected_version + 1, or refuse if somebody saved in between."""
     with store.transaction(db_path) as con:
         latest = con.execute(
@@ -44,13 +56,20 @@ def save_rule_set(rule_set: RuleSet, expected_version: int, saved_by: str, note:
                 f"rule set '{rule_set.rule_set_id}' was saved by {who} at {when:%H:%M:%S} as version {current} "
                 f"after you loaded version {expected_version} — reload and re-apply your change"
             )
-        saved = RuleSet(rule_set.rule_set_id, current + 1, rule_set.name, rule_set.rules, rule_set.exclude_purchased)
+        saved = RuleSet(
+            rule_set.rule_set_id, current + 1, rule_set.name, rule_set.rules, rule_set.exclude_purchased
+        )
         con.execute(
             "INSERT INTO rule_sets VALUES (?, ?, ?, ?, ?, now(), ?)",
             [saved.rule_set_id, saved.version, saved.name, saved.to_json(), saved_by, note],
         )
-        store.audit(con, saved_by, "save_rule_set", f"{saved.rule_set_id} v{saved.version}",
-                    {"note": note, "rules": len(saved.rules)})
+        store.audit(
+            con,
+            saved_by,
+            "save_rule_set",
+            f"{saved.rule_set_id} v{saved.version}",
+            {"note": note, "rules": len(saved.rules)},
+        )
     return saved
 
 
@@ -73,8 +92,14 @@ def draft_with(rule_set: RuleSet, kind: str, **params) -> RuleSet:
 
 def _value(rule: Rule) -> float | None:
     p = rule.params
-    return {"boost": p.get("factor"), "bury": p.get("factor"), "reserve": p.get("slots"), "cap": p.get("max"),
-            "diversity": p.get("lambda", p.get("theta")), "fairness": p.get("p")}.get(rule.kind)
+    return {
+        "boost": p.get("factor"),
+        "bury": p.get("factor"),
+        "reserve": p.get("slots"),
+        "cap": p.get("max"),
+        "diversity": p.get("lambda", p.get("theta")),
+        "fairness": p.get("p"),
+    }.get(rule.kind)
 
 
 def _target(rule: Rule) -> str:
@@ -91,14 +116,33 @@ def _target(rule: Rule) -> str:
 
 def rules_to_frame(rule_set: RuleSet) -> pl.DataFrame:
     """One row per rule, for ``st.data_editor``."""
-    rows = [{
-        "rule_id": r.rule_id, "kind": r.kind, "target": _target(r), "value": _value(r),
-        "slot": r.params.get("slot") if r.kind == "pin" else None, "scope": r.scope,
-        "starts_at": r.starts_at, "ends_at": r.ends_at, "enabled": r.enabled, "note": r.note,
-    } for r in rule_set.rules]
-    schema = {"rule_id": pl.Utf8, "kind": pl.Utf8, "target": pl.Utf8, "value": pl.Float64, "slot": pl.Int64,
-              "scope": pl.Utf8, "starts_at": pl.Datetime, "ends_at": pl.Datetime, "enabled": pl.Boolean,
-              "note": pl.Utf8}
+    rows = [
+        {
+            "rule_id": r.rule_id,
+            "kind": r.kind,
+            "target": _target(r),
+            "value": _value(r),
+            "slot": r.params.get("slot") if r.kind == "pin" else None,
+            "scope": r.scope,
+            "starts_at": r.starts_at,
+            "ends_at": r.ends_at,
+            "enabled": r.enabled,
+            "note": r.note,
+        }
+        for r in rule_set.rules
+    ]
+    schema = {
+        "rule_id": pl.Utf8,
+        "kind": pl.Utf8,
+        "target": pl.Utf8,
+        "value": pl.Float64,
+        "slot": pl.Int64,
+        "scope": pl.Utf8,
+        "starts_at": pl.Datetime,
+        "ends_at": pl.Datetime,
+        "enabled": pl.Boolean,
+        "note": pl.Utf8,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -138,7 +182,10 @@ def rules_from_frame(frame) -> list[Rule]:
         elif kind == "diversity":
             method, _, rest = target.partition(";")
             method = method.strip() or "mmr"
-            params = {"method": method, ("theta" if method == "dpp" else "lambda"): 0.5 if value is None else value}
+            params = {
+                "method": method,
+                ("theta" if method == "dpp" else "lambda"): 0.5 if value is None else value,
+            }
             if rest.startswith("calibration="):
                 params["calibration"] = float(rest.split("=", 1)[1])
         else:
@@ -154,10 +201,16 @@ def rules_from_frame(frame) -> list[Rule]:
             starts, ends = _when(row.get("starts_at")), _when(row.get("ends_at"))
         except ValueError as exc:
             raise InputError(f"{where}: a date is not readable ({exc})", fix="use 2026-11-01 09:00") from None
-        rules.append(Rule(
-            rule_id=str(row.get("rule_id") or f"{kind}-{n}"), kind=kind, params=params,
-            scope=str(row.get("scope") or "all"), starts_at=starts, ends_at=ends,
-            enabled=bool(True if row.get("enabled") is None else row.get("enabled")),
-            note=str(row.get("note") or ""),
-        ))
+        rules.append(
+            Rule(
+                rule_id=str(row.get("rule_id") or f"{kind}-{n}"),
+                kind=kind,
+                params=params,
+                scope=str(row.get("scope") or "all"),
+                starts_at=starts,
+                ends_at=ends,
+                enabled=bool(True if row.get("enabled") is None else row.get("enabled")),
+                note=str(row.get("note") or ""),
+            )
+        )
     return rules

@@ -28,8 +28,17 @@ import polars as pl
 from core.errors import InputError
 
 KINDS = ("pin", "block", "boost", "bury", "reserve", "cap", "diversity", "fairness")
-CONDITION_KEYS = ("item_id", "category", "brand", "seller_id", "seller_tier", "price_min", "price_max",
-                  "new_days", "promoted")
+CONDITION_KEYS = (
+    "item_id",
+    "category",
+    "brand",
+    "seller_id",
+    "seller_tier",
+    "price_min",
+    "price_max",
+    "new_days",
+    "promoted",
+)
 CAP_ATTRIBUTES = ("category", "brand", "seller_id", "seller_tier")
 DEFAULT_K_MAX = 24
 
@@ -73,21 +82,26 @@ class Rule:
 
     def active_at(self, now: datetime) -> bool:
         now = _naive(now)
-        return self.enabled and (self.starts_at is None or self.starts_at <= now) and (
-            self.ends_at is None or now < self.ends_at)
+        return (
+            self.enabled
+            and (self.starts_at is None or self.starts_at <= now)
+            and (self.ends_at is None or now < self.ends_at)
+        )
 
     def applies_to(self, user_attrs: dict) -> bool:
         return scope_matches(self.scope, user_attrs)
 
     def describe(self) -> str:
         p = self.params
-        bits = {"pin": lambda: f"pin {p.get('item_id')} to slot {p.get('slot')}",
-                "cap": lambda: f"at most {p.get('max')} per {p.get('attribute')} in top "
-                               f"{p.get('top_k', 'k')}",
-                "diversity": lambda: f"{p.get('method', 'mmr')} diversity",
-                "reserve": lambda: f"reserve {p.get('slots')} slots for {condition_text(self.condition)}",
-                "fairness": lambda: f"FA*IR p={p.get('p')} α={p.get('alpha', 0.1)} for "
-                                    f"{condition_text(self.condition)}"}
+        bits = {
+            "pin": lambda: f"pin {p.get('item_id')} to slot {p.get('slot')}",
+            "cap": lambda: f"at most {p.get('max')} per {p.get('attribute')} in top {p.get('top_k', 'k')}",
+            "diversity": lambda: f"{p.get('method', 'mmr')} diversity",
+            "reserve": lambda: f"reserve {p.get('slots')} slots for {condition_text(self.condition)}",
+            "fairness": lambda: (
+                f"FA*IR p={p.get('p')} α={p.get('alpha', 0.1)} for {condition_text(self.condition)}"
+            ),
+        }
         what = bits[self.kind]() if self.kind in bits else f"{self.kind} {condition_text(self.condition)}"
         return f"{self.rule_id}: {what}"
 
@@ -126,8 +140,9 @@ def parse_condition(text: str, where: str = "condition") -> dict:
             continue
         key, eq, value = (s.strip() for s in part.partition("="))
         if key not in CONDITION_KEYS:
-            raise InputError(f"{where}: unknown condition field {key!r} (use {', '.join(CONDITION_KEYS)})",
-                             fix=fix)
+            raise InputError(
+                f"{where}: unknown condition field {key!r} (use {', '.join(CONDITION_KEYS)})", fix=fix
+            )
         if key == "promoted":
             if eq and value.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise InputError(f"{where}, field promoted: {value!r} is not true/false", fix=fix)
@@ -168,13 +183,20 @@ class RuleSet:
         return [r for r in self.rules if r.active_at(now) and r.applies_to(attrs)]
 
     def to_json(self) -> str:
-        return json.dumps({"rule_set_id": self.rule_set_id, "version": self.version, "name": self.name,
-                           "exclude_purchased": self.exclude_purchased,
-                           "rules": [r.to_dict() for r in self.rules]})
+        return json.dumps(
+            {
+                "rule_set_id": self.rule_set_id,
+                "version": self.version,
+                "name": self.name,
+                "exclude_purchased": self.exclude_purchased,
+                "rules": [r.to_dict() for r in self.rules],
+            }
+        )
 
     @classmethod
-    def from_json(cls, text: str | dict | list, rule_set_id: str | None = None, version: int | None = None
-                  ) -> RuleSet:
+    def from_json(
+        cls, text: str | dict | list, rule_set_id: str | None = None, version: int | None = None
+    ) -> RuleSet:
         data = json.loads(text) if isinstance(text, str) else text
         if isinstance(data, list):
             data = {"rules": data}
@@ -185,9 +207,13 @@ class RuleSet:
             data["version"] = version
         fields = Rule.__dataclass_fields__
         rules = [Rule(**{k: v for k, v in r.items() if k in fields}) for r in data.get("rules", [])]
-        return cls(rule_set_id=data.get("rule_set_id", "default"), version=int(data.get("version", 0)),
-                   name=data.get("name", ""), rules=rules,
-                   exclude_purchased=bool(data.get("exclude_purchased", True)))
+        return cls(
+            rule_set_id=data.get("rule_set_id", "default"),
+            version=int(data.get("version", 0)),
+            name=data.get("name", ""),
+            rules=rules,
+            exclude_purchased=bool(data.get("exclude_purchased", True)),
+        )
 
 
 def draft_with(rule_set: RuleSet, kind: str, **params) -> RuleSet:
@@ -200,8 +226,10 @@ def draft_with(rule_set: RuleSet, kind: str, **params) -> RuleSet:
 
 
 # --- segment expressions: attr == "v" | attr != "v" | attr in [..] | and | or | ( ) ----------------
-_TOKEN = re.compile(r'\s*(?:(?P<str>"[^"\\]*"|\'[^\'\\]*\')|(?P<num>-?\d+(?:\.\d+)?)'
-                    r"|(?P<op>==|!=|\(|\)|\[|\]|,)|(?P<name>[A-Za-z_][A-Za-z0-9_]*))")
+_TOKEN = re.compile(
+    r'\s*(?:(?P<str>"[^"\\]*"|\'[^\'\\]*\')|(?P<num>-?\d+(?:\.\d+)?)'
+    r"|(?P<op>==|!=|\(|\)|\[|\]|,)|(?P<name>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def _tokens(expr: str) -> list[tuple[str, str]]:
@@ -209,9 +237,10 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
     while pos < len(expr.rstrip()):
         m = _TOKEN.match(expr, pos)
         if not m or m.end() == pos:
-            raise InputError(f"segment expression {expr!r}: cannot read {expr[pos:].strip()[:20]!r} "
-                             f"at position {pos + 1}", fix='write attr == "value", attr != "value", '
-                                                          'attr in ["a", "b"], joined with and / or')
+            raise InputError(
+                f"segment expression {expr!r}: cannot read {expr[pos:].strip()[:20]!r} at position {pos + 1}",
+                fix='write attr == "value", attr != "value", attr in ["a", "b"], joined with and / or',
+            )
         kind = m.lastgroup
         text = m.group(kind)
         out.append((kind, text[1:-1] if kind == "str" else text))
@@ -359,8 +388,9 @@ def matching_items(rule_or_condition: Rule | dict, attrs: pl.DataFrame, now: dat
         elif key == "promoted":
             m = col("promoted").cast(pl.Boolean).fill_null(False) == bool(value)
         else:
-            raise InputError(f"unknown condition field {key!r}",
-                             fix=f"use one of {', '.join(CONDITION_KEYS)}")
+            raise InputError(
+                f"unknown condition field {key!r}", fix=f"use one of {', '.join(CONDITION_KEYS)}"
+            )
         mask &= m.fill_null(False).to_numpy().astype(bool)
     return mask
 
@@ -389,8 +419,9 @@ def _check_condition(tag: str, cond: dict, known: set[str] | None, errors: list[
         errors.append(f"{tag}: price min {lo:g} > max {hi:g}")
 
 
-def _in(tag: str, name: str, v, lo: float, hi: float, errors: list[str], lo_open=False,
-        hi_open=False) -> None:
+def _in(
+    tag: str, name: str, v, lo: float, hi: float, errors: list[str], lo_open=False, hi_open=False
+) -> None:
     x = _num(v)
     ok = x is not None and (x > lo if lo_open else x >= lo) and (x < hi if hi_open else x <= hi)
     if not ok:
@@ -442,8 +473,9 @@ def validate(rule_set: RuleSet, known_items: set[str] | None = None, k_max: int 
             _in(tag, "slots", p.get("slots"), 1, _num(within) or k_max, errors)
         if rule.kind == "cap":
             if p.get("attribute") not in CAP_ATTRIBUTES:
-                errors.append(f"{tag}: attribute {p.get('attribute')!r} — use one of "
-                              f"{', '.join(CAP_ATTRIBUTES)}")
+                errors.append(
+                    f"{tag}: attribute {p.get('attribute')!r} — use one of {', '.join(CAP_ATTRIBUTES)}"
+                )
             _in(tag, "max", p.get("max"), 1, k_max, errors)
             if p.get("top_k") is not None:
                 _in(tag, "top_k", p.get("top_k"), 1, k_max, errors)
@@ -467,10 +499,23 @@ def validate(rule_set: RuleSet, known_items: set[str] | None = None, k_max: int 
         except InputError as exc:
             errors.append(f"{tag}: scope — {exc}")
         if rule.starts_at and rule.ends_at and rule.starts_at >= rule.ends_at:
-            errors.append(f"{tag}: starts_at {rule.starts_at:%Y-%m-%d %H:%M} is not before ends_at "
-                          f"{rule.ends_at:%Y-%m-%d %H:%M}")
+            errors.append(
+                f"{tag}: starts_at {rule.starts_at:%Y-%m-%d %H:%M} is not before ends_at "
+                f"{rule.ends_at:%Y-%m-%d %H:%M}"
+            )
     return errors
 
 
-__all__ = ["KINDS", "CONDITION_KEYS", "Rule", "RuleSet", "condition_text", "parse_condition", "draft_with",
-           "parse_segment", "scope_matches", "matching_items", "validate"]
+__all__ = [
+    "KINDS",
+    "CONDITION_KEYS",
+    "Rule",
+    "RuleSet",
+    "condition_text",
+    "parse_condition",
+    "draft_with",
+    "parse_segment",
+    "scope_matches",
+    "matching_items",
+    "validate",
+]

@@ -35,9 +35,23 @@ def app_url(demo_shop):
     env = {**os.environ, "HS_DATA": str(demo_shop), "HS_DB": str(demo_shop / "shop.duckdb")}
     log = open(demo_shop.parent / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -47,7 +61,9 @@ def app_url(demo_shop):
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {(demo_shop.parent / 'streamlit.log').read_text()}")
+                raise RuntimeError(
+                    f"streamlit exited: {(demo_shop.parent / 'streamlit.log').read_text()}"
+                ) from None
             time.sleep(0.5)
     else:
         proc.kill()
@@ -64,7 +80,9 @@ def app_url(demo_shop):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: apt-get install -y chromium (make test does)"
+    assert Path(CHROMIUM).exists(), (
+        "Debian's chromium is missing: apt-get install -y chromium (make test does)"
+    )
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

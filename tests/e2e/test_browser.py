@@ -24,8 +24,10 @@ def test_overview_shows_the_shop_and_funnel(page, app_url):
 
 def test_upload_a_log_and_see_rejects(page, app_url, tmp_path):
     log = tmp_path / "upload.csv"
-    log.write_text("ts,user_id,item_id,event_type\n2026-10-20 10:00:00,e2e-user,i00001,view\n"
-                   "2026-10-20 10:01:00,e2e-user,i00002,clik\n")
+    log.write_text(
+        "ts,user_id,item_id,event_type\n2026-10-20 10:00:00,e2e-user,i00001,view\n"
+        "2026-10-20 10:01:00,e2e-user,i00002,clik\n"
+    )
     goto(page, app_url, "Data")
     page.locator('input[type="file"]').set_input_files(str(log))
     page.get_by_role("button", name="Load", exact=True).click()
@@ -44,4 +46,7 @@ def test_preview_a_shopper(page, app_url):
     page.get_by_role("button", name="Random shopper").click()
     page.wait_for_function(
         "(prev) => [...document.querySelectorAll('h3')].some(h => h.innerText.startsWith('Shopper') && "
-        "h.innerText !== prev)", arg=first, timeout=60_000)
+        "h.innerText !== prev)",
+        arg=first,
+        timeout=60_000,
+    )

@@ -36,22 +36,34 @@ def test_rees46(db, tmp_path):
     types = store.query("SELECT event_type FROM events ORDER BY ts")["event_type"].to_list()
     assert types == ["view", "add_to_cart", "purchase"]
     item = store.query("SELECT category, brand, price FROM items WHERE item_id = '4802036'").to_dicts()[0]
-    assert item == {"category": "electronics.audio.headphone", "brand": "apple", "price": 169.0}  # latest price
+    assert item == {
+        "category": "electronics.audio.headphone",
+        "brand": "apple",
+        "price": 169.0,
+    }  # latest price
     assert store.scalar("SELECT category FROM items WHERE item_id = '23100006'") is None
 
 
 def test_retailrocket_with_properties_and_tree(db, tmp_path):
     ev = tmp_path / "events.csv"
-    ev.write_text("timestamp,visitorid,event,itemid,transactionid\n"
-                  "1433221332117,257597,view,355908,\n1433224214164,992329,addtocart,248676,\n"
-                  "1433221999827,111016,transaction,318965,4000\n")
+    ev.write_text(
+        "timestamp,visitorid,event,itemid,transactionid\n"
+        "1433221332117,257597,view,355908,\n1433224214164,992329,addtocart,248676,\n"
+        "1433221999827,111016,transaction,318965,4000\n"
+    )
     r = ingest_events(ev)
     assert (r.format, r.loaded) == ("retailrocket", 3)
-    assert set(store.query("SELECT event_type FROM events")["event_type"]) == {"view", "add_to_cart", "purchase"}
+    assert set(store.query("SELECT event_type FROM events")["event_type"]) == {
+        "view",
+        "add_to_cart",
+        "purchase",
+    }
     assert str(store.scalar("SELECT min(ts) FROM events")).startswith("2015-06-02")
     props = tmp_path / "item_properties.csv"
-    props.write_text("timestamp,itemid,property,value\n1435460400000,355908,categoryid,1338\n"
-                     "1435460400000,355908,available,0\n1435460400000,248676,categoryid,1000\n")
+    props.write_text(
+        "timestamp,itemid,property,value\n1435460400000,355908,categoryid,1338\n"
+        "1435460400000,355908,available,0\n1435460400000,248676,categoryid,1000\n"
+    )
     tree = tmp_path / "category_tree.csv"
     tree.write_text("categoryid,parentid\n1338,1000\n1000,250\n250,\n")
     assert ingest_catalog(props).kind == "item_properties"
@@ -61,14 +73,23 @@ def test_retailrocket_with_properties_and_tree(db, tmp_path):
 
 
 def test_native_csv_parquet_jsonl_and_mapping(db, tmp_path):
-    frame = pl.DataFrame({"ts": ["2026-10-01 10:00:00", "2026-10-01 10:01:00"], "user_id": ["u1", "u2"],
-                          "item_id": ["a", "b"], "event_type": ["view", "purchase"], "price": [1.5, 2.0]})
+    frame = pl.DataFrame(
+        {
+            "ts": ["2026-10-01 10:00:00", "2026-10-01 10:01:00"],
+            "user_id": ["u1", "u2"],
+            "item_id": ["a", "b"],
+            "event_type": ["view", "purchase"],
+            "price": [1.5, 2.0],
+        }
+    )
     frame.write_csv(tmp_path / "e.csv")
     frame.with_columns(pl.col("user_id") + "p").write_parquet(tmp_path / "e.parquet")
-    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps({**r, "user_id": r["user_id"] + "j"})
-                                                for r in frame.to_dicts()) + "\n")
+    (tmp_path / "e.jsonl").write_text(
+        "\n".join(json.dumps({**r, "user_id": r["user_id"] + "j"}) for r in frame.to_dicts()) + "\n"
+    )
     frame.rename({"ts": "when", "user_id": "visitor"}).with_columns(pl.col("visitor") + "m").write_csv(
-        tmp_path / "m.csv")
+        tmp_path / "m.csv"
+    )
     for name in ("e.csv", "e.parquet", "e.jsonl"):
         r = ingest_events(tmp_path / name)
         assert (r.format, r.loaded, r.rejected) == ("native", 2, 0), name
@@ -89,7 +110,10 @@ def test_sequence_and_pairs(db, tmp_path):
     pairs.write_text("7 a\n8 b\n7 c\n7 a b\n")
     r = ingest_events(pairs, "pairs")
     assert (r.loaded, r.rejected) == (3, 1)
-    assert store.query("SELECT item_id FROM events WHERE user_id = '7' ORDER BY ts")["item_id"].to_list() == ["a", "c"]
+    assert store.query("SELECT item_id FROM events WHERE user_id = '7' ORDER BY ts")["item_id"].to_list() == [
+        "a",
+        "c",
+    ]
 
 
 BAD_ROWS = {
@@ -107,7 +131,11 @@ BAD_ROWS = {
 def test_every_bad_row_kind_is_rejected_with_line_and_reason(db, tmp_path):
     f = tmp_path / "bad.csv"
     good = "2026-10-01 09:00:00,u0,i0,view,s,1"
-    lines = ["ts,user_id,item_id,event_type,session_id,price", good, ""] + list(BAD_ROWS) + [good.replace("u0", "u9")]
+    lines = (
+        ["ts,user_id,item_id,event_type,session_id,price", good, ""]
+        + list(BAD_ROWS)
+        + [good.replace("u0", "u9")]
+    )
     data = "\n".join(lines).encode() + b"\n2026-10-01 10:00:00,u1,i\xff1,view,s,1\n"
     f.write_bytes(data)
     r = ingest_events(f)
@@ -131,11 +159,14 @@ def test_reingest_adds_no_duplicates(db, tmp_path):
     assert count("events") == 3 and count("ingests") == 2
 
 
-@pytest.mark.parametrize("content,match", [
-    ("", "empty"),
-    ("foo;bar\n", "unknown format"),
-    ("ts,user_id,item_id\n2026-01-01,u,i\n", "missing required column"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("", "empty"),
+        ("foo;bar\n", "unknown format"),
+        ("ts,user_id,item_id\n2026-01-01,u,i\n", "missing required column"),
+    ],
+)
 def test_whole_file_problems_write_nothing(db, tmp_path, content, match):
     f = tmp_path / "x.csv"
     f.write_text(content)
@@ -169,8 +200,10 @@ def test_failure_mid_load_leaves_store_unchanged(db, tmp_path, monkeypatch):
 
 def test_catalog_upsert_keeps_and_updates(db, tmp_path):
     items = tmp_path / "items.csv"
-    items.write_text("item_id,title,category,brand,seller_id,price,in_stock\n"
-                     "a,Phone,electronics.phones.smartphones,Acme,s1,199,true\nb,Case,,Acme,s1,-5,true\n")
+    items.write_text(
+        "item_id,title,category,brand,seller_id,price,in_stock\n"
+        "a,Phone,electronics.phones.smartphones,Acme,s1,199,true\nb,Case,,Acme,s1,-5,true\n"
+    )
     r = ingest_catalog(items)
     assert (r.kind, r.loaded, r.rejected) == ("items", 1, 1)
     assert "negative price" in rejects_for(r.ingest_id)["reason"][0]
@@ -185,8 +218,10 @@ def test_catalog_upsert_keeps_and_updates(db, tmp_path):
     r = ingest_catalog(sellers)
     assert (r.kind, r.loaded, r.rejected) == ("sellers", 1, 1)
     promos = tmp_path / "promos.csv"
-    promos.write_text("item_id,category,discount,starts_at,ends_at\na,,0.2,2026-10-01,2026-11-01\n"
-                      ",home,15,2026-10-01,2026-09-01\n")
+    promos.write_text(
+        "item_id,category,discount,starts_at,ends_at\na,,0.2,2026-10-01,2026-11-01\n"
+        ",home,15,2026-10-01,2026-09-01\n"
+    )
     r = ingest_catalog(promos)
     assert (r.kind, r.loaded, r.rejected) == ("promotions", 1, 1)
 

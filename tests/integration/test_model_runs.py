@@ -18,25 +18,31 @@ SMALL = dict(dim=16, max_epochs=2, batch_size=64)
 def make_shop(n_users=200, n_items=60, seed=0):
     """A tiny shop where item i is usually followed by item i+7: something learnable."""
     rng = np.random.default_rng(seed)
-    shop_items = pl.DataFrame({
-        "item_id": [f"i{i:03d}" for i in range(n_items)],
-        "title": [f"Item {i}" for i in range(n_items)],
-        "category": [f"top{i % 3}.mid{i % 2}.leaf{i % 5}" for i in range(n_items)],
-        "brand": [f"b{i % 4}" for i in range(n_items)],
-        "price": rng.lognormal(3, 1, n_items),
-    })
+    shop_items = pl.DataFrame(  # noqa: F841 (read by SQL)
+        {
+            "item_id": [f"i{i:03d}" for i in range(n_items)],
+            "title": [f"Item {i}" for i in range(n_items)],
+            "category": [f"top{i % 3}.mid{i % 2}.leaf{i % 5}" for i in range(n_items)],
+            "brand": [f"b{i % 4}" for i in range(n_items)],
+            "price": rng.lognormal(3, 1, n_items),
+        }
+    )
     rows, t0 = [], datetime(2026, 10, 1)
     for u in range(n_users):
         start = int(rng.integers(n_items))
         for j in range(int(rng.integers(3, 10))):
             kind = ["view", "click", "add_to_cart", "purchase"][int(rng.integers(4))]
-            rows.append((t0 + timedelta(hours=u, minutes=j), f"u{u:03d}", f"i{(start + 7 * j) % n_items:03d}", kind))
-    log = pl.DataFrame(rows, schema=["ts", "user_id", "item_id", "event_type"], orient="row")
+            rows.append(
+                (t0 + timedelta(hours=u, minutes=j), f"u{u:03d}", f"i{(start + 7 * j) % n_items:03d}", kind)
+            )
+    log = pl.DataFrame(rows, schema=["ts", "user_id", "item_id", "event_type"], orient="row")  # noqa: F841
     with store.transaction() as con:
         con.execute("INSERT INTO items (item_id, title, category, brand, price) SELECT * FROM shop_items")
         con.execute("INSERT INTO events (ts, user_id, item_id, event_type) SELECT * FROM log")
-        con.execute("INSERT INTO users (user_id, first_seen, segment) SELECT user_id, min(ts), 'returning' "
-                    "FROM log GROUP BY 1")
+        con.execute(
+            "INSERT INTO users (user_id, first_seen, segment) SELECT user_id, min(ts), 'returning' "
+            "FROM log GROUP BY 1"
+        )
 
 
 def test_train_records_and_activates(db):
@@ -92,8 +98,10 @@ def test_new_catalog_item_is_scored_through_side_features(db):
     train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
     before = load_active_model().catalog.n_items
     with store.transaction() as con:
-        con.execute("INSERT INTO items (item_id, title, category, brand, price) "
-                    "VALUES ('brand-new', 'New thing', 'top1.mid0.leaf2', 'b1', 20.0)")
+        con.execute(
+            "INSERT INTO items (item_id, title, category, brand, price) "
+            "VALUES ('brand-new', 'New thing', 'top1.mid0.leaf2', 'b1', 20.0)"
+        )
     active = load_active_model()
     assert active.catalog.n_items == before + 1
     idx = active.catalog.vocab.index["brand-new"]

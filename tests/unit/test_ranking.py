@@ -17,20 +17,24 @@ NOW = datetime(2026, 10, 31)
 
 def candidates(m=40, seed=0):
     rng = np.random.default_rng(seed)
-    attrs = pl.DataFrame({
-        "item_id": [f"i{i}" for i in range(m)],
-        "title": [f"Item {i}" for i in range(m)],
-        "category": [f"top{i % 4}.mid.leaf{i % 8}" for i in range(m)],
-        "brand": [f"b{i % 3}" for i in range(m)],
-        "seller_id": [f"s{i % 5}" for i in range(m)],
-        "seller_tier": ["small" if i % 5 == 4 else "large" for i in range(m)],
-        "price": np.linspace(5, 200, m),
-        "created_at": [datetime(2026, 10, 25) if i % 7 == 0 else datetime(2025, 1, 1) for i in range(m)],
-        "in_stock": [i != 3 for i in range(m)],
-        "promoted": [i % 9 == 0 for i in range(m)],
-    })
+    attrs = pl.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(m)],
+            "title": [f"Item {i}" for i in range(m)],
+            "category": [f"top{i % 4}.mid.leaf{i % 8}" for i in range(m)],
+            "brand": [f"b{i % 3}" for i in range(m)],
+            "seller_id": [f"s{i % 5}" for i in range(m)],
+            "seller_tier": ["small" if i % 5 == 4 else "large" for i in range(m)],
+            "price": np.linspace(5, 200, m),
+            "created_at": [datetime(2026, 10, 25) if i % 7 == 0 else datetime(2025, 1, 1) for i in range(m)],
+            "in_stock": [i != 3 for i in range(m)],
+            "promoted": [i % 9 == 0 for i in range(m)],
+        }
+    )
     scores = np.sort(rng.normal(0, 2, m))[::-1].copy()
-    return Candidates([f"i{i}" for i in range(m)], scores, np.arange(1, m + 1), rng.normal(size=(m, 8)), attrs)
+    return Candidates(
+        [f"i{i}" for i in range(m)], scores, np.arange(1, m + 1), rng.normal(size=(m, 8)), attrs
+    )
 
 
 USER = UserContext("u1", {"region": "north"}, {"top0.mid.leaf0": 0.5, "top1.mid.leaf1": 0.5}, set())
@@ -48,9 +52,11 @@ def test_model_only_skips_out_of_stock_and_purchased():
 
 def test_block_boost_bury():
     c = candidates()
-    rs = ruleset(Rule("b", "block", {"condition": {"item_id": ["i1"]}}),
-                 Rule("up", "boost", {"condition": {"item_id": ["i30"]}, "factor": 1e9}),
-                 Rule("down", "bury", {"condition": {"item_id": ["i0"]}, "factor": 1e-9}))
+    rs = ruleset(
+        Rule("b", "block", {"condition": {"item_id": ["i1"]}}),
+        Rule("up", "boost", {"condition": {"item_id": ["i30"]}, "factor": 1e9}),
+        Rule("down", "bury", {"condition": {"item_id": ["i0"]}, "factor": 1e-9}),
+    )
     home = rank_homepage(USER, c, rs, 10, NOW)
     assert "i1" not in home.item_ids and home.item_ids[0] == "i30" and "i0" not in home.item_ids
     assert "boosted" in home.slots[0].reasons
@@ -68,8 +74,11 @@ RULE_POOL = [
 
 
 @settings(max_examples=40, deadline=None)
-@given(picks=st.lists(st.sampled_from(RULE_POOL), max_size=5, unique_by=lambda r: r.rule_id),
-       slot=st.integers(1, 12), item=st.integers(0, 39).filter(lambda i: i != 3))
+@given(
+    picks=st.lists(st.sampled_from(RULE_POOL), max_size=5, unique_by=lambda r: r.rule_id),
+    slot=st.integers(1, 12),
+    item=st.integers(0, 39).filter(lambda i: i != 3),
+)
 def test_a_pin_lands_on_its_slot_under_every_other_rule(picks, slot, item):
     rs = ruleset(*picks, Rule("pin", "pin", {"item_id": f"i{item}", "slot": slot}))
     home = rank_homepage(USER, candidates(), rs, 12, NOW)
@@ -79,7 +88,9 @@ def test_a_pin_lands_on_its_slot_under_every_other_rule(picks, slot, item):
 
 
 def test_caps_hold():
-    home = rank_homepage(USER, candidates(), ruleset(Rule("cap", "cap", {"attribute": "brand", "max": 2})), 6, NOW)
+    home = rank_homepage(
+        USER, candidates(), ruleset(Rule("cap", "cap", {"attribute": "brand", "max": 2})), 6, NOW
+    )
     brands = [int(i[1:]) % 3 for i in home.item_ids]
     assert max(brands.count(b) for b in set(brands)) <= 2 and len(home.slots) == 6
 
@@ -99,7 +110,7 @@ def test_dpp_greedy_matches_bruteforce_on_a_small_case():
         L = rerank.dpp_kernel(rel, emb, 0.5) + 1e-6 * np.eye(8)
         greedy = rerank.dpp_greedy(rel, emb, 3, kernel=L)
         best = rerank.dpp_bruteforce(L, 3)
-        logdet = lambda s: np.linalg.slogdet(L[np.ix_(s, s)])[1]  # noqa: E731
+        logdet = lambda s, L=L: np.linalg.slogdet(L[np.ix_(s, s)])[1]  # noqa: E731
         assert logdet(greedy) >= logdet(best) - 0.35  # greedy MAP is near-optimal
     # a kernel where greedy is exact: orthogonal items, the largest diagonal wins
     L = np.diag([5.0, 1.0, 3.0, 2.0])
@@ -126,9 +137,12 @@ def test_every_prefix_meets_the_fair_minimum():
 
 def test_conflicts_are_reported_not_dropped():
     c = candidates()
-    rs = ruleset(Rule("p1", "pin", {"item_id": "i5", "slot": 2}), Rule("p2", "pin", {"item_id": "i6", "slot": 2}),
-                 Rule("res", "reserve", {"condition": {"item_id": ["i9"]}, "slots": 3}),
-                 Rule("oos", "pin", {"item_id": "i3", "slot": 4}))
+    rs = ruleset(
+        Rule("p1", "pin", {"item_id": "i5", "slot": 2}),
+        Rule("p2", "pin", {"item_id": "i6", "slot": 2}),
+        Rule("res", "reserve", {"condition": {"item_id": ["i9"]}, "slots": 3}),
+        Rule("oos", "pin", {"item_id": "i3", "slot": 4}),
+    )
     home = rank_homepage(USER, c, rs, 10, NOW)
     text = " | ".join(home.conflicts)
     assert "slot 2 is already pinned" in text and home.item_ids[1] == "i5" and home.item_ids[2] == "i6"
@@ -140,8 +154,13 @@ def test_calibration_moves_the_list_towards_the_users_mix():
     c = candidates(80)
     user = UserContext("u", {}, {"top3.mid.leaf3": 1.0}, set())
     plain = rank_homepage(user, c, ruleset(), 12, NOW)
-    calibrated = rank_homepage(user, c, ruleset(Rule("d", "diversity", {"method": "mmr", "lambda": 1.0,
-                                                                         "calibration": 0.9})), 12, NOW)
+    calibrated = rank_homepage(
+        user,
+        c,
+        ruleset(Rule("d", "diversity", {"method": "mmr", "lambda": 1.0, "calibration": 0.9})),
+        12,
+        NOW,
+    )
     kl = lambda h: list_metrics(h, c, ruleset(), user)["calibration_kl"]  # noqa: E731
     assert kl(calibrated) < kl(plain)
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.insight.evaluate import MODEL_NAMES, run_benchmark  # noqa: E402
 from models.base import Progress  # noqa: E402
 
-DEFAULT = "/work/shared/data/benchmarks/amazon-beauty.txt"
+DEFAULT = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks" / "amazon-beauty.txt")
 
 
 def main() -> None:

@@ -1,11 +1,15 @@
 """The demo shop: a deterministic synthetic store with structure for a model to learn and bias for
 an audit to find, written as files and loaded through the same ingest path as real logs.
 
-What it has: a 3-level category tree with complementary leaves (phone → case → charger), brands,
-sellers (a few large ones own most of the catalog; many small, some newly onboarded), log-normal
-prices, users with favourite categories and price sensitivity, sessions that walk the funnel
-view → click → cart → purchase with position-biased clicks and dwell times, reviews, promotions,
-power-law popularity and less exposure for small sellers' and new items.
+What it has: a 3-level category tree with complementary leaves (phone → case → charger), brands per
+top category, sellers (a few large ones own most of the catalog; many small, some newly onboarded),
+log-normal prices per leaf, a latent item quality (clicks, carts, ratings), users with favourite
+categories (skewed by region), price sensitivity and a device (session length), promotions (ended,
+active, upcoming) that lift carts and cut the price, sessions that walk the funnel
+view → click → cart → purchase (→ review) with position-biased clicks and log-normal dwell times,
+power-law popularity, and the biases: small sellers' and new items are shown less and lower.
+
+Same seed → the same frames and byte-identical files; time ends at ``END``, never the wall clock.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,81 +25,51 @@ import polars as pl
 
 from core.config import settings
 
-END = datetime(2026, 10, 31)
+END = datetime(2026, 10, 31)  # the simulated "now" (UTC): every window ends here
+_END = END.replace(tzinfo=UTC).timestamp()
+DAY = 86400.0
+# top-level category, then "mid: leaves" groups: three levels, e.g. electronics.phones.smartphones
+_TREE_SPEC = """
+electronics phones: smartphones phone_cases chargers | audio: headphones speakers
+| computers: laptops mice keyboards | cameras: digital_cameras lenses memory_cards
+home kitchen: cookware knives coffee_makers | furniture: desks chairs | decor: lamps rugs | bath: towels bath_mats
+fashion women: dresses handbags heels | men: shirts sneakers watches
+beauty skincare: moisturizers serums | makeup: lipstick mascara | hair: shampoo hair_dryers
+sports fitness: yoga_mats dumbbells | outdoor: tents backpacks | cycling: bikes helmets
+toys kids: puzzles dolls | games: board_games card_games | outdoor_play: scooters trampolines
+books fiction: novels comics | learning: textbooks language_courses
+garden tools: shovels hoses | plants: seeds plant_pots
+pets dogs: dog_food leashes | cats: cat_food cat_litter
+grocery drinks: coffee_beans tea | snacks: chips chocolate
+"""
 TREE = {
-    "electronics": {
-        "phones": ["smartphones", "phone_cases", "chargers"],
-        "audio": ["headphones", "speakers"],
-        "computers": ["laptops", "mice", "keyboards"],
-    },
-    "home": {
-        "kitchen": ["cookware", "knives", "coffee_makers"],
-        "furniture": ["desks", "chairs"],
-        "decor": ["lamps", "rugs"],
-    },
-    "fashion": {"women": ["dresses", "handbags", "heels"], "men": ["shirts", "sneakers", "watches"]},
-    "beauty": {
-        "skincare": ["moisturizers", "serums"],
-        "makeup": ["lipstick", "mascara"],
-        "hair": ["shampoo", "hair_dryers"],
-    },
-    "sports": {
-        "fitness": ["yoga_mats", "dumbbells"],
-        "outdoor": ["tents", "backpacks"],
-        "cycling": ["bikes", "helmets"],
-    },
-    "toys": {"kids": ["puzzles", "dolls"], "games": ["board_games", "card_games"]},
-    "books": {"fiction": ["novels", "comics"], "learning": ["textbooks", "language_courses"]},
-    "garden": {"tools": ["shovels", "hoses"], "plants": ["seeds", "plant_pots"]},
-    "pets": {"dogs": ["dog_food", "leashes"], "cats": ["cat_food", "cat_litter"]},
-    "grocery": {"drinks": ["coffee_beans", "tea"], "snacks": ["chips", "chocolate"]},
+    top: {mid.strip(): leaves.split() for mid, leaves in (g.split(":") for g in groups.split("|"))}
+    for top, groups in (line.split(" ", 1) for line in _TREE_SPEC.replace("\n|", " |").strip().splitlines())
 }
-COMPLEMENTS = {
-    "smartphones": "phone_cases",
-    "phone_cases": "chargers",
-    "laptops": "mice",
-    "mice": "keyboards",
-    "headphones": "speakers",
-    "cookware": "knives",
-    "coffee_makers": "coffee_beans",
-    "desks": "chairs",
-    "dresses": "handbags",
-    "handbags": "heels",
-    "shirts": "sneakers",
-    "moisturizers": "serums",
-    "lipstick": "mascara",
-    "shampoo": "hair_dryers",
-    "yoga_mats": "dumbbells",
-    "tents": "backpacks",
-    "bikes": "helmets",
-    "board_games": "card_games",
-    "novels": "comics",
-    "shovels": "hoses",
-    "seeds": "plant_pots",
-    "dog_food": "leashes",
-    "cat_food": "cat_litter",
-    "chips": "chocolate",
-}
-BRAND_SYLLABLES = [
-    "ac",
-    "no",
-    "vel",
-    "tri",
-    "zen",
-    "lu",
-    "ka",
-    "mo",
-    "ra",
-    "fi",
-    "stel",
-    "or",
-    "qu",
-    "bel",
-    "ix",
-]
-ADJECTIVES = ["Classic", "Pro", "Lite", "Max", "Eco", "Smart", "Ultra", "Mini", "Plus", "Prime"]
+# complementary leaves: after an item of the left leaf, one of the right often comes next
+COMPLEMENTS = dict(
+    pair.split(">")
+    for pair in """
+smartphones>phone_cases phone_cases>chargers laptops>mice mice>keyboards headphones>speakers
+cookware>knives coffee_makers>coffee_beans desks>chairs dresses>handbags handbags>heels
+shirts>sneakers moisturizers>serums lipstick>mascara shampoo>hair_dryers yoga_mats>dumbbells
+tents>backpacks bikes>helmets board_games>card_games novels>comics shovels>hoses seeds>plant_pots
+dog_food>leashes cat_food>cat_litter chips>chocolate digital_cameras>lenses lenses>memory_cards
+towels>bath_mats scooters>helmets
+""".split()
+)
+BRAND_SYLLABLES = "ac no vel tri zen lu ka mo ra fi stel or qu bel ix".split()
+ADJECTIVES = "Classic Pro Lite Max Eco Smart Ultra Mini Plus Prime Wireless Compact".split()
+NOUNS = {"mice": "Mouse", "lenses": "Lens", "cookware": "Cookware Set"}  # else the leaf in the singular
+PLURAL = {"headphones", "heels", "sneakers", "chips", "seeds", "coffee_beans"}  # ...but these stay plural
 REGIONS, DEVICES = ["north", "south", "east", "west"], ["mobile", "desktop", "tablet"]
 PAGES = ["home", "search", "category", "product"]
+EVENTS = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "review"]
+# Funnel knobs: clicks ≈ 35 % of views, carts ≈ 10 % of clicks, purchases ≈ 55 % of carts (≈ 2 % of views).
+P_CLICK, P_CART, P_BUY, P_REMOVE, P_REVIEW = 0.57, 0.1, 0.55, 0.3, 0.3
+# the next item in a session: from the complement of the last leaf, from a new leaf, else the same leaf
+P_COMPLEMENT, P_FRESH = 0.45, 0.15
+SESSION_STEPS = np.array([4.0, 7.0, 5.5])  # mean extra views per session by device: mobile, desktop, tablet
 
 
 @dataclass
@@ -115,6 +89,10 @@ class DemoSummary:
         )
 
 
+def _us(seconds: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(seconds) * 1e6).astype(np.int64).astype("datetime64[us]")
+
+
 def _leaves() -> tuple[list[str], np.ndarray]:
     paths, tops = [], []
     for t, (top, mids) in enumerate(TREE.items()):
@@ -125,47 +103,62 @@ def _leaves() -> tuple[list[str], np.ndarray]:
     return paths, np.array(tops)
 
 
+def _noun(leaf: str) -> str:
+    if leaf in NOUNS or leaf in PLURAL:
+        return NOUNS.get(leaf) or leaf.replace("_", " ").title()
+    words = leaf.split("_")
+    last = words[-1]
+    for end, repl in (("ives", "ife"), ("sses", "ss"), ("ches", "ch"), ("shes", "sh"), ("s", "")):
+        if last.endswith(end):
+            last = last[: -len(end)] + repl
+            break
+    return " ".join([*words[:-1], last]).title()
+
+
 def _brand_names(rng: np.random.Generator, n: int) -> list[str]:
-    names = set()
+    names: set[str] = set()
     while len(names) < n:
-        k = rng.integers(2, 4)
-        names.add("".join(rng.choice(BRAND_SYLLABLES, k)).capitalize())
+        names.add("".join(rng.choice(BRAND_SYLLABLES, rng.integers(2, 4))).capitalize())
     return sorted(names)
 
 
-def _catalog(rng, n_items: int, n_days: int):
+def _catalog(rng: np.random.Generator, n_items: int):
     paths, leaf_top = _leaves()
     n_leaves, n_tops = len(paths), len(TREE)
-    leaf_weight = rng.dirichlet(np.ones(n_leaves) * 2.0)
-    leaf = rng.choice(n_leaves, n_items, p=leaf_weight)
+    leaf = rng.choice(n_leaves, n_items, p=rng.dirichlet(np.full(n_leaves, 2.0)))
     brands = _brand_names(rng, n_tops * 6)
-    brand = leaf_top[leaf] * 6 + rng.integers(0, 6, n_items)
+    brand = leaf_top[leaf] * 6 + rng.integers(0, 6, n_items)  # six brands of its own per top category
     n_sellers = max(20, n_items // 50)
     n_large = max(3, n_sellers // 20)
-    tier = np.where(np.arange(n_sellers) < n_large, "large", "small")
-    onboarded = END.timestamp() - rng.uniform(60, 3 * 365, n_sellers) * 86400
-    new_small = (tier == "small") & (rng.random(n_sellers) < 0.15)
-    onboarded[new_small] = END.timestamp() - rng.uniform(1, 30, new_small.sum()) * 86400
-    large_share = rng.random(n_items) < 0.65  # a few large sellers own most of the catalog
+    large = np.arange(n_sellers) < n_large
+    onboarded = _END - rng.uniform(60, 3 * 365, n_sellers) * DAY
+    newly = ~large & (rng.random(n_sellers) < 0.15)  # small sellers onboarded in the last 30 days
+    newly[-1] = True  # at least one
+    onboarded[newly] = _END - rng.uniform(1, 30, newly.sum()) * DAY
+    small_weight = rng.pareto(1.5, n_sellers - n_large) + 0.2  # small sellers: a long tail of sizes
     seller = np.where(
-        large_share, rng.integers(0, n_large, n_items), rng.integers(n_large, n_sellers, n_items)
+        rng.random(n_items) < 0.68,  # a few large sellers own most of the catalog
+        rng.integers(0, n_large, n_items),
+        n_large + rng.choice(n_sellers - n_large, n_items, p=small_weight / small_weight.sum()),
     )
-    mu = rng.uniform(2.3, 5.8, n_leaves)
+    mu = rng.uniform(2.3, 5.8, n_leaves)  # log-normal prices, each leaf its own level
     price = np.round(np.exp(rng.normal(mu[leaf], 0.45)), 2)
-    created = END.timestamp() - rng.uniform(15, 365, n_items) * 86400
+    created = _END - rng.uniform(15, 365, n_items) * DAY
     fresh = rng.random(n_items) < 0.08
-    created[fresh] = END.timestamp() - rng.uniform(0, 14, fresh.sum()) * 86400
-    created[new_small[seller]] = np.maximum(created[new_small[seller]], onboarded[seller[new_small[seller]]])
+    created[fresh] = _END - rng.uniform(0, 14, fresh.sum()) * DAY
+    created = np.maximum(created, onboarded[seller] + rng.uniform(0, 2, n_items) * DAY)
+    created = np.minimum(created, _END - 3600)
+    quality = rng.normal(0, 1, n_items)
+    small, new = ~large[seller], created > _END - 14 * DAY
     # exposure bias: popularity is a power law, damped for small sellers and new items
-    pop = (1.0 + rng.permutation(n_items)) ** -1.05
-    pop *= np.where(tier[seller] == "small", 0.55, 1.0) * np.where(
-        created > END.timestamp() - 14 * 86400, 0.5, 1
-    )
-    names = [p.split(".")[-1].replace("_", " ").title() for p in paths]
+    pop = (1.0 + rng.permutation(n_items)) ** -1.05 * np.exp(0.3 * quality)
+    pop *= np.where(small, 0.5, 1.0) * np.where(new, 0.5, 1.0)
+    adj = rng.integers(0, len(ADJECTIVES), n_items)
+    code = rng.integers(0, 26, n_items), rng.integers(1, 100, n_items)
+    nouns = [_noun(p.rsplit(".", 1)[1]) for p in paths]
     titles = [
-        f"{brands[b]} {ADJECTIVES[i % 10]} {names[lf].rstrip('s') if names[lf].endswith('s') else names[lf]}"
-        f" {chr(65 + i % 26)}{i % 97}"
-        for i, (b, lf) in enumerate(zip(brand, leaf))
+        f"{brands[b]} {ADJECTIVES[a]} {nouns[lf]} {chr(65 + c)}{k}"
+        for b, a, lf, c, k in zip(brand, adj, leaf, *code)
     ]
     items = pl.DataFrame(
         {
@@ -177,18 +170,53 @@ def _catalog(rng, n_items: int, n_days: int):
             "price": price,
             "image_url": [""] * n_items,
             "in_stock": rng.random(n_items) > 0.04,
-            "created_at": (created * 1e6).astype("datetime64[us]"),
+            "created_at": _us(created),
         }
     )
+    names = [f"{n} Store" for n in _brand_names(rng, min(n_sellers + len(brands), 3000))]  # ≤ 3,600 exist
+    names = [n for n in names if n[:-6] not in brands][:n_sellers]
     sellers = pl.DataFrame(
         {
             "seller_id": [f"s{s:03d}" for s in range(n_sellers)],
-            "name": [f"{_brand_names(np.random.default_rng(s), 1)[0]} Store {s}" for s in range(n_sellers)],
-            "tier": tier,
-            "onboarded_at": (onboarded * 1e6).astype("datetime64[us]"),
+            "name": names + [f"Store {s}" for s in range(len(names), n_sellers)],
+            "tier": np.where(large, "large", "small"),
+            "onboarded_at": _us(onboarded),
         }
     )
-    return items, sellers, dict(leaf=leaf, leaf_top=leaf_top, pop=pop, price=price, paths=paths)
+    latent = dict(leaf=leaf, leaf_top=leaf_top, pop=pop, price=price, quality=quality, small=small, new=new)
+    return items, sellers, latent | {"paths": paths, "created": created}
+
+
+def _promotions(rng: np.random.Generator, n_items: int, cat: dict):
+    """A few percent of items on promotion (ended, active at END, upcoming) and one category promotion;
+    also per item the promotion window and discount that the events feel."""
+    n = min(n_items, max(3, n_items // 25))
+    item = np.sort(rng.choice(n_items, n, replace=False))
+    phase = rng.permutation(np.arange(n) % 3)  # 0 ended, 1 active at END, 2 upcoming
+    starts = (
+        _END + np.choose(phase, [-rng.uniform(20, 45, n), -rng.uniform(1, 10, n), rng.uniform(1, 7, n)]) * DAY
+    )
+    ends = np.where(phase == 1, _END + rng.uniform(3, 14, n) * DAY, starts + rng.uniform(5, 15, n) * DAY)
+    discount = rng.choice([0.1, 0.15, 0.2, 0.25, 0.3], n)
+    mids = sorted({p.rsplit(".", 1)[0] for p in cat["paths"]})
+    mid = mids[rng.integers(len(mids))]
+    c_start, c_end = _END - 7 * DAY, _END + 7 * DAY
+    frame = pl.DataFrame(
+        {
+            "promotion_id": [f"p{i:04d}" for i in range(n)] + ["p-cat-1"],
+            "item_id": [f"i{i:05d}" for i in item] + [None],
+            "category": [None] * n + [mid],
+            "discount": np.r_[discount, 0.1],
+            "starts_at": _us(np.r_[starts, c_start]),
+            "ends_at": _us(np.r_[ends, c_end]),
+        },
+        schema_overrides={"item_id": pl.Utf8, "category": pl.Utf8},
+    )
+    in_mid = np.char.startswith(np.array(cat["paths"])[cat["leaf"]], mid + ".")
+    p_start, p_end = np.where(in_mid, c_start, np.inf), np.where(in_mid, c_end, -np.inf)
+    p_disc = np.where(in_mid, 0.1, 0.0)
+    p_start[item], p_end[item], p_disc[item] = starts, ends, discount  # an item's own promotion wins
+    return frame, dict(start=p_start, end=p_end, discount=p_disc)
 
 
 def _sampler(groups: np.ndarray, weights: np.ndarray, n_groups: int):
@@ -209,39 +237,66 @@ def _sampler(groups: np.ndarray, weights: np.ndarray, n_groups: int):
     return draw
 
 
-def _sessions(rng, n_users: int, n_days: int, cat: dict):
-    leaf, leaf_top, pop, price = cat["leaf"], cat["leaf_top"], cat["pop"], cat["price"]
-    paths = cat["paths"]
-    n_leaves, n_tops = len(paths), len(TREE)
-    item_of_leaf = _sampler(leaf, pop, n_leaves)
-    leaf_pop = np.bincount(leaf, pop, minlength=n_leaves)
-    leaf_of_top = _sampler(leaf_top, leaf_pop + 1e-9, n_tops)
-    leaf_index = {p.split(".")[-1]: i for i, p in enumerate(paths)}
+def _users(rng: np.random.Generator, n_users: int, n_days: int) -> dict:
+    """Latent tastes (favourite top categories, skewed by region), price sensitivity, activity, device."""
+    n_tops = len(TREE)
+    start = _END - n_days * DAY
+    is_new = rng.random(n_users) < 0.3  # first seen inside the window; the rest are returning
+    first_seen = np.where(
+        is_new,
+        start + rng.uniform(0, n_days * 0.9, n_users) * DAY,
+        start - rng.uniform(1, 365, n_users) * DAY,
+    )
+    region = rng.choice(len(REGIONS), n_users, p=[0.35, 0.25, 0.2, 0.2])
+    alpha = np.full((len(REGIONS), n_tops), 0.3)
+    alpha[
+        np.arange(len(REGIONS))[:, None], rng.permuted(np.tile(np.arange(n_tops), (4, 1)), axis=1)[:, :2]
+    ] += 0.6
+    g = rng.gamma(alpha[region])
+    taste = g / g.sum(1, keepdims=True)
+    return dict(
+        first_seen=first_seen,
+        is_new=is_new,
+        region=region,
+        taste=taste,
+        device=rng.choice(len(DEVICES), n_users, p=[0.6, 0.3, 0.1]),
+        sensitivity=rng.uniform(0.0, 1.2, n_users),
+        activity=rng.lognormal(0, 0.8, n_users),
+    )
+
+
+def _sessions(rng: np.random.Generator, n_days: int, cat: dict, u: dict) -> dict:
+    """Sessions in bulk, then their items step by step (one vectorised step per position in a session)."""
+    leaf, leaf_top, pop, paths = cat["leaf"], cat["leaf_top"], cat["pop"], cat["paths"]
+    n_leaves, n_tops, n_users = len(paths), len(TREE), len(u["taste"])
+    any_item, old_item = (
+        _sampler(leaf, pop, n_leaves),
+        _sampler(leaf, pop * np.where(cat["new"], 1e-6, 1), n_leaves),
+    )
+    leaf_of_top = _sampler(leaf_top, np.bincount(leaf, pop, minlength=n_leaves) + 1e-9, n_tops)
+    leaf_index = {p.rsplit(".", 1)[1]: i for i, p in enumerate(paths)}
     complement = np.full(n_leaves, -1)
     for a, b in COMPLEMENTS.items():
         complement[leaf_index[a]] = leaf_index[b]
-    # users: favourite top categories, price sensitivity, new vs returning
-    taste = rng.dirichlet(np.ones(n_tops) * 0.3, n_users)
-    sensitivity = rng.uniform(0.0, 1.2, n_users)
-    is_new = rng.random(n_users) < 0.3
-    window = n_days * 86400
-    start = END.timestamp() - window
-    first_seen = np.where(
-        is_new, start + rng.uniform(0, window * 0.9, n_users), start - rng.uniform(1, 365, n_users) * 86400
-    )
-    activity = rng.lognormal(0, 0.8, n_users)
-    n_sess = 1 + rng.poisson(4.5 * activity / activity.mean())
+    start = _END - n_days * DAY
+    n_sess = 1 + rng.poisson(4.5 * u["activity"] / u["activity"].mean())
     su = np.repeat(np.arange(n_users), n_sess)
-    active_from = np.maximum(first_seen[su], start)
-    s_start = active_from + rng.uniform(0, 1, len(su)) * (END.timestamp() - 3600 - active_from)
-    s_len = 1 + rng.poisson(5.0, len(su))
-    # first item of each session from the user's taste (80%) or anywhere
-    cum_taste = np.cumsum(taste, axis=1)
-    top = (rng.random(len(su))[:, None] > cum_taste[su]).sum(1).clip(0, n_tops - 1)
+    active_from = np.maximum(u["first_seen"][su], start)
+    s_start = active_from + rng.random(len(su)) * (_END - 3600 - active_from)
+    s_len = 1 + rng.poisson(SESSION_STEPS[u["device"][su]])
+    # each session starts from the user's taste (80 %) or anywhere
+    top = (rng.random(len(su))[:, None] > np.cumsum(u["taste"], axis=1)[su]).sum(1).clip(0, n_tops - 1)
     explore = rng.random(len(su)) < 0.2
     top[explore] = rng.integers(0, n_tops, explore.sum())
-    cur = item_of_leaf(leaf_of_top(top, rng), rng)
-    steps_item, steps_sess, steps_pos = [cur], [np.arange(len(su))], [np.zeros(len(su), int)]
+
+    def item_of_leaf(leaves: np.ndarray, sessions: np.ndarray) -> np.ndarray:
+        item = any_item(leaves, rng)
+        early = s_start[sessions] < cat["created"][item]  # not listed yet: an older item of the leaf
+        item[early] = old_item(leaves[early], rng)
+        return item
+
+    steps_item = [item_of_leaf(leaf_of_top(top, rng), np.arange(len(su)))]
+    steps_sess, steps_k, steps_kind = [np.arange(len(su))], [np.zeros(len(su), int)], [np.zeros(len(su), int)]
     alive = np.arange(len(su))
     for k in range(1, int(s_len.max())):
         alive = alive[s_len[alive] > k]
@@ -250,100 +305,141 @@ def _sessions(rng, n_users: int, n_days: int, cat: dict):
         prev = steps_item[-1][np.searchsorted(steps_sess[-1], alive)]
         r = rng.random(len(alive))
         comp = complement[leaf[prev]]
-        next_leaf = np.where((r < 0.45) & (comp >= 0), comp, leaf[prev])  # complements follow each other
-        fresh = r > 0.85
+        kind = np.where(r > 1 - P_FRESH, 3, np.where((r < P_COMPLEMENT) & (comp >= 0), 1, 2))
+        next_leaf = np.where(kind == 1, comp, leaf[prev])  # complements follow each other: order matters
+        fresh = kind == 3
         next_leaf[fresh] = leaf_of_top(top[alive[fresh]], rng)
-        nxt = item_of_leaf(next_leaf, rng)
+        nxt = item_of_leaf(next_leaf, alive)
+        again = nxt == prev  # the same item twice in a row: draw once more
+        nxt[again] = item_of_leaf(next_leaf[again], alive[again])
         steps_item.append(nxt)
         steps_sess.append(alive)
-        steps_pos.append(np.full(len(alive), k))
-    item = np.concatenate(steps_item)
-    sess = np.concatenate(steps_sess)
-    step = np.concatenate(steps_pos)
-    return dict(
-        item=item,
-        sess=sess,
-        step=step,
-        su=su,
-        s_start=s_start,
-        sensitivity=sensitivity,
-        first_seen=first_seen,
-        is_new=is_new,
-        activity=n_sess,
-        price=price,
-        complement=complement,
+        steps_k.append(np.full(len(alive), k))
+        steps_kind.append(kind)
+    item, sess = np.concatenate(steps_item), np.concatenate(steps_sess)
+    ok = s_start[sess] >= cat["created"][item]  # a leaf with only newer items: drop the step
+    step, kind = np.concatenate(steps_k)[ok], np.concatenate(steps_kind)[ok]
+    return dict(item=item[ok], sess=sess[ok], step=step, kind=kind, su=su, s_start=s_start)
+
+
+def _events(rng: np.random.Generator, s: dict, cat: dict, u: dict, promo: dict) -> pl.DataFrame:
+    item, sess, step, kind = s["item"], s["sess"], s["step"], s["kind"]
+    user, quality, n = s["su"][sess], cat["quality"][item], len(item)
+    # where the item was shown: users scroll less and less; small sellers' and new items sit lower
+    position = 1 + np.floor(rng.exponential(5.0, n)).astype(int)
+    position += cat["small"][item] * rng.integers(0, 6, n) + cat["new"][item] * rng.integers(0, 4, n)
+    position = np.minimum(position, 24)
+    # the page: the entry from home/search/category; complements from the product page's "goes with"
+    page = np.select(
+        [kind == 0, kind == 1, kind == 2],
+        [
+            rng.choice(4, n, p=[0.45, 0.25, 0.25, 0.05]),
+            rng.choice([0, 3], n, p=[0.15, 0.85]),
+            rng.choice([1, 2, 3], n, p=[0.3, 0.5, 0.2]),
+        ],
+        rng.choice([0, 1], n),
     )
-
-
-def _events(rng, s: dict) -> pl.DataFrame:
-    item, sess, step = s["item"], s["sess"], s["step"]
-    user = s["su"][sess]
-    n = len(item)
-    dwell = np.clip(rng.lognormal(9.6, 0.9, n), 500, 600_000)  # ms, median ~15 s
+    click = rng.random(n) < P_CLICK * position**-0.45 * np.exp(0.2 * quality)
+    dwell = np.clip(rng.lognormal(9.3 + 0.7 * click, 0.9, n), 500, 600_000).astype(np.int64)  # ms
     gap = dwell / 1000 + rng.exponential(20, n)
     order = np.lexsort((step, sess))
     g = gap[order]
     before = np.cumsum(g) - g  # exclusive running sum over all sessions in order
     first = np.r_[True, sess[order][1:] != sess[order][:-1]]
-    group = np.cumsum(first) - 1
     t = np.empty(n)
-    t[order] = s["s_start"][sess[order]] + before - before[first][group]
-    position = np.minimum(24, (rng.pareto(1.2, n) + 1).astype(int))
-    page = np.where(step > 0, rng.choice([1, 3], n, p=[0.3, 0.7]), rng.choice(4, n, p=[0.5, 0.25, 0.2, 0.05]))
-    rel_price = np.log(s["price"][item] / np.median(s["price"]))
-    price_factor = np.exp(-s["sensitivity"][user] * np.clip(rel_price, 0, None))
-    click = rng.random(n) < 0.42 / position**0.3
-    cart = click & (rng.random(n) < 0.22 * price_factor)
-    buy = cart & (rng.random(n) < 0.45)
-    removed = cart & ~buy & (rng.random(n) < 0.25)
-    review = buy & (rng.random(n) < 0.3)
-    rating = np.clip(np.round(rng.normal(4.2, 0.9, n)), 1, 5)
-    parts = []
-    for name, mask, offset in (
-        ("view", np.ones(n, bool), 0.0),
-        ("click", click, 0.3),
-        ("add_to_cart", cart, 0.6),
-        ("remove_from_cart", removed, 0.8),
-        ("purchase", buy, 0.9),
+    t[order] = s["s_start"][sess[order]] + before - before[first][np.cumsum(first) - 1]
+    on_promo = (t >= promo["start"][item]) & (t < promo["end"][item])
+    price = np.round(cat["price"][item] * (1 - np.where(on_promo, promo["discount"][item], 0.0)), 2)
+    rel_price = np.log(cat["price"][item] / np.median(cat["price"]))
+    p_cart = P_CART * np.exp(-u["sensitivity"][user] * np.clip(rel_price, 0, None) + 0.3 * quality)
+    cart = click & (rng.random(n) < p_cart * np.where(on_promo, 1.6, 1.0))
+    buy = cart & (rng.random(n) < P_BUY)
+    removed = cart & ~buy & (rng.random(n) < P_REMOVE)
+    review = buy & (rng.random(n) < P_REVIEW)
+    rating = np.clip(np.round(rng.normal(3.9 + 0.6 * quality, 0.8, n)), 1, 5)
+    review_after = rng.uniform(1, 10, n) * DAY
+    idx, code, ts = [], [], []
+    for c, mask, offset in (
+        (0, None, 0.0),
+        (1, click, 0.3),
+        (2, cart, 0.6),
+        (3, removed, 0.8),
+        (4, buy, 0.9),
     ):
-        idx = np.flatnonzero(mask)
-        parts.append((name, idx, t[idx] + offset * gap[idx]))
-    idx = np.flatnonzero(review)
-    parts.append(("review", idx, t[idx] + rng.uniform(1, 10, len(idx)) * 86400))
-    frames = []
-    for name, idx, ts in parts:
-        keep = ts < END.timestamp()
-        idx, ts = idx[keep], ts[keep]
-        frames.append(
-            pl.DataFrame(
-                {
-                    "ts": (ts * 1e6).astype("datetime64[us]"),
-                    "u": user[idx],
-                    "i": item[idx],
-                    "event_type": [name] * len(idx),
-                    "sess": sess[idx],
-                    "dwell_ms": np.where(name == "view", dwell[idx], np.nan),
-                    "position": np.where(name in ("view", "click"), position[idx], -1),
-                    "page": page[idx],
-                    "price": s["price"][item[idx]],
-                    "rating": rating[idx] if name == "review" else np.full(len(idx), np.nan),
-                }
-            )
-        )
-    ev = pl.concat(frames)
+        i = np.arange(n) if mask is None else np.flatnonzero(mask)
+        idx.append(i), code.append(np.full(len(i), c)), ts.append(t[i] + offset * gap[i])
+    i = np.flatnonzero(review)
+    idx.append(i), code.append(np.full(len(i), 5)), ts.append(t[i] + review_after[i])
+    idx, code, ts = np.concatenate(idx), np.concatenate(code), np.concatenate(ts)
+    keep = ts < _END
+    idx, code, ts = idx[keep], code[keep], ts[keep]
+    ev = pl.DataFrame(
+        {
+            "ts": _us(ts),
+            "u": user[idx],
+            "i": item[idx],
+            "code": code,
+            "sess": sess[idx],
+            "dwell_ms": np.where(code == 0, dwell[idx], -1),
+            "position": np.where(code <= 1, position[idx], -1),
+            "page": page[idx],
+            "price": price[idx],
+            "rating": np.where(code == 5, rating[idx], np.nan),
+        }
+    ).sort("u", "ts", "code", "i", maintain_order=True)
     return ev.select(
         "ts",
         pl.format("u{}", pl.col("u").cast(pl.Utf8).str.zfill(6)).alias("user_id"),
         pl.format("i{}", pl.col("i").cast(pl.Utf8).str.zfill(5)).alias("item_id"),
-        "event_type",
+        pl.col("code").replace_strict(list(range(6)), EVENTS, return_dtype=pl.Utf8).alias("event_type"),
         pl.format("S{}", pl.col("sess").cast(pl.Utf8).str.zfill(7)).alias("session_id"),
-        pl.col("dwell_ms").fill_nan(None).cast(pl.Int64),
-        pl.when(pl.col("position") > 0).then(pl.col("position")).alias("position"),
-        pl.col("page").replace_strict(list(range(4)), PAGES).alias("page"),
+        pl.when(pl.col("dwell_ms") >= 0).then(pl.col("dwell_ms")).alias("dwell_ms"),
+        pl.when(pl.col("position") > 0).then(pl.col("position").cast(pl.Int32)).alias("position"),
+        pl.col("page").replace_strict(list(range(4)), PAGES, return_dtype=pl.Utf8).alias("page"),
         "price",
         pl.col("rating").fill_nan(None),
         pl.lit("demo").alias("source"),
-    ).sort("user_id", "ts")
+    )
+
+
+def generate_demo(
+    users: int = 20000, items: int = 5000, days: int = 60, seed: int = 7
+) -> dict[str, pl.DataFrame]:
+    """The demo shop as frames: sellers, items, promotions, users, events (no files, no database)."""
+    if min(users, items, days) < 1:
+        raise ValueError("users, items and days must each be at least 1")
+    rng = np.random.default_rng(seed)
+    item_frame, seller_frame, cat = _catalog(rng, items)
+    promo_frame, promo = _promotions(rng, items, cat)
+    u = _users(rng, users, days)
+    s = _sessions(rng, days, cat, u)
+    events = _events(rng, s, cat, u, promo)
+    n_sess = np.bincount(s["su"], minlength=users)
+    vip = ~u["is_new"] & (
+        n_sess >= np.quantile(n_sess[~u["is_new"]], 0.95) if (~u["is_new"]).any() else False
+    )
+    user_frame = pl.DataFrame(
+        {
+            "user_id": [f"u{i:06d}" for i in range(users)],
+            "first_seen": _us(u["first_seen"]),
+            "region": np.array(REGIONS)[u["region"]],
+            "device": np.array(DEVICES)[u["device"]],
+            "segment": np.where(u["is_new"], "new", np.where(vip, "vip", "returning")),
+        }
+    )
+    return dict(
+        sellers=seller_frame, items=item_frame, promotions=promo_frame, users=user_frame, events=events
+    )
+
+
+def write_demo_files(frames: dict[str, pl.DataFrame], out_dir: str | Path) -> dict[str, Path]:
+    """One Parquet file per frame (``events.parquet``, ``items.parquet`` …); same frames, same bytes."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {name: out / f"{name}.parquet" for name in frames}
+    for name, frame in frames.items():
+        frame.write_parquet(files[name], statistics=False)
+    return files
 
 
 def build_demo_shop(
@@ -356,63 +452,21 @@ def build_demo_shop(
     db_path=None,
     progress: Callable[[float, str], None] | None = None,
 ) -> DemoSummary:
-    """Generate the demo shop into ``out_dir`` and load it through the ingest path."""
+    """Generate the demo shop as Parquet files in ``out_dir`` (default ``<data_dir>/demo``) and load them
+    through the ingest path (catalog first, then events), like any real export."""
     from core.data.ingest import ingest_catalog, ingest_events
 
     started = time.perf_counter()
     report = progress or (lambda f, m="": None)
     out = Path(out_dir) if out_dir else settings().data_dir / "demo"
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    report(0.02, "catalog")
-    item_frame, seller_frame, cat = _catalog(rng, items, days)
-    report(0.1, "sessions")
-    s = _sessions(rng, users, days, cat)
-    report(0.3, "events")
-    events = _events(rng, s)
-    n_sess_user = np.bincount(s["su"], minlength=users)
-    segment = np.where(
-        s["is_new"], "new", np.where(n_sess_user >= np.quantile(n_sess_user, 0.95), "vip", "returning")
-    )
-    user_frame = pl.DataFrame(
-        {
-            "user_id": [f"u{u:06d}" for u in range(users)],
-            "first_seen": (s["first_seen"] * 1e6).astype("datetime64[us]"),
-            "region": rng.choice(REGIONS, users, p=[0.35, 0.25, 0.2, 0.2]),
-            "device": rng.choice(DEVICES, users, p=[0.6, 0.3, 0.1]),
-            "segment": segment,
-        }
-    )
-    n_promo = max(3, items // 25)
-    promo_items = rng.choice(items, n_promo, replace=False)
-    phase = rng.integers(0, 3, n_promo)  # 0 ended, 1 active now, 2 upcoming
-    e = END.timestamp()
-    starts = np.where(phase == 0, e - 30 * 86400, np.where(phase == 1, e - 5 * 86400, e + 3 * 86400))
-    ends = np.where(phase == 0, e - 10 * 86400, np.where(phase == 1, e + 9 * 86400, e + 20 * 86400))
-    promos = pl.DataFrame(
-        {
-            "promotion_id": [f"p{i:04d}" for i in range(n_promo)] + ["p-cat-1"],
-            "item_id": [f"i{i:05d}" for i in promo_items] + [None],
-            "category": [None] * n_promo + ["grocery.snacks"],
-            "discount": np.round(np.r_[rng.choice([0.1, 0.15, 0.2, 0.3], n_promo), 0.1], 2),
-            "starts_at": (np.r_[starts, e - 7 * 86400] * 1e6).astype("datetime64[us]"),
-            "ends_at": (np.r_[ends, e + 7 * 86400] * 1e6).astype("datetime64[us]"),
-        }
-    )
-    files = {}
-    for name, frame in (
-        ("sellers", seller_frame),
-        ("items", item_frame),
-        ("promotions", promos),
-        ("users", user_frame),
-        ("events", events),
-    ):
-        files[name] = out / f"{name}.parquet"
-        frame.write_parquet(files[name])
-    report(0.45, "loading catalog")
+    report(0.02, "generating the shop")
+    frames = generate_demo(users, items, days, seed)
+    report(0.35, "writing files")
+    files = write_demo_files(frames, out)
+    report(0.45, "loading the catalog")
     for name in ("sellers", "items", "promotions", "users"):
         ingest_catalog(files[name], name, db_path=db_path)
-    report(0.55, "loading events")
+    report(0.55, "loading the events")
     result = ingest_events(
         files["events"],
         "native",
@@ -421,5 +475,11 @@ def build_demo_shop(
         progress=lambda f, m="": report(0.55 + 0.45 * f, m),
     )
     return DemoSummary(
-        result.loaded, users, items, len(seller_frame), len(promos), time.perf_counter() - started, files
+        result.loaded,
+        users,
+        items,
+        len(frames["sellers"]),
+        len(frames["promotions"]),
+        time.perf_counter() - started,
+        files,
     )

@@ -44,8 +44,12 @@ def tiny_config(**kw) -> LSTMConfig:
 
 @pytest.fixture(scope="module")
 def trained() -> LSTMRecommender:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    return fit(tiny_config(), SequenceData(cycle_data()), device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds synchronisation on a busy machine
+    try:
+        return fit(tiny_config(), SequenceData(cycle_data()), device="cpu")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_overfits_cycle_pattern_hr_at_1(trained):

@@ -13,7 +13,8 @@ SESSIONIZED = f"""
     SELECT *, coalesce(session_id, user_id || '#' || CAST(sum(new_session) OVER (
                PARTITION BY user_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS VARCHAR)) AS session
     FROM (SELECT *, CASE WHEN lag(ts) OVER (PARTITION BY user_id ORDER BY ts) IS NULL
-                          OR ts - lag(ts) OVER (PARTITION BY user_id ORDER BY ts) > INTERVAL {SESSION_GAP_MIN} MINUTE
+                          OR ts - lag(ts) OVER (PARTITION BY user_id ORDER BY ts)
+                             > INTERVAL {SESSION_GAP_MIN} MINUTE
                          THEN 1 ELSE 0 END AS new_session
           FROM events WHERE event_type <> 'review')
 """
@@ -21,19 +22,31 @@ SESSIONIZED = f"""
 
 def overview_stats(db_path=None) -> dict:
     with store.connect(db_path) as con:
-        row = con.execute(
-            """SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts) FROM events"""
-        ).fetchall()[0] + con.execute(  # sessions as in sessions(): the given id, else a 30-minute gap
-            f"SELECT count(*) FROM (SELECT DISTINCT user_id, session FROM ({SESSIONIZED}))"
-        ).fetchall()[0]
+        row = (
+            con.execute(
+                """SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts)
+                   FROM events"""
+            ).fetchall()[0]
+            + con.execute(  # sessions as in sessions(): the given id, else a 30-minute gap
+                f"SELECT count(*) FROM (SELECT DISTINCT user_id, session FROM ({SESSIONIZED}))"
+            ).fetchall()[0]
+        )
         n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
         by_type = con.sql(
             "SELECT event_type, count(*) AS events FROM events GROUP BY 1 ORDER BY events DESC"
         ).pl()
     events, users, _, first, last, sessions = row
     days = (last - first).days + 1 if first and last else 0
-    return {"events": events, "users": users, "items": n_items, "sessions": sessions, "first_event": first,
-            "last_event": last, "days": days, "by_type": by_type}
+    return {
+        "events": events,
+        "users": users,
+        "items": n_items,
+        "sessions": sessions,
+        "first_event": first,
+        "last_event": last,
+        "days": days,
+        "by_type": by_type,
+    }
 
 
 def sessions(db_path=None):
@@ -50,7 +63,8 @@ def dwell_times(cap_ms: int = DWELL_CAP_MS, db_path=None):
     return store.query(
         f"""SELECT user_id, session, item_id, event_type, ts, least(raw_ms, ?) AS dwell_ms
             FROM (SELECT user_id, session, item_id, event_type, ts,
-                         coalesce(dwell_ms, CAST(epoch_ms(lead(ts) OVER w) - epoch_ms(ts) AS BIGINT)) AS raw_ms
+                         coalesce(dwell_ms,
+                                  CAST(epoch_ms(lead(ts) OVER w) - epoch_ms(ts) AS BIGINT)) AS raw_ms
                   FROM ({SESSIONIZED})
                   WINDOW w AS (PARTITION BY user_id, session ORDER BY ts))
             WHERE raw_ms IS NOT NULL
@@ -78,7 +92,8 @@ def browse_paths(level: str = "item", top: int = 50, db_path=None):
         f"""WITH s AS (SELECT e.user_id, e.session, e.ts, {key} AS node
                        FROM ({SESSIONIZED}) e LEFT JOIN items i USING (item_id)
                        WHERE e.event_type IN ('view', 'click')),
-                 t AS (SELECT node AS from_node, lead(node) OVER (PARTITION BY user_id, session ORDER BY ts) AS to_node
+                 t AS (SELECT node AS from_node,
+                              lead(node) OVER (PARTITION BY user_id, session ORDER BY ts) AS to_node
                        FROM s)
             SELECT from_node, to_node, count(*) AS transitions FROM t
             WHERE to_node IS NOT NULL AND to_node <> from_node
@@ -114,11 +129,13 @@ def funnel(by: str | None = None, db_path=None):
     import polars as pl
 
     views = counts.get("view", 0) or 1
-    return pl.DataFrame({
-        "step": FUNNEL_STEPS,
-        "events": [counts.get(s, 0) for s in FUNNEL_STEPS],
-        "share_of_views": [counts.get(s, 0) / views for s in FUNNEL_STEPS],
-    })
+    return pl.DataFrame(
+        {
+            "step": FUNNEL_STEPS,
+            "events": [counts.get(s, 0) for s in FUNNEL_STEPS],
+            "share_of_views": [counts.get(s, 0) / views for s in FUNNEL_STEPS],
+        }
+    )
 
 
 def user_stats(db_path=None):
@@ -134,7 +151,8 @@ def user_stats(db_path=None):
 
 def item_stats(db_path=None):
     return store.query(
-        """SELECT e.item_id, any_value(i.title) AS title, any_value(i.category) AS category, count(*) AS events,
+        """SELECT e.item_id, any_value(i.title) AS title, any_value(i.category) AS category,
+                  count(*) AS events,
                   count(DISTINCT e.user_id) AS users,
                   count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
                   max(e.ts) AS last_event,

@@ -4,101 +4,46 @@ Every row is either loaded, counted as a duplicate or rejected with its line num
 text and a reason a person can act on: ``rows_read = loaded + rejected + duplicates``.
 A whole-file problem raises ``InputError`` and writes nothing (no events, no ingests row).
 
-The pipeline is set-based SQL (see ``core.data.formats``): read + split + classify into a temp
-table ``stage``; find duplicates (inside the file and against stored events) by a 64-bit hash of
-the key first, then exact comparison within hash collisions only; insert the rest; derive items
-and users; record rejects and the ingests row.
+All set-based SQL (readers and classification in ``core.data.readers``), two paths:
+
+* fast (CSV whose every physical line is one row — the common export): DuckDB's parallel CSV parser
+  classifies and inserts good rows straight into ``events``; rejected rows are collected by a second
+  read only when the counts say there are some; duplicates are then found among the new rows and
+  deleted. If any line is irregular (blank, undecodable, quoted line break, mixed line ends) the
+  transaction is rolled back and the file takes the line path.
+* line (JSONL, sequence files, Parquet, irregular CSV): every physical line is read as one value and
+  split in SQL into a temp table ``stage``; duplicates are left out; then the inserts.
+
+Duplicates are found by a 64-bit hash of (ts, user, item, type, session) first, exact comparison only
+within hash matches. Items and users are derived, rejects and the ingests row recorded, all in the
+same transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import duckdb
-import polars as pl
 
 from core import store
-from core.data import formats
+from core.data import formats, readers
 from core.data.formats import detect_format, lit
+from core.data.ingest_support import (  # noqa: F401  (re-exported for callers)
+    IngestResult,
+    _check_file,
+    _Digest,
+    _Steps,
+    ingest_history,
+    rejects_for,
+    sha256_of,
+)
 from core.errors import InputError
 
 Progress = Callable[[float, str], None]
 KEY = "ts, user_id, item_id, event_type, session_id"
 TEMP_TABLES = ("stage", "dups", "line_map", "bad", "item_attrs", formats.REJECTS_TABLE, formats.REJECTS_SCAN)
-
-
-@dataclass
-class IngestResult:
-    ingest_id: int
-    file: str
-    format: str
-    rows_read: int
-    loaded: int
-    rejected: int
-    duplicates: int
-    seconds: float
-    status: str = "done"
-    kind: str = "events"
-    steps: dict = field(default_factory=dict)  # seconds per step (read, duplicates, events, items, …)
-
-    def summary(self) -> str:
-        return (
-            f"{Path(self.file).name} ({self.format} {self.kind}): read {self.rows_read:,} rows → loaded "
-            f"{self.loaded:,}, rejected {self.rejected:,}, duplicates {self.duplicates:,} "
-            f"in {self.seconds:.1f} s (ingest #{self.ingest_id})"
-        )
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError("no such file", file=str(path), fix="check the path")
-    if not path.is_file():
-        raise InputError("is a folder, not a file", file=str(path), fix="point at one log file")
-    try:
-        with path.open("rb") as f:
-            f.read(1)
-    except OSError as exc:
-        raise InputError(f"cannot be read ({exc.strerror})", file=str(path), fix="check its permissions") from exc
-    if path.stat().st_size == 0:
-        raise InputError("the file is empty", file=str(path), fix="export the log again; it has no rows")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class _Digest(threading.Thread):
-    """sha256 and physical line count of the file, computed alongside the load (hashlib releases the GIL)."""
-
-    def __init__(self, path: Path):
-        super().__init__(daemon=True)
-        self.path, self.value, self.lines = path, None, None
-        self.start()
-
-    def run(self) -> None:
-        digest, lines, last = hashlib.sha256(), 0, b"\n"
-        try:
-            with self.path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    digest.update(block)
-                    lines += block.count(b"\n")
-                    last = block[-1:]
-        except OSError:
-            return
-        self.value, self.lines = digest.hexdigest(), lines + (last != b"\n")
-
-    def result(self) -> str | None:
-        self.join()
-        return self.value
 
 
 _lit = lit  # used by core.data.catalog
@@ -136,8 +81,15 @@ def _line_of(n_skipped: int) -> str:
                                             FROM line_map) m WHERE m.before < s.ord)"""
 
 
-def ingest_events(path, fmt: str | None = None, *, db_path=None, mapping: dict | None = None,
-                  progress: Progress | None = None, source: str | None = None) -> IngestResult:
+def ingest_events(
+    path,
+    fmt: str | None = None,
+    *,
+    db_path=None,
+    mapping: dict | None = None,
+    progress: Progress | None = None,
+    source: str | None = None,
+) -> IngestResult:
     """Load one event log. ``fmt`` None = detect from the header; ``mapping``: canonical → source column
     (native files); ``source``: label stored in ``events.source`` (default: the file's own or the format)."""
     path = Path(path)
@@ -145,7 +97,9 @@ def ingest_events(path, fmt: str | None = None, *, db_path=None, mapping: dict |
     report = progress or (lambda fraction, message="": None)
     _check_file(path)
     if fmt is not None and fmt not in formats.FORMATS:
-        raise InputError(f"unknown format '{fmt}'", file=str(path), fix="use one of " + ", ".join(formats.FORMATS))
+        raise InputError(
+            f"unknown format '{fmt}'", file=str(path), fix="use one of " + ", ".join(formats.FORMATS)
+        )
     report(0.0, "detecting the format")
     fmt = fmt or ("native" if mapping else detect_format(path))
     digest = _Digest(path)
@@ -155,9 +109,17 @@ def ingest_events(path, fmt: str | None = None, *, db_path=None, mapping: dict |
         steps = _Steps()
         result = None
         report(0.05, f"reading {fmt}")
-        if fmt in ("native", "rees46", "retailrocket") and formats.file_kind(path) == "text" and path.suffix != ".gz":
-            result = _in_transaction(con, lambda: _fast_load(con, path, fmt, mapping, source, digest, started,
-                                                              report, steps))
+        if (
+            fmt in ("native", "rees46", "retailrocket")
+            and formats.file_kind(path) == "text"
+            and path.suffix != ".gz"
+        ):
+            try:
+                result = _in_transaction(
+                    con, lambda: _fast_load(con, path, fmt, mapping, source, digest, started, report, steps)
+                )
+            finally:
+                con.execute("SET preserve_insertion_order = true")  # the line reader numbers rows in order
         if result is None:  # not CSV, or the file has irregular lines: stage it line by line
             _drop_temp(con)
             steps = _Steps()
@@ -168,9 +130,12 @@ def ingest_events(path, fmt: str | None = None, *, db_path=None, mapping: dict |
                 "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(DISTINCT ord) FROM stage"
             ).fetchall()[0]
             if n_rows + n_skipped == 0:
-                raise InputError("has a header but no rows", file=str(path), fix="export the log again with its rows")
-            result = _in_transaction(con, lambda: _load(con, path, fmt, digest, total - n_bad, n_skipped, started,
-                                                        report, steps))
+                raise InputError(
+                    "has a header but no rows", file=str(path), fix="export the log again with its rows"
+                )
+            result = _in_transaction(
+                con, lambda: _load(con, path, fmt, digest, total - n_bad, n_skipped, started, report, steps)
+            )
         _drop_temp(con)
     steps("commit")
     result.steps = steps.seconds
@@ -192,34 +157,37 @@ def _in_transaction(con, work):
     return result
 
 
-class _Steps:
-    """Wall time per step, for the bench and the log."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self.last = time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = round(now - self.last, 3)
-        self.last = now
+EVENT_COLUMNS = (
+    "ts, user_id, item_id, event_type, session_id, dwell_ms, position, page, price, rating, source"
+)
 
 
-EVENT_COLUMNS = "ts, user_id, item_id, event_type, session_id, dwell_ms, position, page, price, rating, source"
-
-
-def _fast_load(con, path: Path, fmt: str, mapping, source, digest: _Digest, started: float, report: Progress,
-               steps: _Steps) -> IngestResult | None:
+def _fast_load(
+    con,
+    path: Path,
+    fmt: str,
+    mapping,
+    source,
+    digest: _Digest,
+    started: float,
+    report: Progress,
+    steps: _Steps,
+) -> IngestResult | None:
     """CSV straight from DuckDB's parallel CSV parser into ``events`` (no staging copy), then duplicates
     deleted, items and users derived, rejects recorded. Returns None — and the caller rolls back — unless
     every physical line became exactly one row, which is what makes reader row + 1 the line number."""
-    sql, _ = formats.event_sql(con, path, fmt, mapping, source, fast=True)
+    sql, _ = readers.event_sql(con, path, fmt, mapping, source, fast=True)
     ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
+    # stored order does not matter: let the insert run in parallel. Of rows with an equal key in one file
+    # one is kept, not necessarily the first; order (and the reader's row numbers) is kept again after
+    con.execute("SET preserve_insertion_order = false")
     try:
-        inserted = con.execute(f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM ({sql}) WHERE reason IS NULL",
-                               [ingest_id]).fetchall()[0][0]
-    except duckdb.Error:  # e.g. mixed line ends: the line-by-line reader copes
+        inserted = con.execute(
+            f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM ({sql}) WHERE reason IS NULL", [ingest_id]
+        ).fetchall()[0][0]
+    except duckdb.Error:  # e.g. mixed line ends: the line-by-line reader copes (the caller resets the order)
         return None
+    con.execute("SET preserve_insertion_order = true")
     digest.join()
     refused = con.execute(f"SELECT count(*) FROM {formats.REJECTS_TABLE}").fetchall()[0][0]
     n_bad = (digest.lines or 0) - 1 - inserted
@@ -232,7 +200,7 @@ def _fast_load(con, path: Path, fmt: str, mapping, source, digest: _Digest, star
         if con.execute("SELECT count(*) FROM bad").fetchall()[0][0] != n_bad:
             return None
         con.execute(f"""UPDATE bad SET raw = l.line FROM (
-            SELECT ord, line FROM {formats.lines_reader(path)} WHERE ord IN (SELECT ord FROM bad)) l
+            SELECT ord, line FROM {readers.lines_reader(path)} WHERE ord IN (SELECT ord FROM bad)) l
             WHERE bad.ord = l.ord""")
     if inserted + n_bad == 0:
         raise InputError("has a header but no rows", file=str(path), fix="export the log again with its rows")
@@ -242,11 +210,13 @@ def _fast_load(con, path: Path, fmt: str, mapping, source, digest: _Digest, star
     steps("duplicates")
     report(0.8, "updating items and users")
     if fmt == "rees46":
-        con.execute(f"CREATE TEMP TABLE item_attrs AS {formats.rees46_item_sql(path)} "
-                    "WHERE ord NOT IN (SELECT ord FROM bad) GROUP BY ALL")
+        skip = "WHERE ord NOT IN (SELECT ord FROM bad)" if n_bad else ""
+        con.execute(f"CREATE TEMP TABLE item_attrs AS {readers.rees46_item_sql(path)} {skip} GROUP BY ALL")
     else:
-        con.execute("CREATE TEMP TABLE item_attrs AS SELECT DISTINCT item_id FROM events WHERE ingest_id = ?",
-                    [ingest_id])
+        con.execute(
+            "CREATE TEMP TABLE item_attrs AS SELECT DISTINCT item_id FROM events WHERE ingest_id = ?",
+            [ingest_id],
+        )
     _upsert_items_from_events(con, fmt)
     steps("items")
     _upsert_users(con, ingest_id)
@@ -255,22 +225,57 @@ def _fast_load(con, path: Path, fmt: str, mapping, source, digest: _Digest, star
     return _record(con, ingest_id, path, fmt, digest, inserted - n_dups, n_bad, n_dups, started)
 
 
-def _record(con, ingest_id: int, path: Path, fmt: str, digest: _Digest, loaded: int, rejected: int, n_dups: int,
-            started: float) -> IngestResult:
+def _record(
+    con,
+    ingest_id: int,
+    path: Path,
+    fmt: str,
+    digest: _Digest,
+    loaded: int,
+    rejected: int,
+    n_dups: int,
+    started: float,
+) -> IngestResult:
     """The ingests row, inside the load's transaction."""
-    result = IngestResult(ingest_id, str(path), fmt, loaded + rejected + n_dups, loaded, rejected, n_dups,
-                          time.perf_counter() - started)
+    result = IngestResult(
+        ingest_id,
+        str(path),
+        fmt,
+        loaded + rejected + n_dups,
+        loaded,
+        rejected,
+        n_dups,
+        time.perf_counter() - started,
+    )
     con.execute(
         """INSERT INTO ingests VALUES (?, ?, ?, ?, 'events', ?, ?, ?, ?, now() - to_microseconds(?), now(),
            'done', NULL)""",
-        [ingest_id, str(path), digest.result(), fmt, result.rows_read, loaded, rejected, n_dups,
-         int(result.seconds * 1e6)],
+        [
+            ingest_id,
+            str(path),
+            digest.result(),
+            fmt,
+            result.rows_read,
+            loaded,
+            rejected,
+            n_dups,
+            int(result.seconds * 1e6),
+        ],
     )
     return result
 
 
-def _load(con, path: Path, fmt: str, digest: _Digest, good: int, n_skipped: int, started: float,
-          report: Progress, steps: _Steps) -> IngestResult:
+def _load(
+    con,
+    path: Path,
+    fmt: str,
+    digest: _Digest,
+    good: int,
+    n_skipped: int,
+    started: float,
+    report: Progress,
+    steps: _Steps,
+) -> IngestResult:
     """Line-by-line path: the writes from ``stage``, inside the caller's transaction."""
     report(0.6, "finding duplicates")
     n_dups = _find_duplicates(con)
@@ -278,8 +283,9 @@ def _load(con, path: Path, fmt: str, digest: _Digest, good: int, n_skipped: int,
     ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
     report(0.7, "loading events")
     anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)" if n_dups else ""
-    con.execute(f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM stage s WHERE reason IS NULL {anti}",
-                [ingest_id])
+    con.execute(
+        f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
+    )
     steps("events")
     report(0.85, "updating items and users")
     if fmt == "rees46":
@@ -294,9 +300,12 @@ def _load(con, path: Path, fmt: str, digest: _Digest, good: int, n_skipped: int,
     _upsert_users(con, ingest_id)
     steps("users")
     # a sequence line yields several events: one bad line is one rejected row
-    con.execute(f"""INSERT INTO rejects
+    con.execute(
+        f"""INSERT INTO rejects
         SELECT ?, {_line_of(n_skipped)}, any_value(raw), any_value(reason) FROM stage s
-        WHERE reason IS NOT NULL GROUP BY s.ord""", [ingest_id])
+        WHERE reason IS NOT NULL GROUP BY s.ord""",
+        [ingest_id],
+    )
     con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
     rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][0]
     return _record(con, ingest_id, path, fmt, digest, good - n_dups, rejected, n_dups, started)
@@ -304,13 +313,16 @@ def _load(con, path: Path, fmt: str, digest: _Digest, good: int, n_skipped: int,
 
 def _stage(con, path: Path, fmt: str, mapping: dict | None, source: str | None, fast: bool) -> None:
     """Temp table ``stage``: the file's rows classified, with the hash of the duplicate key."""
-    sql, _ = formats.event_sql(con, path, fmt, mapping, source, fast=fast)
+    sql, _ = readers.event_sql(con, path, fmt, mapping, source, fast=fast)
     try:
-        con.execute(f"CREATE TEMP TABLE stage AS SELECT *, CASE WHEN reason IS NULL THEN hash({KEY}) END AS h "
-                    f"FROM ({sql})")
+        con.execute(
+            f"CREATE TEMP TABLE stage AS SELECT *, CASE WHEN reason IS NULL THEN hash({KEY}) END AS h "
+            f"FROM ({sql})"
+        )
     except duckdb.Error as exc:  # the reader's own complaint, with the file named
-        raise InputError(f"could not be read as {fmt}: {exc}", file=str(path),
-                         fix="check the format and the header") from exc
+        raise InputError(
+            f"could not be read as {fmt}: {exc}", file=str(path), fix="check the format and the header"
+        ) from exc
 
 
 def _find_duplicates(con, ingest_id: int | None = None) -> int:
@@ -325,7 +337,9 @@ def _find_duplicates(con, ingest_id: int | None = None) -> int:
     else:
         order, ident = "rid", "rid"
         con.execute("CREATE TEMP TABLE dups (rid BIGINT)")
-        hashed = f"(SELECT rowid AS rid, {KEY}, hash({KEY}) AS hk FROM events WHERE ingest_id = {int(ingest_id)})"
+        hashed = (
+            f"(SELECT rowid AS rid, {KEY}, hash({KEY}) AS hk FROM events WHERE ingest_id = {int(ingest_id)})"
+        )
     con.execute(f"""INSERT INTO dups
         SELECT {ident} FROM (
             SELECT {ident}, row_number() OVER (PARTITION BY {KEY} ORDER BY {order}) AS rn
@@ -334,16 +348,25 @@ def _find_duplicates(con, ingest_id: int | None = None) -> int:
     new = "stage WHERE reason IS NULL" if ingest_id is None else f"events WHERE ingest_id = {int(ingest_id)}"
     old = "" if ingest_id is None else f"AND ingest_id <> {int(ingest_id)}"
     lo, hi = con.execute(f"SELECT min(ts), max(ts) FROM {new}").fetchall()[0]
-    stored = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM events WHERE ts BETWEEN ? AND ? {old} LIMIT 1)",
-                         [lo, hi]).fetchall()[0][0] if lo is not None else 0
+    stored = (
+        con.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM events WHERE ts BETWEEN ? AND ? {old} LIMIT 1)", [lo, hi]
+        ).fetchall()[0][0]
+        if lo is not None
+        else 0
+    )
     if stored:
         me = "(SELECT *, rowid AS rid FROM " + new + ")"
-        con.execute(f"""INSERT INTO dups
+        con.execute(
+            f"""INSERT INTO dups
             SELECT {ident} FROM {me} s
             SEMI JOIN (SELECT {KEY} FROM events WHERE ts BETWEEN ? AND ? {old}) e
-              ON s.ts = e.ts AND s.user_id = e.user_id AND s.item_id = e.item_id AND s.event_type = e.event_type
+              ON s.ts = e.ts AND s.user_id = e.user_id AND s.item_id = e.item_id
+             AND s.event_type = e.event_type
              AND s.session_id IS NOT DISTINCT FROM e.session_id
-            EXCEPT SELECT {ident} FROM dups""", [lo, hi])
+            EXCEPT SELECT {ident} FROM dups""",
+            [lo, hi],
+        )
     n = con.execute("SELECT count(*) FROM dups").fetchall()[0][0]
     if n and ingest_id is not None:
         con.execute("DELETE FROM events WHERE rowid IN (SELECT rid FROM dups)")
@@ -365,34 +388,30 @@ def _upsert_items_from_events(con, fmt: str) -> None:
               price = CASE WHEN items.from_catalog AND items.price IS NOT NULL THEN items.price
                            ELSE coalesce(excluded.price, items.price) END""")
     else:
-        con.execute("INSERT INTO items (item_id) SELECT item_id FROM item_attrs ON CONFLICT (item_id) DO NOTHING")
+        con.execute(
+            "INSERT INTO items (item_id) SELECT item_id FROM item_attrs ON CONFLICT (item_id) DO NOTHING"
+        )
 
 
 def _upsert_users(con, ingest_id: int) -> None:
     """Users of the new events; first_seen = their earliest event."""
-    con.execute("""INSERT INTO users (user_id, first_seen)
+    con.execute(
+        """INSERT INTO users (user_id, first_seen)
                     SELECT user_id, min(ts) FROM events WHERE ingest_id = ? GROUP BY user_id
                     ON CONFLICT (user_id) DO UPDATE
-                    SET first_seen = least(coalesce(users.first_seen, excluded.first_seen), excluded.first_seen)""",
-                [ingest_id])
-
-
-def ingest_history(db_path=None) -> pl.DataFrame:
-    return store.query(
-        """SELECT ingest_id, file, format, kind, rows_read, loaded, rejected, duplicates, started_at,
-                  finished_at, status FROM ingests ORDER BY ingest_id DESC""",
-        db_path=db_path,
-    )
-
-
-def rejects_for(ingest_id: int, limit: int = 1000, db_path=None) -> pl.DataFrame:
-    return store.query(
-        "SELECT line_no, reason, raw FROM rejects WHERE ingest_id = ? ORDER BY line_no LIMIT ?",
-        [ingest_id, limit],
-        db_path=db_path,
+                    SET first_seen = least(coalesce(users.first_seen, excluded.first_seen),
+                                           excluded.first_seen)""",
+        [ingest_id],
     )
 
 
 from core.data.catalog import ingest_catalog  # noqa: E402  (re-exported: one import for callers)
 
-__all__ = ["IngestResult", "ingest_events", "ingest_catalog", "detect_format", "ingest_history", "rejects_for"]
+__all__ = [
+    "IngestResult",
+    "ingest_events",
+    "ingest_catalog",
+    "detect_format",
+    "ingest_history",
+    "rejects_for",
+]

@@ -34,9 +34,15 @@ class QualityReport:
             lines.append("rejects by reason:")
             lines += [f"  {r['rows']:>8,}  {r['reason']}" for r in self.rejects_by_reason.head(15).to_dicts()]
         lines.append("missing values per column:")
-        lines += [f"  {r['column']:<12} {r['missing']:>10,}  ({r['share']:.1%})" for r in self.missing.to_dicts()]
-        lines.append(f"suspected bots (> {self.bot_events_per_minute} events in a minute): {len(self.bots):,}")
-        lines += [f"  {r['user_id']}: {r['peak_per_minute']} events/min" for r in self.bots.head(10).to_dicts()]
+        lines += [
+            f"  {r['column']:<12} {r['missing']:>10,}  ({r['share']:.1%})" for r in self.missing.to_dicts()
+        ]
+        lines.append(
+            f"suspected bots (> {self.bot_events_per_minute} events in a minute): {len(self.bots):,}"
+        )
+        lines += [
+            f"  {r['user_id']}: {r['peak_per_minute']} events/min" for r in self.bots.head(10).to_dicts()
+        ]
         lines.append(f"price outliers (beyond 3 IQR of their category): {len(self.price_outliers):,}")
         lines.append(f"dwell times over 1 hour: {self.dwell_outliers:,}")
         lines.append(f"events in the future: {self.future_events:,}")
@@ -47,7 +53,9 @@ class QualityReport:
 MISSING_COLUMNS = ["session_id", "dwell_ms", "position", "page", "price"]
 
 
-def quality_report(db_path=None, bot_events_per_minute: int = 30, now: datetime | None = None) -> QualityReport:
+def quality_report(
+    db_path=None, bot_events_per_minute: int = 30, now: datetime | None = None
+) -> QualityReport:
     now = now or datetime.now()
     with store.connect(db_path) as con:
         events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
@@ -57,11 +65,13 @@ def quality_report(db_path=None, bot_events_per_minute: int = 30, now: datetime 
         counts = con.execute(
             "SELECT " + ", ".join(f"count(*) - count({c})" for c in MISSING_COLUMNS) + " FROM events"
         ).fetchall()[0]
-        missing = pl.DataFrame({
-            "column": MISSING_COLUMNS,
-            "missing": list(counts),
-            "share": [c / max(events, 1) for c in counts],
-        })
+        missing = pl.DataFrame(
+            {
+                "column": MISSING_COLUMNS,
+                "missing": list(counts),
+                "share": [c / max(events, 1) for c in counts],
+            }
+        )
         by_reason = con.sql(
             """SELECT regexp_replace(reason, '''[^'']*''', '…', 'g') AS reason, count(*) AS rows
                FROM rejects GROUP BY 1 ORDER BY rows DESC"""
@@ -87,5 +97,16 @@ def quality_report(db_path=None, bot_events_per_minute: int = 30, now: datetime 
             """SELECT count(*) FROM events e JOIN items i USING (item_id)
                WHERE NOT i.from_catalog AND i.title IS NULL AND i.category IS NULL"""
         ).fetchall()[0][0]
-    return QualityReport(events, int(dups), int(rejected), missing, by_reason, bots, price_outliers,
-                         dwell_outliers, future, unknown, bot_events_per_minute)
+    return QualityReport(
+        events,
+        int(dups),
+        int(rejected),
+        missing,
+        by_reason,
+        bots,
+        price_outliers,
+        dwell_outliers,
+        future,
+        unknown,
+        bot_events_per_minute,
+    )

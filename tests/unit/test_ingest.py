@@ -22,11 +22,11 @@ NATIVE = """ts,user_id,item_id,event_type,session_id,dwell_ms,position,page,pric
 """
 
 REES46 = """event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session
-2019-10-01 00:00:17 UTC,view,23100006,2053013561638126333,,,357.79,513642368,17566c27-0a8f-4506-9f8b-bd2d2d6c3a0e
-2019-10-01 02:57:43 UTC,cart,4802036,2053013554658804075,electronics.audio.headphone,apple,171.56,522027971,e937725e-df44-463b-ab7e-cef912923585
-2019-10-01 03:00:00 UTC,view,4802036,2053013554658804075,electronics.audio.headphone,apple,180.00,513642368,17566c27-0a8f-4506-9f8b-bd2d2d6c3a0e
-2019-10-01 03:05:00 UTC,remove_from_cart,4802036,2053013554658804075,electronics.audio.headphone,apple,180.00,522027971,e937725e-df44-463b-ab7e-cef912923585
-2019-10-01 03:06:00 UTC,purchase,23100006,2053013561638126333,,,350.00,522027971,e937725e-df44-463b-ab7e-cef912923585
+2019-10-01 00:00:17 UTC,view,23100006,2054,,,357.79,513642368,1756
+2019-10-01 02:57:43 UTC,cart,4802036,2053,electronics.audio.headphone,apple,171.56,522027971,e937
+2019-10-01 03:00:00 UTC,view,4802036,2053,electronics.audio.headphone,apple,180.00,513642368,1756
+2019-10-01 03:05:00 UTC,remove_from_cart,4802036,2053,electronics.audio.headphone,apple,180.00,522027971,e937
+2019-10-01 03:06:00 UTC,purchase,23100006,2054,,,350.00,522027971,e937
 """
 
 RETAILROCKET = """timestamp,visitorid,event,itemid,transactionid
@@ -72,22 +72,34 @@ def test_native_csv(db, tmp_path):
 
 
 def test_native_mapping_timezones_and_progress(db, tmp_path):
-    path = write(tmp_path, "mapped.csv",
-                 "when,who,what,kind\n2024-01-01T10:00:00Z,a,x,view\n2024-01-01 12:00:01+02:00,a,y,click\n"
-                 "1704103200,b,x,cart\n")
+    path = write(
+        tmp_path,
+        "mapped.csv",
+        "when,who,what,kind\n2024-01-01T10:00:00Z,a,x,view\n2024-01-01 12:00:01+02:00,a,y,click\n"
+        "1704103200,b,x,cart\n",
+    )
     with pytest.raises(InputError, match="ts"):
         ingest_events(path, "native", db_path=db)
     seen = []
     r = ingest_events(
-        path, "native", db_path=db, mapping={"ts": "when", "user_id": "who", "item_id": "what", "event_type": "kind"},
+        path,
+        "native",
+        db_path=db,
+        mapping={"ts": "when", "user_id": "who", "item_id": "what", "event_type": "kind"},
         progress=lambda f, m="": seen.append(f),
     )
     assert r.loaded == 3
     assert seen and seen == sorted(seen) and seen[-1] == 1.0
     ts = store.query("SELECT ts, event_type FROM events ORDER BY ts", db_path=db)
-    assert ts["ts"].to_list() == [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 10, 0, 1), datetime(2024, 1, 1, 10)][
-        :0] or sorted(ts["ts"].to_list()) == [datetime(2024, 1, 1, 10), datetime(2024, 1, 1, 10),
-                                              datetime(2024, 1, 1, 10, 0, 1)]
+    assert ts["ts"].to_list() == [
+        datetime(2024, 1, 1, 10),
+        datetime(2024, 1, 1, 10, 0, 1),
+        datetime(2024, 1, 1, 10),
+    ][:0] or sorted(ts["ts"].to_list()) == [
+        datetime(2024, 1, 1, 10),
+        datetime(2024, 1, 1, 10),
+        datetime(2024, 1, 1, 10, 0, 1),
+    ]
     assert "add_to_cart" in ts["event_type"].to_list()  # alias 'cart'
 
 
@@ -101,12 +113,15 @@ def test_native_parquet_and_jsonl(db, tmp_path):
     jl = tmp_path / "log.jsonl"
     rows = frame.with_columns(pl.col("user_id") + "j").to_dicts()
     rows[2]["event_type"] = "clik"
-    jl.write_text("\n".join(json.dumps({k: v for k, v in row.items() if v is not None}) for row in rows) + "\n{oops\n")
+    jl.write_text(
+        "\n".join(json.dumps({k: v for k, v in row.items() if v is not None}) for row in rows) + "\n{oops\n"
+    )
     assert detect_format(jl) == "native"
     r = ingest_events(jl, db_path=db)
     assert (r.rows_read, r.loaded, r.rejected) == (7, 5, 2)
-    rej = store.query("SELECT line_no, reason FROM rejects WHERE ingest_id = ? ORDER BY line_no", [r.ingest_id],
-                      db_path=db)
+    rej = store.query(
+        "SELECT line_no, reason FROM rejects WHERE ingest_id = ? ORDER BY line_no", [r.ingest_id], db_path=db
+    )
     assert rej["line_no"].to_list() == [3, 7]
     assert "clik" in rej["reason"][0] and "JSON" in rej["reason"][1]
     assert count("events", db) == 11
@@ -150,13 +165,18 @@ def test_retailrocket_with_properties_and_tree(db, tmp_path):
     ev = store.query("SELECT * FROM events ORDER BY ts", db_path=db)
     assert ev["ts"][0] == datetime(2015, 6, 2, 5, 2, 12, 117000)
     assert sorted(ev["event_type"]) == ["add_to_cart", "purchase", "view", "view"]
-    props = write(tmp_path, "item_properties.csv",
-                  "timestamp,itemid,property,value\n1435460400000,355908,categoryid,1338\n"
-                  "1435460400000,355908,available,0\n1435460400000,248676,790,n5.000\n")
+    props = write(
+        tmp_path,
+        "item_properties.csv",
+        "timestamp,itemid,property,value\n1435460400000,355908,categoryid,1338\n"
+        "1435460400000,355908,available,0\n1435460400000,248676,790,n5.000\n",
+    )
     assert ingest_catalog(props, db_path=db).kind == "item_properties"
     tree = write(tmp_path, "category_tree.csv", "categoryid,parentid\n1338,250\n250,\n")
     assert ingest_catalog(tree, db_path=db).kind == "category_tree"
-    item = store.query("SELECT category, in_stock FROM items WHERE item_id = '355908'", db_path=db).to_dicts()[0]
+    item = store.query(
+        "SELECT category, in_stock FROM items WHERE item_id = '355908'", db_path=db
+    ).to_dicts()[0]
     assert item == {"category": "250.1338", "in_stock": False}
 
 
@@ -167,7 +187,9 @@ def test_sequence_and_pairs(db, tmp_path):
     assert (r.rows_read, r.loaded) == (6, 6)
     order = store.query("SELECT item_id FROM events WHERE user_id = '1' ORDER BY ts", db_path=db)
     assert order["item_id"].to_list() == ["10", "11", "12"]
-    assert store.query("SELECT DISTINCT event_type FROM events", db_path=db)["event_type"].to_list() == ["purchase"]
+    assert store.query("SELECT DISTINCT event_type FROM events", db_path=db)["event_type"].to_list() == [
+        "purchase"
+    ]
     pairs = write(tmp_path, "pairs.txt", "a x\nb y\na z\nb x\na x\n")
     assert detect_format(pairs) == "pairs"
     r = ingest_events(pairs, db_path=db)
@@ -197,8 +219,11 @@ def test_idempotent_and_overlapping(db, tmp_path):
     again = ingest_events(path, db_path=db)
     assert (again.rows_read, again.loaded, again.duplicates) == (6, 0, 6)
     lines = NATIVE.splitlines()
-    overlap = write(tmp_path, "overlap.csv",
-                    "\n".join(lines[:1] + lines[4:] + ["2024-05-03 08:00:00,u3,i9,view,,,,,,,"]) + "\n")
+    overlap = write(
+        tmp_path,
+        "overlap.csv",
+        "\n".join(lines[:1] + lines[4:] + ["2024-05-03 08:00:00,u3,i9,view,,,,,,,"]) + "\n",
+    )
     r = ingest_events(overlap, db_path=db)
     assert (r.rows_read, r.loaded, r.duplicates) == (4, 1, 3)
     assert count("events", db) == first.loaded + 1
@@ -206,15 +231,22 @@ def test_idempotent_and_overlapping(db, tmp_path):
 
 
 def test_duplicates_within_file_null_session(db, tmp_path):
-    text = ("ts,user_id,item_id,event_type,session_id\n" + "2024-01-01 00:00:00,u,i,view,\n" * 3
-            + "2024-01-01 00:00:00,u,i,view,s\n2024-01-01 00:00:00,u,i,click,\n")
+    text = (
+        "ts,user_id,item_id,event_type,session_id\n"
+        + "2024-01-01 00:00:00,u,i,view,\n" * 3
+        + "2024-01-01 00:00:00,u,i,view,s\n2024-01-01 00:00:00,u,i,click,\n"
+    )
     r = ingest_events(write(tmp_path, "d.csv", text), db_path=db)
     assert (r.rows_read, r.loaded, r.duplicates) == (5, 3, 2)
 
 
 def test_catalog_kinds_and_upsert(db, tmp_path):
-    items = write(tmp_path, "items.csv", "item_id,title,category,brand,seller_id,price,in_stock\n"
-                  "a,Alpha,x.y,acme,s1,10,true\nb,Beta,x.z,,s2,5,false\nc,,,,,-3,\n")
+    items = write(
+        tmp_path,
+        "items.csv",
+        "item_id,title,category,brand,seller_id,price,in_stock\n"
+        "a,Alpha,x.y,acme,s1,10,true\nb,Beta,x.z,,s2,5,false\nc,,,,,-3,\n",
+    )
     r = ingest_catalog(items, db_path=db)
     assert (r.kind, r.rows_read, r.loaded, r.rejected) == ("items", 3, 2, 1)
     assert store.scalar("SELECT reason FROM rejects", db_path=db).startswith("negative price")
@@ -225,11 +257,16 @@ def test_catalog_kinds_and_upsert(db, tmp_path):
     assert got["a"]["price"] == 12.5 and got["a"]["title"] == "Alpha" and got["a"]["category"] == "x.y"
     sellers = write(tmp_path, "sellers.csv", "seller_id,name,tier,onboarded_at\ns1,One,large,2020-01-01\n")
     assert ingest_catalog(sellers, db_path=db).kind == "sellers"
-    promos = write(tmp_path, "promos.csv", "item_id,category,discount,starts_at,ends_at\n"
-                   "a,,0.2,2024-01-01,2024-02-01\n,x.z,15,2024-01-01,\n")
+    promos = write(
+        tmp_path,
+        "promos.csv",
+        "item_id,category,discount,starts_at,ends_at\na,,0.2,2024-01-01,2024-02-01\n,x.z,15,2024-01-01,\n",
+    )
     assert ingest_catalog(promos, db_path=db).loaded == 2
     assert sorted(store.query("SELECT discount FROM promotions", db_path=db)["discount"]) == [0.15, 0.2]
-    users = write(tmp_path, "users.csv", "user_id,region,device,segment,first_seen\nu1,EU,mobile,vip,2023-01-01\n")
+    users = write(
+        tmp_path, "users.csv", "user_id,region,device,segment,first_seen\nu1,EU,mobile,vip,2023-01-01\n"
+    )
     assert ingest_catalog(users, db_path=db).kind == "users"
     assert store.scalar("SELECT segment FROM users WHERE user_id = 'u1'", db_path=db) == "vip"
 

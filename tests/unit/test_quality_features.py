@@ -21,8 +21,11 @@ LOG = """ts,user_id,item_id,event_type,session_id,position
 2024-05-01 11:00:00,b,i2,view,sb,
 """
 
-CATALOG = "item_id,title,category,brand,price\ni1,One,home.kitchen,x,10\ni2,Two,home.garden,y,11\n" \
-          "i3,Three,toys.lego,z,12\ni4,Four,home.bath,x,13\ni5,Gold tap,home.bath,x,1000\n"
+CATALOG = (
+    "item_id,title,category,brand,price\ni1,One,home.kitchen,x,10\ni2,Two,home.garden,y,11\n"
+    "i3,Three,toys.lego,z,12\ni4,Four,home.bath,x,13\ni5,Gold tap,home.bath,x,1000\n"
+    "i6,Six,home.bath,x,12\ni7,Seven,home.bath,x,11\ni8,Eight,home.bath,x,10\ni9,Nine,home.bath,x,14\n"
+)
 
 
 @pytest.fixture
@@ -70,18 +73,21 @@ def test_funnel_positions_paths_stats(shop):
     items = features.item_stats(db_path=shop)
     assert items["item_id"][0] == "i1" and items["events"][0] == 3 and items["popularity_rank"][0] == 1
     o = features.overview_stats(db_path=shop)
-    assert (o["events"], o["users"], o["items"]) == (8, 2, 5)
+    assert (o["events"], o["users"], o["items"]) == (8, 2, 9)
     assert o["first_event"] == datetime(2024, 5, 1, 9) and o["last_event"] == datetime(2024, 5, 1, 11)
     assert o["sessions"] == 3
     assert dict(zip(o["by_type"]["event_type"], o["by_type"]["events"]))["view"] == 5
 
 
 def test_quality_report_finds_bot_future_unknown_and_outliers(shop, tmp_path):
-    bot = "\n".join(f"2024-05-02 12:00:{s:02d},bot,i{1 + s % 4},view,,,{'' if s else 5_000_000}"
-                    for s in range(40))
-    extra = ("ts,user_id,item_id,event_type,session_id,position,dwell_ms\n" + bot + "\n"
-             "2099-01-01 00:00:00,c,i1,view,,,\n2024-05-03 08:00:00,c,ghost,view,,,\n"
-             "2024-05-03 08:00:00,c,ghost,view,,,\n2024-05-03 08:01:00,c,i1,clik,,,\n")
+    bot = "\n".join(
+        f"2024-05-02 12:00:{s:02d},bot,i{1 + s % 4},view,,,{'' if s else 5_000_000}" for s in range(40)
+    )
+    extra = (
+        "ts,user_id,item_id,event_type,session_id,position,dwell_ms\n" + bot + "\n"
+        "2099-01-01 00:00:00,c,i1,view,,,\n2024-05-03 08:00:00,c,ghost,view,,,\n"
+        "2024-05-03 08:00:00,c,ghost,view,,,\n2024-05-03 08:01:00,c,i1,clik,,,\n"
+    )
     (tmp_path / "extra.csv").write_text(extra)
     r = ingest_events(tmp_path / "extra.csv", db_path=shop)
     assert (r.duplicates, r.rejected) == (1, 1)

@@ -1,0 +1,121 @@
+"""Bookkeeping shared by event and catalog loads: the result of a load, file checks, the file's
+sha256 and line count (computed alongside the load), step timings, and the ingest history."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from core import store
+from core.errors import InputError
+
+
+@dataclass
+class IngestResult:
+    ingest_id: int
+    file: str
+    format: str
+    rows_read: int
+    loaded: int
+    rejected: int
+    duplicates: int
+    seconds: float
+    status: str = "done"
+    kind: str = "events"
+    steps: dict = field(default_factory=dict)  # seconds per step (read, duplicates, events, items, …)
+
+    def summary(self) -> str:
+        return (
+            f"{Path(self.file).name} ({self.format} {self.kind}): read {self.rows_read:,} rows → loaded "
+            f"{self.loaded:,}, rejected {self.rejected:,}, duplicates {self.duplicates:,} "
+            f"in {self.seconds:.1f} s (ingest #{self.ingest_id})"
+        )
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError("no such file", file=str(path), fix="check the path")
+    if not path.is_file():
+        raise InputError("is a folder, not a file", file=str(path), fix="point at one log file")
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise InputError(
+            f"cannot be read ({exc.strerror})", file=str(path), fix="check its permissions"
+        ) from exc
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty", file=str(path), fix="export the log again; it has no rows")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+HASH_LIMIT = 256 << 20  # bigger files: no sha256 (it would compete with DuckDB for the CPU), NULL stored
+
+
+class _Digest(threading.Thread):
+    """sha256 (files up to ``HASH_LIMIT``) and physical line count of the file, computed alongside the load
+    (hashlib and bytes.count release the GIL or are memchr-fast)."""
+
+    def __init__(self, path: Path):
+        super().__init__(daemon=True)
+        self.path, self.value, self.lines = path, None, None
+        self.start()
+
+    def run(self) -> None:
+        digest = hashlib.sha256() if self.path.stat().st_size <= HASH_LIMIT else None
+        lines, last = 0, b"\n"
+        try:
+            with self.path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    if digest:
+                        digest.update(block)
+                    lines += block.count(b"\n")
+                    last = block[-1:]
+        except OSError:
+            return
+        self.value, self.lines = digest.hexdigest() if digest else None, lines + (last != b"\n")
+
+    def result(self) -> str | None:
+        self.join()
+        return self.value
+
+
+class _Steps:
+    """Wall time per step, for the bench and the log."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.last, 3)
+        self.last = now
+
+
+def ingest_history(db_path=None) -> pl.DataFrame:
+    return store.query(
+        """SELECT ingest_id, file, format, kind, rows_read, loaded, rejected, duplicates, started_at,
+                  finished_at, status FROM ingests ORDER BY ingest_id DESC""",
+        db_path=db_path,
+    )
+
+
+def rejects_for(ingest_id: int, limit: int = 1000, db_path=None) -> pl.DataFrame:
+    return store.query(
+        "SELECT line_no, reason, raw FROM rejects WHERE ingest_id = ? ORDER BY line_no LIMIT ?",
+        [ingest_id, limit],
+        db_path=db_path,
+    )

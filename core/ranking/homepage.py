@@ -69,6 +69,7 @@ class ShopContext:
     steps: ShopSequences
     by_user: dict[str, int]
     users: dict[str, dict]
+    categories: np.ndarray  # (N+1,) object, leaf category path per dense id ("unknown" when missing)
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -124,7 +125,8 @@ def shop_context(db_path=None, max_age_s: float = 30.0) -> ShopContext:
     emb = _embeddings(active)
     in_stock = np.concatenate([[False], attrs["in_stock"].to_numpy().astype(bool)])
     by_user = {u: i for i, u in enumerate(steps.user_ids)}
-    ctx = ShopContext(active, attrs, in_stock, emb, now, steps, by_user, users)
+    categories = np.array(["unknown", *attrs["category"].fill_null("unknown").to_list()], dtype=object)
+    ctx = ShopContext(active, attrs, in_stock, emb, now, steps, by_user, users, categories)
     with _ctx_lock:
         _ctx[key] = ctx
     return ctx
@@ -143,8 +145,8 @@ def _embeddings(active: ActiveModel) -> np.ndarray:
 
 
 def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
-    cats = ctx.attrs["category"].fill_null("unknown")
-    names = [cats[int(i) - 1] for i in items if i > 0]
+    cats = ctx.categories
+    names = [cats[int(i)] for i in items if i > 0]
     if not names:
         return {}
     values, counts = np.unique(np.array(names, dtype=object), return_counts=True)
@@ -190,16 +192,18 @@ def _candidates(
     pins, pools = extra
     # pool items: best by model score first, bounded so one broad rule cannot flood the candidates;
     # pinned items always (the pipeline reports a pinned item that is out of stock or blocked)
-    pool = sorted((i for i in pools.tolist() if ranks[i] == 0 and ctx.in_stock[i]), key=lambda i: -scores[i])
-    pool = pool[: max(m, 200)]
-    pinned = [i for i in pins.tolist() if ranks[i] == 0 and i not in set(pool)]
-    chosen = np.concatenate([top, np.array(pool + pinned, dtype=np.int64)])
+    pool = pools[(ranks[pools] == 0) & ctx.in_stock[pools]] if len(pools) else pools
+    pool = pool[np.argsort(-scores[pool], kind="stable")][: max(m, 200)]
+    pinned = pins[(ranks[pins] == 0) & ~np.isin(pins, pool)] if len(pins) else pins
+    chosen = np.concatenate([top, pool, pinned]).astype(np.int64)
     return Candidates(
         item_ids=ctx.active.catalog.vocab.decode(chosen),
         scores=scores[chosen].astype(np.float64),
         model_ranks=ranks[chosen],
         embeddings=ctx.embeddings[chosen],
         attrs=ctx.attrs[(chosen - 1).tolist()],
+        catalog_attrs=ctx.attrs,
+        rows=chosen - 1,
     )
 
 

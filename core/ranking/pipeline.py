@@ -7,6 +7,7 @@ reservations · 5 pins, last, so that they always hold. Conflicts are reported, 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,9 +33,27 @@ class Candidates:
     model_ranks: np.ndarray  # (M,) 1-based rank in the model's top-M, 0 = added for a rule
     embeddings: np.ndarray  # (M, D)
     attrs: pl.DataFrame  # aligned to item_ids
+    # optional: the whole catalog and each candidate's row in it, so rule conditions are matched once
+    # per catalog snapshot instead of once per homepage
+    catalog_attrs: pl.DataFrame | None = None
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def column(self, name: str, fill) -> np.ndarray:
+        """One attribute as a numpy array aligned to the candidates (nulls filled), cached per catalog."""
+        if self.catalog_attrs is None or self.rows is None:
+            return self.attrs[name].fill_null(fill).to_numpy()
+        key = (id(self.catalog_attrs), "column", name, repr(fill))
+        hit = _mask_cache.get(key)
+        if hit is None or hit[0] is not self.catalog_attrs:
+            hit = (self.catalog_attrs, self.catalog_attrs[name].fill_null(fill).to_numpy())
+            _mask_cache[key] = hit
+        return hit[1][self.rows]
+
+
+_mask_cache: dict[tuple, tuple[pl.DataFrame, np.ndarray]] = {}
 
 
 @dataclass
@@ -59,6 +78,21 @@ class Homepage:
         return [s.item_id for s in self.slots]
 
 
+def _match(rule_or_condition, c: Candidates, now: datetime) -> np.ndarray:
+    """``matching_items`` over the candidates, via a per-catalog cache when the candidates carry one."""
+    if c.catalog_attrs is None or c.rows is None:
+        return matching_items(rule_or_condition, c.attrs, now)
+    cond = rule_or_condition.condition if isinstance(rule_or_condition, Rule) else rule_or_condition
+    key = (id(c.catalog_attrs), json.dumps(cond, sort_keys=True, default=str), now)
+    hit = _mask_cache.get(key)
+    if hit is None or hit[0] is not c.catalog_attrs:
+        if len(_mask_cache) > 512:
+            _mask_cache.clear()
+        hit = (c.catalog_attrs, matching_items(cond, c.catalog_attrs, now))
+        _mask_cache[key] = hit
+    return hit[1][c.rows]
+
+
 def _relevance(scores: np.ndarray) -> np.ndarray:
     """Scores as positive relevance (softmax over the candidates), so factors scale sensibly."""
     finite = np.where(np.isfinite(scores), scores, -1e9)
@@ -66,10 +100,10 @@ def _relevance(scores: np.ndarray) -> np.ndarray:
     return e / max(e.sum(), 1e-300)
 
 
-def _top_categories(attrs: pl.DataFrame) -> np.ndarray:
-    return np.array(
-        [c.split(".")[0] if c else "unknown" for c in attrs["category"].fill_null("").to_list()], dtype=object
-    )
+def _top_categories(c: Candidates) -> np.ndarray:
+    """Top-level category per candidate ("unknown" when missing)."""
+    top = c.column("category", "unknown")
+    return np.array([x.split(".")[0] if x else "unknown" for x in top], dtype=object)
 
 
 def _slots(
@@ -90,7 +124,7 @@ def _slots(
 
 def _eligible(user: UserContext, c: Candidates, exclude_purchased: bool) -> np.ndarray:
     ok = (
-        c.attrs["in_stock"].fill_null(True).to_numpy().astype(bool)
+        c.column("in_stock", True).astype(bool)
         if "in_stock" in c.attrs.columns
         else np.ones(len(c), bool)
     )
@@ -120,12 +154,12 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
     ok = _eligible(user, c, rule_set.exclude_purchased)
     blocked = np.zeros(n, bool)
     for r in by_kind.get("block", []):
-        blocked |= matching_items(r, c.attrs, now)
+        blocked |= _match(r, c, now)
     ok &= ~blocked
     # 2. boosts and buries
     rel = _relevance(c.scores)
     for r in by_kind.get("boost", []) + by_kind.get("bury", []):
-        hit = matching_items(r, c.attrs, now)
+        hit = _match(r, c, now)
         factor = float(r.params.get("factor", 1.0))
         rel = np.where(hit, rel * factor, rel)
         for i in np.flatnonzero(hit & ok):
@@ -139,35 +173,39 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
         p = div[-1].params
         pool = ranked[: max(5 * k, 60)]
         emb, r_pool = c.embeddings[pool], rel[pool] / max(rel[pool].max(), 1e-300)
+        depth = min(len(pool), 2 * k)  # enough for caps and fairness to pick from; the rest by relevance
         if p.get("method", "mmr") == "dpp":
-            picked = rerank.dpp_greedy(r_pool, emb, len(pool), theta=float(p.get("theta", 0.7)))
+            picked = rerank.dpp_greedy(r_pool, emb, depth, theta=float(p.get("theta", 0.7)))
         else:
-            picked = rerank.mmr(r_pool, emb, len(pool), lam=float(p.get("lambda", 0.7)))
-        order = [pool[j] for j in picked] + ranked[len(pool) :]
+            picked = rerank.mmr(r_pool, emb, depth, lam=float(p.get("lambda", 0.7)))
+        first = [pool[j] for j in picked]
+        taken = set(first)
+        order = first + [i for i in ranked if i not in taken]
         if p.get("calibration") and user.category_mix:
             order = rerank.calibrate(
-                order, rel, _top_categories(c.attrs), _top_mix(user.category_mix), k, float(p["calibration"])
+                order, rel, _top_categories(c), _top_mix(user.category_mix), k, float(p["calibration"])
             )
         for i in order[:k]:
             if i not in plain_top:
                 note(i, "diversity swap")
     caps = {r.params["attribute"]: int(r.params["max"]) for r in by_kind.get("cap", [])}
     if caps:
-        values = {a: c.attrs[a].fill_null("").to_numpy() for a in caps if a in c.attrs.columns}
+        values = {a: c.column(a, "") for a in caps if a in c.attrs.columns}
         order = rerank.apply_caps(order, values, {a: v for a, v in caps.items() if a in values}, k)
     # 4. fairness and reservations
     for r in by_kind.get("fairness", []):
-        protected = matching_items(r, c.attrs, now) & ok
+        protected = _match(r, c, now) & ok
         p_share, alpha = float(r.params.get("p", 0.25)), float(r.params.get("alpha", 0.1))
         top, swaps, conflict = rerank.fair_rerank(order, protected, k, p_share, alpha)
-        order = top + [i for i in order if i not in set(top)]
+        chosen = set(top)
+        order = top + [i for i in order if i not in chosen]
         for i in swaps:
             note(i, "fairness swap")
         if conflict:
             conflicts.append(f"fairness rule {r.rule_id}: {conflict}")
     for r in by_kind.get("reserve", []):
         want = int(r.params.get("slots", 0))
-        hit = matching_items(r, c.attrs, now) & ok
+        hit = _match(r, c, now) & ok
         top = order[:k]
         have = sum(bool(hit[i]) for i in top)
         extra = [i for i in order[k:] if hit[i]][: max(0, want - have)]
@@ -183,7 +221,8 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
         for i in top:
             if hit[i]:
                 note(i, "reserved")
-        order = top + [i for i in order if i not in set(top)]
+        chosen = set(top)
+        order = top + [i for i in order if i not in chosen]
     # 5. pins, last: each on its slot, everything else keeps its order around them
     index = {item: i for i, item in enumerate(c.item_ids)}
     pinned: dict[int, int] = {}  # slot -> candidate
@@ -210,7 +249,8 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
             continue
         pinned[slot] = i
         reasons[i] = ["pinned"]
-    rest = [i for i in order if i not in set(pinned.values())]
+    pinned_items = set(pinned.values())
+    rest = [i for i in order if i not in pinned_items]
     final = []
     for s_ in range(1, k + 1):
         if s_ in pinned:
@@ -220,7 +260,7 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
     for attr, cap in caps.items():
         if attr not in c.attrs.columns:
             continue
-        vals = c.attrs[attr].fill_null("").to_numpy()
+        vals = c.column(attr, "")
         counts: dict = {}
         for i in final:
             counts[vals[i]] = counts.get(vals[i], 0) + 1
@@ -251,11 +291,11 @@ def list_metrics(home: Homepage, c: Candidates, rule_set: RuleSet, user: UserCon
     index = {item: i for i, item in enumerate(c.item_ids)}
     idx = [index[s.item_id] for s in home.slots if s.item_id in index]
     out: dict = {"intra_list_diversity": rerank.intra_list_diversity(c.embeddings[idx]) if idx else 0.0}
-    tops = _top_categories(c.attrs)
+    tops = _top_categories(c)
     out["categories_covered"] = len({tops[i] for i in idx})
     fair = [r for r in rule_set.rules if r.kind == "fairness" and r.enabled]
     condition = fair[0].params.get("condition", {}) if fair else {"seller_tier": "small"}
-    protected = matching_items(condition, c.attrs, datetime.now())
+    protected = _match(condition, c, datetime.now())
     flags = np.array([bool(protected[i]) for i in idx])
     out["protected_share"] = float(flags.mean()) if len(flags) else None
     if len(flags):

@@ -43,7 +43,8 @@ def dpp_kernel(relevance: np.ndarray, embeddings: np.ndarray, theta: float) -> n
     theta = min(max(theta, 0.0), 0.999)
     alpha = theta / (2 * (1 - theta))
     q = np.exp(alpha * (relevance - relevance.max()))
-    s = _unit(embeddings) @ _unit(embeddings).T
+    u = _unit(embeddings)
+    s = u @ u.T
     return q[:, None] * s * q[None, :]
 
 

@@ -1,5 +1,6 @@
 """Preview: any shopper's homepage exactly as the storefront would serve it, with and without the draft rules."""
 
+import plotly.express as px
 import streamlit as st
 
 from core.errors import StudioError
@@ -40,7 +41,17 @@ st.subheader(f"Shopper {user_id}")
 attrs = {k: v for k, v in view.user.attrs.items() if k != "user_id" and v is not None}
 st.caption(" · ".join(f"{k}: {v}" for k, v in attrs.items()) or "no attributes on file")
 if not view.history.is_empty():
-    with st.expander(f"Recent history ({len(view.history)} steps)", expanded=False):
+    with st.expander(f"Recent history ({len(view.history)} steps)", expanded=True):
+        timeline = px.scatter(
+            view.history,
+            x="ts",
+            y="event",
+            color="category",
+            hover_data=["title", "item_id", "seconds_to_next"],
+            category_orders={"event": ["purchase", "add_to_cart", "click", "view"]},
+        )
+        timeline.update_layout(height=220, margin=dict(l=10, r=10, t=10, b=10), showlegend=False)
+        st.plotly_chart(timeline, width="stretch")
         st.dataframe(view.history.reverse(), hide_index=True, width="stretch")
 st.caption(f"Scores: {view.source} — {view.scoring_note}")
 

@@ -70,6 +70,7 @@ class ShopContext:
     by_user: dict[str, int]
     users: dict[str, dict]
     categories: np.ndarray  # (N+1,) object, leaf category path per dense id ("unknown" when missing)
+    signature: tuple = ()
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -110,11 +111,28 @@ def invalidate() -> None:
         _ctx.clear()
 
 
+def _store_signature(db_path=None) -> tuple:
+    """What a snapshot depends on: loads, the active run, the catalog and user counts, promotions."""
+    with store.connect(db_path) as con:
+        return tuple(
+            con.execute(
+                """SELECT (SELECT coalesce(max(ingest_id), 0) FROM ingests),
+                      (SELECT coalesce(max(run_id), '') FROM model_runs WHERE active),
+                      (SELECT count(*) FROM items), (SELECT count(*) FROM users),
+                      (SELECT count(*) FROM promotions)"""
+            ).fetchall()[0]
+        )
+
+
 def shop_context(db_path=None, max_age_s: float = 30.0) -> ShopContext:
     key = str(db_path or settings().db_path)
     with _ctx_lock:
         hit = _ctx.get(key)
     if hit and time.time() - hit.loaded_at < max_age_s:
+        return hit
+    signature = _store_signature(db_path)
+    if hit and hit.signature == signature:  # nothing changed: keep the snapshot, look again later
+        hit.loaded_at = time.time()
         return hit
     active = load_active_model(db_path)
     with store.connect(db_path) as con:
@@ -126,7 +144,7 @@ def shop_context(db_path=None, max_age_s: float = 30.0) -> ShopContext:
     in_stock = np.concatenate([[False], attrs["in_stock"].to_numpy().astype(bool)])
     by_user = {u: i for i, u in enumerate(steps.user_ids)}
     categories = np.array(["unknown", *attrs["category"].fill_null("unknown").to_list()], dtype=object)
-    ctx = ShopContext(active, attrs, in_stock, emb, now, steps, by_user, users, categories)
+    ctx = ShopContext(active, attrs, in_stock, emb, now, steps, by_user, users, categories, signature)
     with _ctx_lock:
         _ctx[key] = ctx
     return ctx

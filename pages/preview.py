@@ -32,7 +32,7 @@ if not user_id:
 
 rule_set = st.session_state.get("draft") or load_rule_set()
 try:
-    view = homepage_for(user_id, rule_set)
+    view = homepage_for(user_id, rule_set, with_history=True)
 except StudioError as exc:
     st.error(str(exc))
     st.stop()

@@ -7,6 +7,7 @@ A user with no history gets the clearly labelled fallback: popular in their segm
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -171,6 +172,21 @@ def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
     return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
 
 
+_catalog_masks: dict[tuple, tuple[pl.DataFrame, np.ndarray]] = {}
+
+
+def catalog_mask(ctx: ShopContext, condition: dict, now: datetime) -> np.ndarray:
+    """Which catalog items a condition matches, cached per snapshot."""
+    key = (id(ctx.attrs), json.dumps(condition, sort_keys=True, default=str), now)
+    hit = _catalog_masks.get(key)
+    if hit is None or hit[0] is not ctx.attrs:
+        if len(_catalog_masks) > 256:
+            _catalog_masks.clear()
+        hit = (ctx.attrs, matching_items(condition, ctx.attrs, now))
+        _catalog_masks[key] = hit
+    return hit[1]
+
+
 def _pool_indices(
     ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +200,7 @@ def _pool_indices(
             if i:
                 pins.append(i)
         elif rule.kind in ("reserve", "fairness"):
-            mask = matching_items(rule, ctx.attrs, now)  # (N,) bool
+            mask = catalog_mask(ctx, rule.condition, now)  # (N,) bool
             pools.extend((np.flatnonzero(mask) + 1).tolist())
     return np.unique(np.array(pins, dtype=np.int64)), np.unique(np.array(pools, dtype=np.int64))
 
@@ -241,10 +257,16 @@ def _history_frame(ctx: ShopContext, steps: ShopSequences, limit: int = 50) -> p
 
 
 def homepage_for(
-    user_id: str, rule_set: RuleSet | None = None, k: int = DEFAULT_K, m: int = DEFAULT_M, db_path=None
+    user_id: str,
+    rule_set: RuleSet | None = None,
+    k: int = DEFAULT_K,
+    m: int = DEFAULT_M,
+    db_path=None,
+    with_history: bool = False,
 ) -> HomepageView:
-    """The homepage this user gets, exactly as the storefront would build it."""
-    return homepages_for([user_id], rule_set, k=k, m=m, db_path=db_path)[0]
+    """The homepage this user gets, exactly as the storefront would build it
+    (``with_history`` adds the user's recent steps for the preview)."""
+    return homepages_for([user_id], rule_set, k=k, m=m, db_path=db_path, with_history=with_history)[0]
 
 
 @dataclass
@@ -311,7 +333,7 @@ def homepages_for(
     k: int = DEFAULT_K,
     m: int = DEFAULT_M,
     db_path=None,
-    with_history: bool = True,
+    with_history: bool = False,
 ) -> list[HomepageView]:
     """Batched form: one forward pass for all users' scores, then the rules per user."""
     rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
@@ -326,7 +348,7 @@ def homepages_for(
                 user=p.user,
                 ruled=ruled,
                 model_only=model_only(p.user, p.candidates, k),
-                metrics=list_metrics(ruled, p.candidates, rule_set, p.user),
+                metrics=list_metrics(ruled, p.candidates, rule_set, p.user, now),
                 source=p.source,
                 device=device,
                 scored_items=n_items,

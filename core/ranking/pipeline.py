@@ -100,10 +100,20 @@ def _relevance(scores: np.ndarray) -> np.ndarray:
     return e / max(e.sum(), 1e-300)
 
 
+def _top_level(categories) -> np.ndarray:
+    return np.array([x.split(".")[0] if x else "unknown" for x in categories], dtype=object)
+
+
 def _top_categories(c: Candidates) -> np.ndarray:
-    """Top-level category per candidate ("unknown" when missing)."""
-    top = c.column("category", "unknown")
-    return np.array([x.split(".")[0] if x else "unknown" for x in top], dtype=object)
+    """Top-level category per candidate ("unknown" when missing), computed once per catalog."""
+    if c.catalog_attrs is None or c.rows is None:
+        return _top_level(c.attrs["category"].fill_null("unknown").to_list())
+    key = (id(c.catalog_attrs), "top-level categories")
+    hit = _mask_cache.get(key)
+    if hit is None or hit[0] is not c.catalog_attrs:
+        hit = (c.catalog_attrs, _top_level(c.catalog_attrs["category"].fill_null("unknown").to_list()))
+        _mask_cache[key] = hit
+    return hit[1][c.rows]
 
 
 def _slots(
@@ -123,11 +133,7 @@ def _slots(
 
 
 def _eligible(user: UserContext, c: Candidates, exclude_purchased: bool) -> np.ndarray:
-    ok = (
-        c.column("in_stock", True).astype(bool)
-        if "in_stock" in c.attrs.columns
-        else np.ones(len(c), bool)
-    )
+    ok = c.column("in_stock", True).astype(bool) if "in_stock" in c.attrs.columns else np.ones(len(c), bool)
     ok &= np.isfinite(c.scores)
     if exclude_purchased and user.purchased:
         ok &= ~np.isin(np.array(c.item_ids, dtype=object), list(user.purchased))
@@ -286,7 +292,13 @@ def _top_mix(mix: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def list_metrics(home: Homepage, c: Candidates, rule_set: RuleSet, user: UserContext | None = None) -> dict:
+def list_metrics(
+    home: Homepage,
+    c: Candidates,
+    rule_set: RuleSet,
+    user: UserContext | None = None,
+    now: datetime | None = None,
+) -> dict:
     """Diversity, coverage, protected share per prefix vs FA*IR, calibration KL, relevance lost."""
     index = {item: i for i, item in enumerate(c.item_ids)}
     idx = [index[s.item_id] for s in home.slots if s.item_id in index]
@@ -295,7 +307,9 @@ def list_metrics(home: Homepage, c: Candidates, rule_set: RuleSet, user: UserCon
     out["categories_covered"] = len({tops[i] for i in idx})
     fair = [r for r in rule_set.rules if r.kind == "fairness" and r.enabled]
     condition = fair[0].params.get("condition", {}) if fair else {"seller_tier": "small"}
-    protected = _match(condition, c, datetime.now())
+    # a day's resolution is enough for "new items", and keeps the condition cache warm
+    now = now or datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    protected = _match(condition, c, now)
     flags = np.array([bool(protected[i]) for i in idx])
     out["protected_share"] = float(flags.mean()) if len(flags) else None
     if len(flags):

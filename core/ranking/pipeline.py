@@ -177,7 +177,7 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
     div = by_kind.get("diversity", [])
     if div:
         p = div[-1].params
-        pool = ranked[: max(5 * k, 60)]
+        pool = ranked[: max(4 * k, 48)]
         emb, r_pool = c.embeddings[pool], rel[pool] / max(rel[pool].max(), 1e-300)
         depth = min(len(pool), 2 * k)  # enough for caps and fairness to pick from; the rest by relevance
         if p.get("method", "mmr") == "dpp":

@@ -7,7 +7,6 @@ A user with no history gets the clearly labelled fallback: popular in their segm
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -21,9 +20,17 @@ from core import store
 from core.config import settings
 from core.data.sequences import ShopSequences, load_sequences
 from core.model_runs import ActiveModel, load_active_model
-from core.ranking.pipeline import Candidates, Homepage, UserContext, list_metrics, model_only, rank_homepage
+from core.ranking.pipeline import (
+    Candidates,
+    Homepage,
+    UserContext,
+    catalog_mask,
+    list_metrics,
+    model_only,
+    rank_homepage,
+)
 from core.ranking.rule_sets import load_rule_set
-from core.ranking.rules import RuleSet, matching_items
+from core.ranking.rules import RuleSet
 from models.infer import pick_device
 
 DEFAULT_K = 24
@@ -172,21 +179,6 @@ def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
     return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
 
 
-_catalog_masks: dict[tuple, tuple[pl.DataFrame, np.ndarray]] = {}
-
-
-def catalog_mask(ctx: ShopContext, condition: dict, now: datetime) -> np.ndarray:
-    """Which catalog items a condition matches, cached per snapshot."""
-    key = (id(ctx.attrs), json.dumps(condition, sort_keys=True, default=str), now)
-    hit = _catalog_masks.get(key)
-    if hit is None or hit[0] is not ctx.attrs:
-        if len(_catalog_masks) > 256:
-            _catalog_masks.clear()
-        hit = (ctx.attrs, matching_items(condition, ctx.attrs, now))
-        _catalog_masks[key] = hit
-    return hit[1]
-
-
 def _pool_indices(
     ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +192,7 @@ def _pool_indices(
             if i:
                 pins.append(i)
         elif rule.kind in ("reserve", "fairness"):
-            mask = catalog_mask(ctx, rule.condition, now)  # (N,) bool
+            mask = catalog_mask(ctx.attrs, rule.condition, now)  # (N,) bool
             pools.extend((np.flatnonzero(mask) + 1).tolist())
     return np.unique(np.array(pins, dtype=np.int64)), np.unique(np.array(pools, dtype=np.int64))
 

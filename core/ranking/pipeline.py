@@ -78,19 +78,24 @@ class Homepage:
         return [s.item_id for s in self.slots]
 
 
+def catalog_mask(catalog: pl.DataFrame, condition: dict, now: datetime) -> np.ndarray:
+    """Which rows of a catalog snapshot a condition matches, cached while the snapshot lives."""
+    key = (id(catalog), json.dumps(condition, sort_keys=True, default=str), now)
+    hit = _mask_cache.get(key)
+    if hit is None or hit[0] is not catalog:
+        if len(_mask_cache) > 512:
+            _mask_cache.clear()
+        hit = (catalog, matching_items(condition, catalog, now))
+        _mask_cache[key] = hit
+    return hit[1]
+
+
 def _match(rule_or_condition, c: Candidates, now: datetime) -> np.ndarray:
-    """``matching_items`` over the candidates, via a per-catalog cache when the candidates carry one."""
+    """``matching_items`` over the candidates, via the catalog cache when the candidates carry one."""
     if c.catalog_attrs is None or c.rows is None:
         return matching_items(rule_or_condition, c.attrs, now)
     cond = rule_or_condition.condition if isinstance(rule_or_condition, Rule) else rule_or_condition
-    key = (id(c.catalog_attrs), json.dumps(cond, sort_keys=True, default=str), now)
-    hit = _mask_cache.get(key)
-    if hit is None or hit[0] is not c.catalog_attrs:
-        if len(_mask_cache) > 512:
-            _mask_cache.clear()
-        hit = (c.catalog_attrs, matching_items(cond, c.catalog_attrs, now))
-        _mask_cache[key] = hit
-    return hit[1][c.rows]
+    return catalog_mask(c.catalog_attrs, cond, now)[c.rows]
 
 
 def _relevance(scores: np.ndarray) -> np.ndarray:

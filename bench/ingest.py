@@ -30,6 +30,7 @@ def generate(path: Path, rows: int) -> None:
     """REES46-like rows: 9 event types weights, 200k products, 50k sessions of 20 events, empty
     category_code/brand on some rows, a few in-file duplicates (as in real exports)."""
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"""COPY (
         SELECT strftime(TIMESTAMP '2019-10-01' + to_seconds(i * 3 // 5), '%Y-%m-%d %H:%M:%S') || ' UTC'
                    AS event_time,

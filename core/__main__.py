@@ -122,9 +122,17 @@ def cmd_activate(args) -> int:
 def format_table(rows: list[dict]) -> str:
     """The benchmark rows as a fixed-width table; every row names its protocol."""
     cols = ["model", "protocol", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "train_seconds"]
-    cells = [[f"{r[c]:.4f}" if isinstance(r.get(c), float) and c != "train_seconds" else
-              f"{r[c]:.1f}" if c == "train_seconds" and r.get(c) is not None else str(r.get(c, ""))
-              for c in cols] for r in rows]
+    cells = [
+        [
+            f"{r[c]:.4f}"
+            if isinstance(r.get(c), float) and c != "train_seconds"
+            else f"{r[c]:.1f}"
+            if c == "train_seconds" and r.get(c) is not None
+            else str(r.get(c, ""))
+            for c in cols
+        ]
+        for r in rows
+    ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths))  # noqa: E731
     return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(row) for row in cells)])

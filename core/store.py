@@ -155,6 +155,55 @@ MIGRATIONS: list[str] = [
         detail JSON
     );
     """,
+    # 4: bulk-load speed (measured in bench/ingest.py, docs/BENCHMARKS.md). events.item_id is stored uncompressed:
+    # for high-cardinality ids DuckDB's dict_fsst costs ~1 s per 5M rows to write and saves ~25 % of the file.
+    # items and users lose their PRIMARY KEY index: keeping the ART index costs ~1.5 s per 5M-row ingest
+    # (upserts plus commit); one row per id is kept by the only writers, ``core.data.ingest_support.merge``
+    # (update matched, insert the rest), under the file's single-writer lock.
+    """
+    CREATE TABLE events_v4 (
+        ts TIMESTAMP NOT NULL,
+        user_id VARCHAR NOT NULL,
+        item_id VARCHAR NOT NULL USING COMPRESSION uncompressed,
+        event_type VARCHAR NOT NULL,
+        session_id VARCHAR,
+        dwell_ms BIGINT,
+        position INTEGER,
+        page VARCHAR,
+        price DOUBLE,
+        rating DOUBLE,
+        source VARCHAR,
+        ingest_id INTEGER
+    );
+    INSERT INTO events_v4 SELECT * FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE TABLE items_v4 (
+        item_id VARCHAR NOT NULL,
+        title VARCHAR,
+        category VARCHAR,
+        brand VARCHAR,
+        seller_id VARCHAR,
+        price DOUBLE,
+        image_url VARCHAR,
+        created_at TIMESTAMP,
+        in_stock BOOLEAN DEFAULT TRUE,
+        from_catalog BOOLEAN DEFAULT FALSE
+    );
+    INSERT INTO items_v4 SELECT * FROM items;
+    DROP TABLE items;
+    ALTER TABLE items_v4 RENAME TO items;
+    CREATE TABLE users_v4 (
+        user_id VARCHAR NOT NULL,
+        first_seen TIMESTAMP,
+        region VARCHAR,
+        device VARCHAR,
+        segment VARCHAR
+    );
+    INSERT INTO users_v4 SELECT * FROM users;
+    DROP TABLE users;
+    ALTER TABLE users_v4 RENAME TO users;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

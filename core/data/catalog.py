@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core import store
 from core.data.formats import file_kind, first_lines, header_columns
-from core.data.ingest import IngestResult, _check_file, _lit, sha256_of
+from core.data.ingest import IngestResult, _check_file, _lit, merge, sha256_of
 from core.errors import InputError
 
 KINDS = {
@@ -115,18 +115,53 @@ REASONS = {
     "category_tree": "CASE WHEN categoryid IS NULL THEN 'missing categoryid' END",
 }
 
+# items and users: merged (no PRIMARY KEY index on them, see store migration 4):
+# (table, key, source, columns, SET list)
+MERGE = {
+    "items": (
+        "items",
+        "item_id",
+        """(SELECT trim(item_id) AS item_id, title, nullif(category, '') AS category, nullif(brand, '') AS brand,
+                   nullif(seller_id, '') AS seller_id, try_cast(price AS DOUBLE) AS price, image_url,
+                   {created} AS created_at, coalesce(try_cast(in_stock AS BOOLEAN), TRUE) AS in_stock,
+                   TRUE AS from_catalog
+            FROM good QUALIFY row_number() OVER (PARTITION BY trim(item_id) ORDER BY line DESC) = 1)""".format(
+            created=TS.format(c="created_at")
+        ),
+        ["item_id", "title", "category", "brand", "seller_id", "price", "image_url", "created_at", "in_stock",
+         "from_catalog"],
+        """title = coalesce(s.title, t.title), category = coalesce(s.category, t.category),
+           brand = coalesce(s.brand, t.brand), seller_id = coalesce(s.seller_id, t.seller_id),
+           price = coalesce(s.price, t.price), image_url = coalesce(s.image_url, t.image_url),
+           created_at = coalesce(s.created_at, t.created_at), in_stock = s.in_stock, from_catalog = TRUE""",
+    ),
+    "users": (
+        "users",
+        "user_id",
+        """(SELECT trim(user_id) AS user_id, {t} AS first_seen, region, device, segment FROM good
+            QUALIFY row_number() OVER (PARTITION BY trim(user_id) ORDER BY line DESC) = 1)""".format(
+            t=TS.format(c="first_seen")
+        ),
+        ["user_id", "first_seen", "region", "device", "segment"],
+        """first_seen = coalesce(s.first_seen, t.first_seen), region = coalesce(s.region, t.region),
+           device = coalesce(s.device, t.device), segment = coalesce(s.segment, t.segment)""",
+    ),
+    # RetailRocket: the latest categoryid / available per item
+    "item_properties": (
+        "items",
+        "item_id",
+        """(SELECT itemid AS item_id,
+                   max_by(CASE WHEN property = 'categoryid' THEN value END,
+                          CASE WHEN property = 'categoryid' THEN try_cast(timestamp AS BIGINT) END) AS category,
+                   max_by(CASE WHEN property = 'available' THEN value = '1' END,
+                          CASE WHEN property = 'available' THEN try_cast(timestamp AS BIGINT) END) AS in_stock
+            FROM good WHERE property IN ('categoryid', 'available') GROUP BY itemid)""",
+        ["item_id", "category", "in_stock"],
+        "category = coalesce(s.category, t.category), in_stock = coalesce(s.in_stock, t.in_stock)",
+    ),
+}
+
 UPSERT = {
-    "items": """INSERT INTO items (item_id, title, category, brand, seller_id, price, image_url, created_at, in_stock,
-                                   from_catalog)
-        SELECT trim(item_id), title, nullif(category, ''), nullif(brand, ''), nullif(seller_id, ''),
-               try_cast(price AS DOUBLE), image_url, {created}, coalesce(try_cast(in_stock AS BOOLEAN), TRUE), TRUE
-        FROM good QUALIFY row_number() OVER (PARTITION BY trim(item_id) ORDER BY line DESC) = 1
-        ON CONFLICT (item_id) DO UPDATE SET
-            title = coalesce(excluded.title, items.title), category = coalesce(excluded.category, items.category),
-            brand = coalesce(excluded.brand, items.brand), seller_id = coalesce(excluded.seller_id, items.seller_id),
-            price = coalesce(excluded.price, items.price), image_url = coalesce(excluded.image_url, items.image_url),
-            created_at = coalesce(excluded.created_at, items.created_at), in_stock = excluded.in_stock,
-            from_catalog = TRUE""".format(created=TS.format(c="created_at")),
     "sellers": """INSERT INTO sellers SELECT trim(seller_id), name, lower(tier), {t} FROM good
         QUALIFY row_number() OVER (PARTITION BY trim(seller_id) ORDER BY line DESC) = 1
         ON CONFLICT (seller_id) DO UPDATE SET name = coalesce(excluded.name, sellers.name),
@@ -144,20 +179,6 @@ UPSERT = {
         ON CONFLICT (promotion_id) DO UPDATE SET item_id = excluded.item_id, category = excluded.category,
             discount = excluded.discount, starts_at = excluded.starts_at, ends_at = excluded.ends_at""".format(
         s=TS.format(c="starts_at"), e=TS.format(c="ends_at")),
-    "users": """INSERT INTO users SELECT trim(user_id), {t}, region, device, segment FROM good
-        QUALIFY row_number() OVER (PARTITION BY trim(user_id) ORDER BY line DESC) = 1
-        ON CONFLICT (user_id) DO UPDATE SET first_seen = coalesce(excluded.first_seen, users.first_seen),
-            region = coalesce(excluded.region, users.region), device = coalesce(excluded.device, users.device),
-            segment = coalesce(excluded.segment, users.segment)""".format(t=TS.format(c="first_seen")),
-    # RetailRocket: the latest categoryid / available per item
-    "item_properties": """INSERT INTO items (item_id, category, in_stock)
-        SELECT itemid, max_by(CASE WHEN property = 'categoryid' THEN value END, CASE WHEN property = 'categoryid'
-                                  THEN try_cast(timestamp AS BIGINT) END),
-               max_by(CASE WHEN property = 'available' THEN value = '1' END, CASE WHEN property = 'available'
-                                  THEN try_cast(timestamp AS BIGINT) END)
-        FROM good WHERE property IN ('categoryid', 'available') GROUP BY itemid
-        ON CONFLICT (item_id) DO UPDATE SET category = coalesce(excluded.category, items.category),
-            in_stock = coalesce(excluded.in_stock, items.in_stock)""",
     # RetailRocket: replace category ids by their path of ids from the root (a.b.c)
     "category_tree": """UPDATE items SET category = p.path FROM (
         WITH RECURSIVE walk(categoryid, node, path, depth) AS (
@@ -197,7 +218,10 @@ def ingest_catalog(path, kind: str | None = None, *, db_path=None) -> IngestResu
         raw_cols = " || ',' || ".join(f'coalesce(CAST("{c}" AS VARCHAR), \'\')' for c in KINDS[kind])
         con.execute(f"""INSERT INTO rejects SELECT ?, line, {raw_cols}, reason FROM checked
                         WHERE reason IS NOT NULL""", [ingest_id])
-        con.execute(UPSERT[kind])
+        if kind in MERGE:
+            merge(con, *MERGE[kind])
+        else:
+            con.execute(UPSERT[kind])
         loaded = rows_read - rejected
         seconds = time.perf_counter() - started
         con.execute(

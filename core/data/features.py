@@ -33,7 +33,7 @@ def overview_stats(db_path=None) -> dict:
         )
         n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
         by_type = con.sql(
-            "SELECT event_type, count(*) AS events FROM events GROUP BY 1 ORDER BY events DESC"
+            "SELECT event_type, count(*) AS events FROM events GROUP BY 1 ORDER BY events DESC, event_type"
         ).pl()
     events, users, _, first, last, sessions = row
     days = (last - first).days + 1 if first and last else 0
@@ -93,11 +93,11 @@ def browse_paths(level: str = "item", top: int = 50, db_path=None):
                        FROM ({SESSIONIZED}) e LEFT JOIN items i USING (item_id)
                        WHERE e.event_type IN ('view', 'click')),
                  t AS (SELECT node AS from_node,
-                              lead(node) OVER (PARTITION BY user_id, session ORDER BY ts) AS to_node
+                              lead(node) OVER (PARTITION BY user_id, session ORDER BY ts, node) AS to_node
                        FROM s)
             SELECT from_node, to_node, count(*) AS transitions FROM t
             WHERE to_node IS NOT NULL AND to_node <> from_node
-            GROUP BY ALL ORDER BY transitions DESC LIMIT ?""",
+            GROUP BY ALL ORDER BY transitions DESC, from_node, to_node LIMIT ?""",
         [top],
         db_path=db_path,
     )
@@ -117,7 +117,7 @@ def funnel(by: str | None = None, db_path=None):
                       count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
                       round(count(*) FILTER (WHERE event_type = 'purchase')
                             / greatest(count(*) FILTER (WHERE event_type = 'view'), 1), 4) AS view_to_purchase
-               FROM events e LEFT JOIN items i USING (item_id) GROUP BY 1 ORDER BY views DESC""",
+               FROM events e LEFT JOIN items i USING (item_id) GROUP BY 1 ORDER BY views DESC, category""",
             db_path=db_path,
         )
     frame = store.query(
@@ -144,7 +144,7 @@ def user_stats(db_path=None):
                   count(*) FILTER (WHERE event_type = 'purchase') AS purchases,
                   min(ts) AS first_event, max(ts) AS last_event,
                   date_diff('day', max(ts), (SELECT max(ts) FROM events)) AS days_since_last
-           FROM events GROUP BY user_id ORDER BY events DESC""",
+           FROM events GROUP BY user_id ORDER BY events DESC, user_id""",
         db_path=db_path,
     )
 
@@ -158,6 +158,7 @@ def item_stats(db_path=None):
                   max(e.ts) AS last_event,
                   date_diff('day', max(e.ts), (SELECT max(ts) FROM events)) AS days_since_last,
                   rank() OVER (ORDER BY count(*) DESC) AS popularity_rank
-           FROM events e LEFT JOIN items i USING (item_id) GROUP BY e.item_id ORDER BY events DESC""",
+           FROM events e LEFT JOIN items i USING (item_id) GROUP BY e.item_id
+           ORDER BY events DESC, e.item_id""",
         db_path=db_path,
     )

@@ -4,19 +4,21 @@ Every row is either loaded, counted as a duplicate or rejected with its line num
 text and a reason a person can act on: ``rows_read = loaded + rejected + duplicates``.
 A whole-file problem raises ``InputError`` and writes nothing (no events, no ingests row).
 
-All set-based SQL (readers and classification in ``core.data.readers``), two paths:
+All set-based SQL (readers and classification in ``core.data.readers``). The file is parsed once, into
+a temp table ``stage`` (typed columns, the reason a row is rejected, the hash of its duplicate key); every
+write is then derived from ``stage`` inside one transaction, so nothing is ever deleted from ``events``
+(deleting from rows appended in the same transaction makes DuckDB re-append all of them at commit).
+Two ways to fill ``stage``:
 
-* fast (CSV whose every physical line is one row — the common export): DuckDB's parallel CSV parser
-  classifies and inserts good rows straight into ``events``; rejected rows are collected by a second
-  read only when the counts say there are some; duplicates are then found among the new rows and
-  deleted. If any line is irregular (blank, undecodable, quoted line break, mixed line ends) the
-  transaction is rolled back and the file takes the line path.
-* line (JSONL, sequence files, Parquet, irregular CSV): every physical line is read as one value and
-  split in SQL into a temp table ``stage``; duplicates are left out; then the inserts.
+* fast (CSV whose every physical line is one row — the common export): DuckDB's parallel CSV parser.
+  Rejected rows are numbered by a second, ordered read only when there are some. If any line is
+  irregular (blank, undecodable, quoted line break, mixed line ends) the file takes the line path.
+* line (JSONL, sequence files, Parquet, irregular CSV): every physical line is read as one value with its
+  number and split in SQL.
 
 Duplicates are found by a 64-bit hash of (ts, user, item, type, session) first, exact comparison only
-within hash matches. Items and users are derived, rejects and the ingests row recorded, all in the
-same transaction.
+within hash matches, and left out of the insert. Items and users are derived, rejects and the ingests row
+recorded, all in the same transaction.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from core.data.ingest_support import (  # noqa: F401  (re-exported for callers)
     _Digest,
     _Steps,
     ingest_history,
+    merge,
     rejects_for,
     sha256_of,
 )
@@ -43,7 +46,7 @@ from core.errors import InputError
 
 Progress = Callable[[float, str], None]
 KEY = "ts, user_id, item_id, event_type, session_id"
-TEMP_TABLES = ("stage", "dups", "line_map", "bad", "item_attrs", formats.REJECTS_TABLE, formats.REJECTS_SCAN)
+TEMP_TABLES = ("stage", "dups", "merge_src", "line_map", "bad", "item_attrs", formats.REJECTS_TABLE, formats.REJECTS_SCAN)
 
 
 _lit = lit  # used by core.data.catalog
@@ -107,35 +110,32 @@ def ingest_events(
         con.execute("SET TimeZone = 'UTC'")
         _drop_temp(con)
         steps = _Steps()
-        result = None
         report(0.05, f"reading {fmt}")
+        staged = None
         if (
             fmt in ("native", "rees46", "retailrocket")
             and formats.file_kind(path) == "text"
             and path.suffix != ".gz"
         ):
-            try:
-                result = _in_transaction(
-                    con, lambda: _fast_load(con, path, fmt, mapping, source, digest, started, report, steps)
-                )
-            finally:
-                con.execute("SET preserve_insertion_order = true")  # the line reader numbers rows in order
-        if result is None:  # not CSV, or the file has irregular lines: stage it line by line
+            staged = _stage_fast(con, path, fmt, mapping, source, digest, report)
+        if staged is None:  # not CSV, or the file has irregular lines: stage it line by line
             _drop_temp(con)
             steps = _Steps()
-            _stage(con, path, fmt, mapping, source, False)  # temp tables only: outside the transaction
+            _stage(con, path, fmt, mapping, source, False)
             n_skipped = _line_rejects(con)
-            steps("read")
             total, n_bad, n_rows = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(DISTINCT ord) FROM stage"
             ).fetchall()[0]
-            if n_rows + n_skipped == 0:
-                raise InputError(
-                    "has a header but no rows", file=str(path), fix="export the log again with its rows"
-                )
-            result = _in_transaction(
-                con, lambda: _load(con, path, fmt, digest, total - n_bad, n_skipped, started, report, steps)
+            staged = (total - n_bad, n_rows, n_skipped, "ord, k")
+        good, n_rows, n_skipped, ident = staged
+        if n_rows + n_skipped == 0:
+            raise InputError(
+                "has a header but no rows", file=str(path), fix="export the log again with its rows"
             )
+        steps("read")
+        result = _in_transaction(
+            con, lambda: _load(con, path, fmt, digest, good, n_skipped, ident, started, report, steps)
+        )
         _drop_temp(con)
     steps("commit")
     result.steps = steps.seconds
@@ -162,67 +162,44 @@ EVENT_COLUMNS = (
 )
 
 
-def _fast_load(
-    con,
-    path: Path,
-    fmt: str,
-    mapping,
-    source,
-    digest: _Digest,
-    started: float,
-    report: Progress,
-    steps: _Steps,
-) -> IngestResult | None:
-    """CSV straight from DuckDB's parallel CSV parser into ``events`` (no staging copy), then duplicates
-    deleted, items and users derived, rejects recorded. Returns None — and the caller rolls back — unless
-    every physical line became exactly one row, which is what makes reader row + 1 the line number."""
+def _stage_fast(
+    con, path: Path, fmt: str, mapping, source, digest: _Digest, report: Progress
+) -> tuple[int, int, int, str] | None:
+    """``stage`` from DuckDB's parallel CSV parser, and ``bad`` (line, raw, reason) for rejected rows.
+    Returns (good rows, rows, 0 skipped lines, row identity) — or None, and the caller stages the file line
+    by line, if the parser refused a line or if rows were rejected and some physical line did not become
+    exactly one row (reader row + 1 is the line number only then)."""
     sql, _ = readers.event_sql(con, path, fmt, mapping, source, fast=True)
-    ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
-    # stored order does not matter: let the insert run in parallel. Of rows with an equal key in one file
-    # one is kept, not necessarily the first; order (and the reader's row numbers) is kept again after
+    # stored order does not matter: let the parser and the copy run in parallel. Of rows with an equal key
+    # in one file one is kept, not necessarily the first
     con.execute("SET preserve_insertion_order = false")
     try:
-        inserted = con.execute(
-            f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM ({sql}) WHERE reason IS NULL", [ingest_id]
-        ).fetchall()[0][0]
-    except duckdb.Error:  # e.g. mixed line ends: the line-by-line reader copes (the caller resets the order)
+        con.execute(
+            f"""CREATE TEMP TABLE stage AS
+                SELECT {EVENT_COLUMNS}, category, brand, reason,
+                       CASE WHEN reason IS NULL THEN hash({KEY}) END AS h
+                FROM ({sql})"""
+        )
+    except duckdb.Error:  # e.g. mixed line ends: the line-by-line reader copes
         return None
-    con.execute("SET preserve_insertion_order = true")
-    digest.join()
+    finally:
+        con.execute("SET preserve_insertion_order = true")  # the line reader numbers rows in order
     refused = con.execute(f"SELECT count(*) FROM {formats.REJECTS_TABLE}").fetchall()[0][0]
-    n_bad = (digest.lines or 0) - 1 - inserted
-    if refused or digest.lines is None or n_bad < 0:
+    total, n_bad = con.execute("SELECT count(*), count(reason) FROM stage").fetchall()[0]
+    if refused:
         return None
     con.execute("CREATE TEMP TABLE bad (ord BIGINT, raw VARCHAR, reason VARCHAR)")
-    if n_bad:
-        report(0.4, "collecting rejected rows")
+    if n_bad:  # numbering needs an ordered read (slow): only for files that have rejected rows
+        if total != (digest.line_count() or 0) - 1:  # blank lines or quoted line breaks: rows ≠ lines
+            return None
+        report(0.3, "numbering rejected rows")
         con.execute(f"INSERT INTO bad SELECT ord, NULL, reason FROM ({sql}) WHERE reason IS NOT NULL")
         if con.execute("SELECT count(*) FROM bad").fetchall()[0][0] != n_bad:
             return None
         con.execute(f"""UPDATE bad SET raw = l.line FROM (
             SELECT ord, line FROM {readers.lines_reader(path)} WHERE ord IN (SELECT ord FROM bad)) l
             WHERE bad.ord = l.ord""")
-    if inserted + n_bad == 0:
-        raise InputError("has a header but no rows", file=str(path), fix="export the log again with its rows")
-    steps("read")
-    report(0.6, "finding duplicates")
-    n_dups = _find_duplicates(con, ingest_id)
-    steps("duplicates")
-    report(0.8, "updating items and users")
-    if fmt == "rees46":
-        skip = "WHERE ord NOT IN (SELECT ord FROM bad)" if n_bad else ""
-        con.execute(f"CREATE TEMP TABLE item_attrs AS {readers.rees46_item_sql(path)} {skip} GROUP BY ALL")
-    else:
-        con.execute(
-            "CREATE TEMP TABLE item_attrs AS SELECT DISTINCT item_id FROM events WHERE ingest_id = ?",
-            [ingest_id],
-        )
-    _upsert_items_from_events(con, fmt)
-    steps("items")
-    _upsert_users(con, ingest_id)
-    steps("users")
-    con.execute("INSERT INTO rejects SELECT ?, ord, raw, reason FROM bad", [ingest_id])
-    return _record(con, ingest_id, path, fmt, digest, inserted - n_dups, n_bad, n_dups, started)
+    return total - n_bad, total, 0, "rid"
 
 
 def _record(
@@ -272,25 +249,36 @@ def _load(
     digest: _Digest,
     good: int,
     n_skipped: int,
+    ident: str,
     started: float,
     report: Progress,
     steps: _Steps,
 ) -> IngestResult:
-    """Line-by-line path: the writes from ``stage``, inside the caller's transaction."""
-    report(0.6, "finding duplicates")
-    n_dups = _find_duplicates(con)
+    """The writes from ``stage``, inside the caller's transaction. ``ident``: what names a ``stage`` row —
+    ``rid`` (its rowid; rejected rows are in ``bad``) or ``ord, k`` (line, position in a sequence line)."""
+    report(0.5, "finding duplicates")
+    n_dups = _find_duplicates(con, ident)
     steps("duplicates")
     ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
-    report(0.7, "loading events")
-    anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)" if n_dups else ""
-    con.execute(
-        f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
-    )
+    report(0.6, "loading events")
+    if not n_dups:
+        anti = ""
+    elif ident == "rid":
+        anti = "AND s.rowid NOT IN (SELECT rid FROM dups)"
+    else:
+        anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)"
+    con.execute("SET preserve_insertion_order = false")  # stored order carries no meaning: write in parallel
+    try:
+        con.execute(
+            f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
+        )
+    finally:
+        con.execute("SET preserve_insertion_order = true")
     steps("events")
     report(0.85, "updating items and users")
     if fmt == "rees46":
         con.execute("""CREATE TEMP TABLE item_attrs AS
-            SELECT item_id, max(category) AS category, max(brand) AS brand,
+            SELECT item_id, any_value(category) AS category, any_value(brand) AS brand,
                    arg_max(price, ts) FILTER (WHERE price IS NOT NULL) AS price
             FROM stage WHERE reason IS NULL GROUP BY item_id""")
     else:
@@ -299,14 +287,16 @@ def _load(
     steps("items")
     _upsert_users(con, ingest_id)
     steps("users")
-    # a sequence line yields several events: one bad line is one rejected row
-    con.execute(
-        f"""INSERT INTO rejects
-        SELECT ?, {_line_of(n_skipped)}, any_value(raw), any_value(reason) FROM stage s
-        WHERE reason IS NOT NULL GROUP BY s.ord""",
-        [ingest_id],
-    )
-    con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
+    if ident == "rid":
+        con.execute("INSERT INTO rejects SELECT ?, ord, raw, reason FROM bad", [ingest_id])
+    else:  # a sequence line yields several events: one bad line is one rejected row
+        con.execute(
+            f"""INSERT INTO rejects
+            SELECT ?, {_line_of(n_skipped)}, any_value(raw), any_value(reason) FROM stage s
+            WHERE reason IS NOT NULL GROUP BY s.ord""",
+            [ingest_id],
+        )
+        con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
     rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][0]
     return _record(con, ingest_id, path, fmt, digest, good - n_dups, rejected, n_dups, started)
 
@@ -325,83 +315,66 @@ def _stage(con, path: Path, fmt: str, mapping: dict | None, source: str | None, 
         ) from exc
 
 
-def _find_duplicates(con, ingest_id: int | None = None) -> int:
-    """Rows equal on (ts, user, item, type, session — NULL equals NULL) to a stored event or to an earlier
-    row of the file. Hash first, exact comparison only among hash matches. Line-by-line path: ``dups(ord, k)``
-    of ``stage`` rows; fast path (``ingest_id``: the file's rows are already in ``events``): deleted again.
+def _find_duplicates(con, ident: str) -> int:
+    """``dups(ident)``: ``stage`` rows equal on (ts, user, item, type, session — NULL equals NULL) to a
+    stored event or to an earlier ``stage`` row. Hash first, exact comparison only among hash matches.
     Returns how many."""
-    if ingest_id is None:
-        rows, order, where, ident = "stage", "ord, k", "h IS NOT NULL", "ord, k"
-        con.execute("CREATE TEMP TABLE dups AS SELECT ord, k FROM stage LIMIT 0")
-        hashed = f"(SELECT *, h AS hk FROM {rows} WHERE {where})"
-    else:
-        order, ident = "rid", "rid"
-        con.execute("CREATE TEMP TABLE dups (rid BIGINT)")
-        hashed = (
-            f"(SELECT rowid AS rid, {KEY}, hash({KEY}) AS hk FROM events WHERE ingest_id = {int(ingest_id)})"
-        )
+    me = f"(SELECT {'rowid AS rid, ' if ident == 'rid' else ''}* FROM stage WHERE h IS NOT NULL)"
+    con.execute("CREATE TEMP TABLE dups " + ("(rid BIGINT)" if ident == "rid" else "(ord BIGINT, k BIGINT)"))
     con.execute(f"""INSERT INTO dups
         SELECT {ident} FROM (
-            SELECT {ident}, row_number() OVER (PARTITION BY {KEY} ORDER BY {order}) AS rn
-            FROM {hashed} WHERE hk IN (SELECT hk FROM {hashed} GROUP BY hk HAVING count(*) > 1))
+            SELECT {ident}, row_number() OVER (PARTITION BY {KEY} ORDER BY {ident}) AS rn
+            FROM {me} WHERE h IN (SELECT h FROM stage WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1))
         WHERE rn > 1""")
-    new = "stage WHERE reason IS NULL" if ingest_id is None else f"events WHERE ingest_id = {int(ingest_id)}"
-    old = "" if ingest_id is None else f"AND ingest_id <> {int(ingest_id)}"
-    lo, hi = con.execute(f"SELECT min(ts), max(ts) FROM {new}").fetchall()[0]
+    lo, hi = con.execute("SELECT min(ts), max(ts) FROM stage WHERE h IS NOT NULL").fetchall()[0]
     stored = (
         con.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM events WHERE ts BETWEEN ? AND ? {old} LIMIT 1)", [lo, hi]
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE ts BETWEEN ? AND ? LIMIT 1)", [lo, hi]
         ).fetchall()[0][0]
         if lo is not None
         else 0
     )
     if stored:
-        me = "(SELECT *, rowid AS rid FROM " + new + ")"
         con.execute(
             f"""INSERT INTO dups
             SELECT {ident} FROM {me} s
-            SEMI JOIN (SELECT {KEY} FROM events WHERE ts BETWEEN ? AND ? {old}) e
+            SEMI JOIN (SELECT {KEY} FROM events WHERE ts BETWEEN ? AND ?) e
               ON s.ts = e.ts AND s.user_id = e.user_id AND s.item_id = e.item_id
              AND s.event_type = e.event_type
              AND s.session_id IS NOT DISTINCT FROM e.session_id
             EXCEPT SELECT {ident} FROM dups""",
             [lo, hi],
         )
-    n = con.execute("SELECT count(*) FROM dups").fetchall()[0][0]
-    if n and ingest_id is not None:
-        con.execute("DELETE FROM events WHERE rowid IN (SELECT rid FROM dups)")
-    return n
+    return con.execute("SELECT count(*) FROM dups").fetchall()[0][0]
 
 
 def _upsert_items_from_events(con, fmt: str) -> None:
     """Items named by the file's good rows, from temp table ``item_attrs`` (REES46: category, brand and
     the latest price from the rows — a catalog file's values are kept unless empty); items missing from the
     catalog are created with unknown attributes."""
-    if fmt == "rees46":
-        con.execute("""INSERT INTO items (item_id, category, brand, price)
-            SELECT item_id, category, brand, price FROM item_attrs
-            ON CONFLICT (item_id) DO UPDATE SET
-              category = CASE WHEN items.from_catalog AND items.category IS NOT NULL THEN items.category
-                              ELSE coalesce(excluded.category, items.category) END,
-              brand = CASE WHEN items.from_catalog AND items.brand IS NOT NULL THEN items.brand
-                           ELSE coalesce(excluded.brand, items.brand) END,
-              price = CASE WHEN items.from_catalog AND items.price IS NOT NULL THEN items.price
-                           ELSE coalesce(excluded.price, items.price) END""")
-    else:
-        con.execute(
-            "INSERT INTO items (item_id) SELECT item_id FROM item_attrs ON CONFLICT (item_id) DO NOTHING"
-        )
+    if fmt != "rees46":
+        merge(con, "items", "item_id", "item_attrs", ["item_id"], None)
+        return
+    keep = "CASE WHEN t.from_catalog AND t.{c} IS NOT NULL THEN t.{c} ELSE coalesce(s.{c}, t.{c}) END"
+    merge(
+        con,
+        "items",
+        "item_id",
+        "item_attrs",
+        ["item_id", "category", "brand", "price"],
+        ", ".join(f"{c} = {keep.format(c=c)}" for c in ("category", "brand", "price")),
+    )
 
 
 def _upsert_users(con, ingest_id: int) -> None:
     """Users of the new events; first_seen = their earliest event."""
-    con.execute(
-        """INSERT INTO users (user_id, first_seen)
-                    SELECT user_id, min(ts) FROM events WHERE ingest_id = ? GROUP BY user_id
-                    ON CONFLICT (user_id) DO UPDATE
-                    SET first_seen = least(coalesce(users.first_seen, excluded.first_seen),
-                                           excluded.first_seen)""",
-        [ingest_id],
+    merge(
+        con,
+        "users",
+        "user_id",
+        f"(SELECT user_id, min(ts) AS first_seen FROM events WHERE ingest_id = {int(ingest_id)} GROUP BY user_id)",
+        ["user_id", "first_seen"],
+        "first_seen = least(coalesce(t.first_seen, s.first_seen), s.first_seen)",
     )
 
 

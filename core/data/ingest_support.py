@@ -65,16 +65,21 @@ HASH_LIMIT = 256 << 20  # bigger files: no sha256 (it would compete with DuckDB 
 
 
 class _Digest(threading.Thread):
-    """sha256 (files up to ``HASH_LIMIT``) and physical line count of the file, computed alongside the load
-    (hashlib and bytes.count release the GIL or are memchr-fast)."""
+    """sha256 and physical line count of a file up to ``HASH_LIMIT``, computed alongside the load (hashlib and
+    bytes.count release the GIL or are memchr-fast). Bigger files get no sha256, and their lines are counted
+    only if asked (``line_count``) — on 2 cores a second reader of a large file slows DuckDB's parser."""
 
     def __init__(self, path: Path):
         super().__init__(daemon=True)
         self.path, self.value, self.lines = path, None, None
-        self.start()
+        self.hashing = path.stat().st_size <= HASH_LIMIT
+        if self.hashing:
+            self.start()
 
     def run(self) -> None:
-        digest = hashlib.sha256() if self.path.stat().st_size <= HASH_LIMIT else None
+        self.value, self.lines = self._scan(hashlib.sha256() if self.hashing else None)
+
+    def _scan(self, digest) -> tuple[str | None, int | None]:
         lines, last = 0, b"\n"
         try:
             with self.path.open("rb") as f:
@@ -84,11 +89,19 @@ class _Digest(threading.Thread):
                     lines += block.count(b"\n")
                     last = block[-1:]
         except OSError:
-            return
-        self.value, self.lines = digest.hexdigest() if digest else None, lines + (last != b"\n")
+            return None, None
+        return (digest.hexdigest() if digest else None), lines + (last != b"\n")
+
+    def line_count(self) -> int | None:
+        if self.hashing:
+            self.join()
+        elif self.lines is None:
+            self.lines = self._scan(None)[1]
+        return self.lines
 
     def result(self) -> str | None:
-        self.join()
+        if self.hashing:
+            self.join()
         return self.value
 
 
@@ -103,6 +116,22 @@ class _Steps:
         now = time.perf_counter()
         self.seconds[name] = round(now - self.last, 3)
         self.last = now
+
+
+def merge(con, table: str, key: str, source: str, columns: list[str], update: str | None) -> None:
+    """Upsert for ``items`` and ``users`` (which have no PRIMARY KEY index, see migration 4): rows of
+    ``source`` (a relation with ``columns``, at most one row per ``key``) whose key is stored update that row
+    with ``update`` (a SET list; ``t`` is the stored row, ``s`` the new one; None: left as they are), the
+    others are inserted."""
+    cols = ", ".join(columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE merge_src AS SELECT {cols} FROM {source}")
+    if update:
+        con.execute(f"UPDATE {table} AS t SET {update} FROM merge_src s WHERE t.{key} = s.{key}")
+    con.execute(
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM merge_src WHERE {key} NOT IN "
+        f"(SELECT {key} FROM {table})"
+    )
+    con.execute("DROP TABLE merge_src")
 
 
 def ingest_history(db_path=None) -> pl.DataFrame:

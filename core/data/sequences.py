@@ -131,8 +131,8 @@ WITH e AS (
     WHERE event_type <> 'review' {user_filter}
 ), r AS (
     SELECT *, sum(CASE WHEN item_id IS DISTINCT FROM prev THEN 1 ELSE 0 END)
-                  OVER (PARTITION BY user_id ORDER BY ts, ev ROWS UNBOUNDED PRECEDING) AS run
-    FROM (SELECT *, lag(item_id) OVER (PARTITION BY user_id ORDER BY ts, ev) AS prev FROM e)
+                  OVER (PARTITION BY user_id ORDER BY ts, ev, item_id ROWS UNBOUNDED PRECEDING) AS run
+    FROM (SELECT *, lag(item_id) OVER (PARTITION BY user_id ORDER BY ts, ev, item_id) AS prev FROM e)
 ), s AS (
     SELECT user_id, run, any_value(item_id) AS item_id, min(ts) AS ts,
            CASE WHEN max(ev) = 4 THEN 3 ELSE max(ev) END AS ev

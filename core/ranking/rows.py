@@ -110,7 +110,7 @@ def trending_in_top_category(user_id: str, k: int = 12, days: int = 7, db_path=N
     trending = store.query(
         """SELECT e.item_id, count(*) AS n FROM events e JOIN items i USING (item_id)
            WHERE e.ts >= ? AND (i.category = ? OR i.category LIKE ?)
-           GROUP BY e.item_id ORDER BY n DESC LIMIT 200""",
+           GROUP BY e.item_id ORDER BY n DESC, e.item_id LIMIT 200""",
         [ctx.now - timedelta(days=days), top_cat, top_cat + ".%"],
         db_path=db_path,
     )

@@ -271,6 +271,31 @@ def test_catalog_kinds_and_upsert(db, tmp_path):
     assert store.scalar("SELECT segment FROM users WHERE user_id = 'u1'", db_path=db) == "vip"
 
 
+def test_one_row_per_item_and_user_across_loads(db, tmp_path):
+    """items and users have no PRIMARY KEY index (store migration 4): every writer merges. Events, overlapping
+    events, catalogs and users files in any order leave exactly one row per id, with the merged values."""
+    rees = write(tmp_path, "r.csv", REES46)
+    ingest_events(rees, db_path=db)
+    ingest_events(write(tmp_path, "n.csv", NATIVE), db_path=db)
+    cat = write(tmp_path, "items.csv", "item_id,title,price\n4802036,Headphones,199\ni1,One,1\nnew,New,2\n")
+    ingest_catalog(cat, db_path=db)
+    ingest_catalog(cat, db_path=db)
+    ingest_events(rees, db_path=db)  # all duplicates: nothing new, attributes from the catalog kept
+    users = write(tmp_path, "users.csv", "user_id,region,first_seen\nu1,EU,2020-01-01\n513642368,US,\n")
+    ingest_catalog(users, db_path=db)
+    ingest_catalog(users, db_path=db)
+    for table, key in (("items", "item_id"), ("users", "user_id")):
+        dupes = store.scalar(f"SELECT count(*) - count(DISTINCT {key}) FROM {table}", db_path=db)
+        assert dupes == 0, table
+    assert count("items", db) == 5  # 2 REES46 products, i1, i2, new
+    assert count("users", db) == 4
+    row = store.query("SELECT * FROM items WHERE item_id = '4802036'", db_path=db).to_dicts()[0]
+    assert (row["title"], row["price"], row["brand"]) == ("Headphones", 199.0, "apple")
+    u = store.query("SELECT * FROM users WHERE user_id = '513642368'", db_path=db).to_dicts()[0]
+    assert u["region"] == "US" and u["first_seen"] == datetime(2019, 10, 1, 0, 0, 17)
+    assert store.scalar("SELECT first_seen FROM users WHERE user_id = 'u1'", db_path=db) == datetime(2020, 1, 1)
+
+
 @pytest.mark.parametrize(
     "name, content, match",
     [

@@ -7,12 +7,31 @@ import time
 from pathlib import Path
 
 from core import store
-from core.data.formats import file_kind, first_lines, header_columns
-from core.data.ingest import IngestResult, _check_file, _lit, merge, sha256_of
+from core.data import readers
+from core.data.formats import (
+    REJECTS_SCAN,
+    REJECTS_TABLE,
+    file_kind,
+    first_lines,
+    header_columns,
+    ident,
+    sniff_delim,
+)
+from core.data.ingest import IngestResult, _check_file, _line_of, _line_rejects, _lit, merge, sha256_of
 from core.errors import InputError
 
 KINDS = {
-    "items": ["item_id", "title", "category", "brand", "seller_id", "price", "image_url", "in_stock", "created_at"],
+    "items": [
+        "item_id",
+        "title",
+        "category",
+        "brand",
+        "seller_id",
+        "price",
+        "image_url",
+        "in_stock",
+        "created_at",
+    ],
     "sellers": ["seller_id", "name", "tier", "onboarded_at"],
     "promotions": ["promotion_id", "item_id", "category", "discount", "starts_at", "ends_at"],
     "users": ["user_id", "first_seen", "region", "device", "segment"],
@@ -31,7 +50,8 @@ def _columns(con, path: Path) -> tuple[list[str], str]:
     elif kind == "jsonl":
         src = f"read_json({_lit(path)}, format='newline_delimited')"
     else:
-        return header_columns(first_lines(path, 1)[0]), "csv"
+        line = first_lines(path, 1)[0]
+        return [c.lower() for c in header_columns(line, sniff_delim(line))], "csv"
     cols = [r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
     return cols, kind
 
@@ -51,23 +71,40 @@ def detect_kind(cols: list[str], path: Path) -> str:
     if "user_id" in c:
         return "users"
     raise InputError(
-        f"not a catalog file I know: columns {', '.join(cols)}", file=str(path), line=1,
+        f"not a catalog file I know: columns {', '.join(cols)}",
+        file=str(path),
+        line=1,
         fix="items need item_id; sellers seller_id; promotions discount; users user_id",
     )
 
 
-def _stage(con, path: Path, kind: str, file_type: str) -> None:
-    """Temp table ``cat`` of VARCHAR columns + line number."""
+def _stage(con, path: Path, kind: str, file_type: str) -> int:
+    """Temp table ``cat`` of VARCHAR columns + line number, ``nf_reason`` (a row that is not a record: wrong
+    column count or quoting) and ``raw`` (the line, CSV only). CSV is read line by line, so line numbers are
+    exact and a line that is not UTF-8 is rejected on its own. Returns how many such lines there were."""
+    skipped = 0
+    con.execute("CREATE OR REPLACE TEMP TABLE line_map (line BIGINT, raw VARCHAR, reason VARCHAR)")
     if file_type == "parquet":
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS SELECT file_row_number + 1 AS line, * EXCLUDE (file_row_number)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
+                        SELECT file_row_number + 1 AS line, NULL::VARCHAR AS nf_reason, NULL::VARCHAR AS raw,
+                               * EXCLUDE (file_row_number)
                         FROM read_parquet({_lit(path)}, file_row_number=true)""")
     elif file_type == "jsonl":
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS SELECT row_number() OVER () AS line, *
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
+                        SELECT row_number() OVER () AS line, NULL::VARCHAR AS nf_reason, NULL::VARCHAR AS raw, *
                         FROM read_json({_lit(path)}, format='newline_delimited')""")
     else:
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS SELECT row_number() OVER () + 1 AS line, *
-                        FROM read_csv({_lit(path)}, all_varchar=true, header=true, delim=',', quote='"',
-                                      escape='"')""")
+        first = first_lines(path, 1)[0]
+        delim = sniff_delim(first)
+        header = header_columns(first, delim)
+        fields = ", ".join(f"nullif(f[{i + 1}], '') AS {ident(h.lower())}" for i, h in enumerate(header))
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat_lines AS
+                        SELECT ord, raw, nf_reason, {fields}
+                        FROM {readers._csv_fields(path, delim, len(header), header)}""")
+        skipped = _line_rejects(con)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
+                        SELECT {_line_of(skipped)} AS line, * EXCLUDE (ord) FROM cat_lines s""")
+        con.execute("DROP TABLE cat_lines")
     names = [r[0] for r in con.execute("DESCRIBE cat").fetchall()]
     for n in names:
         if n != n.lower():
@@ -75,8 +112,12 @@ def _stage(con, path: Path, kind: str, file_type: str) -> None:
     for col in KINDS[kind]:
         if col not in [n.lower() for n in names]:
             con.execute(f'ALTER TABLE cat ADD COLUMN "{col}" VARCHAR')
-    con.execute("CREATE OR REPLACE TEMP TABLE cat AS SELECT * REPLACE (" +
-                ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in KINDS[kind]) + ") FROM cat")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE cat AS SELECT * REPLACE ("
+        + ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in KINDS[kind])
+        + ") FROM cat"
+    )
+    return skipped
 
 
 REASONS = {
@@ -128,8 +169,18 @@ MERGE = {
             FROM good QUALIFY row_number() OVER (PARTITION BY trim(item_id) ORDER BY line DESC) = 1)""".format(
             created=TS.format(c="created_at")
         ),
-        ["item_id", "title", "category", "brand", "seller_id", "price", "image_url", "created_at", "in_stock",
-         "from_catalog"],
+        [
+            "item_id",
+            "title",
+            "category",
+            "brand",
+            "seller_id",
+            "price",
+            "image_url",
+            "created_at",
+            "in_stock",
+            "from_catalog",
+        ],
         """title = coalesce(s.title, t.title), category = coalesce(s.category, t.category),
            brand = coalesce(s.brand, t.brand), seller_id = coalesce(s.seller_id, t.seller_id),
            price = coalesce(s.price, t.price), image_url = coalesce(s.image_url, t.image_url),
@@ -167,7 +218,8 @@ UPSERT = {
         ON CONFLICT (seller_id) DO UPDATE SET name = coalesce(excluded.name, sellers.name),
             tier = coalesce(excluded.tier, sellers.tier),
             onboarded_at = coalesce(excluded.onboarded_at, sellers.onboarded_at)""".format(
-        t=TS.format(c="onboarded_at")),
+        t=TS.format(c="onboarded_at")
+    ),
     "promotions": """INSERT INTO promotions
         SELECT coalesce(nullif(promotion_id, ''), md5(concat_ws('|', item_id, category, starts_at))),
                nullif(trim(item_id), ''), nullif(category, ''),
@@ -178,7 +230,8 @@ UPSERT = {
             ORDER BY line DESC) = 1
         ON CONFLICT (promotion_id) DO UPDATE SET item_id = excluded.item_id, category = excluded.category,
             discount = excluded.discount, starts_at = excluded.starts_at, ends_at = excluded.ends_at""".format(
-        s=TS.format(c="starts_at"), e=TS.format(c="ends_at")),
+        s=TS.format(c="starts_at"), e=TS.format(c="ends_at")
+    ),
     # RetailRocket: replace category ids by their path of ids from the root (a.b.c)
     "category_tree": """UPDATE items SET category = p.path FROM (
         WITH RECURSIVE walk(categoryid, node, path, depth) AS (
@@ -204,20 +257,34 @@ def ingest_catalog(path, kind: str | None = None, *, db_path=None) -> IngestResu
             raise InputError(f"unknown catalog kind '{kind}'", file=str(path), fix="use " + ", ".join(KINDS))
         key = KINDS[kind][0]
         if kind != "promotions" and key not in cols:
-            raise InputError(f"missing required column {key} for {kind}", file=str(path), line=1,
-                             fix=f"add a {key} column")
+            raise InputError(
+                f"missing required column {key} for {kind}", file=str(path), line=1, fix=f"add a {key} column"
+            )
         try:
-            _stage(con, path, kind, file_type)
+            skipped = _stage(con, path, kind, file_type)
         except Exception as exc:
             raise InputError(f"could not be read as a {kind} file: {exc}", file=str(path)) from exc
         ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
-        con.execute(f"CREATE OR REPLACE TEMP TABLE checked AS SELECT *, {REASONS[kind]} AS reason FROM cat")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE checked AS SELECT *, coalesce(nf_reason, {REASONS[kind]}) AS reason "
+            "FROM cat"
+        )
         con.execute("CREATE OR REPLACE TEMP TABLE good AS SELECT * FROM checked WHERE reason IS NULL")
-        rows_read = con.execute("SELECT count(*) FROM checked").fetchall()[0][0]
-        rejected = con.execute("SELECT count(*) FROM checked WHERE reason IS NOT NULL").fetchall()[0][0]
-        raw_cols = " || ',' || ".join(f'coalesce(CAST("{c}" AS VARCHAR), \'\')' for c in KINDS[kind])
-        con.execute(f"""INSERT INTO rejects SELECT ?, line, {raw_cols}, reason FROM checked
-                        WHERE reason IS NOT NULL""", [ingest_id])
+        if con.execute("SELECT count(*) FROM checked").fetchall()[0][0] + skipped == 0:
+            raise InputError(
+                "has a header but no rows", file=str(path), fix="export the catalog again with its rows"
+            )
+        raw_cols = " || ',' || ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '')" for c in KINDS[kind])
+        con.execute(
+            f"""INSERT INTO rejects SELECT ?, line, coalesce(raw, {raw_cols}), reason FROM checked
+                        WHERE reason IS NOT NULL""",
+            [ingest_id],
+        )
+        con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
+        rows_read = con.execute("SELECT count(*) FROM checked").fetchall()[0][0] + skipped
+        rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][
+            0
+        ]
         if kind in MERGE:
             merge(con, *MERGE[kind])
         else:
@@ -228,7 +295,7 @@ def ingest_catalog(path, kind: str | None = None, *, db_path=None) -> IngestResu
             """INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, now() - to_microseconds(?), now(), 'done', NULL)""",
             [ingest_id, str(path), digest, file_type, kind, rows_read, loaded, rejected, int(seconds * 1e6)],
         )
-        for table in ("cat", "checked", "good"):
+        for table in ("cat", "checked", "good", "line_map", REJECTS_TABLE, REJECTS_SCAN):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     return IngestResult(ingest_id, str(path), file_type, rows_read, loaded, rejected, 0, seconds, kind=kind)
 

@@ -124,6 +124,41 @@ def test_clean_csv_takes_the_parallel_path_irregular_falls_back(db, tmp_path, mo
     assert counts(db)["events"] == 3
 
 
+def test_catalog_rejects_bad_lines_on_their_own_with_exact_line_numbers(db, tmp_path):
+    from core.data.ingest import ingest_catalog
+
+    path = tmp_path / "items.csv"
+    path.write_bytes(
+        b"item_id,title,price,brand\n"  # 1
+        b"a,Alpha,10,acme\n"  # 2
+        b"\n"  # 3: blank, not a row
+        b"b,B\xe9ta,5,acme\n"  # 4: Latin-1, not UTF-8
+        b"c,Gamma,7\n"  # 5: a field missing
+        b'd,"Delta, the big one",-2,acme\n'  # 6: quoted comma, negative price
+        b"e,Epsilon,3,acme\n"  # 7
+    )
+    r = ingest_catalog(path, db_path=db)
+    assert (r.rows_read, r.loaded, r.rejected) == (5, 2, 3)
+    got = rejects(r, db)
+    assert set(got) == {4, 5, 6}
+    assert "UTF-8" in got[4]["reason"]
+    assert got[5]["reason"].startswith("wrong column count: 3 fields, expected 4")
+    assert got[5]["raw"] == "c,Gamma,7"
+    assert "negative price" in got[6]["reason"]
+    assert sorted(store.query("SELECT item_id FROM items", db_path=db)["item_id"]) == ["a", "e"]
+
+
+def test_catalog_with_only_a_header_is_refused_and_writes_nothing(db, tmp_path):
+    from core.data.ingest import ingest_catalog
+
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,title\n")
+    before = counts(db)
+    with pytest.raises(InputError, match="no rows"):
+        ingest_catalog(path, db_path=db)
+    assert counts(db) == before
+
+
 @pytest.mark.parametrize("irregular", [False, True], ids=["parallel-path", "line-path"])
 @pytest.mark.parametrize("step", ["_find_duplicates", "_upsert_items_from_events", "_upsert_users"])
 def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, step, irregular):

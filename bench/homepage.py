@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("HS_DATA", "data"))
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: the serving setting)")
     args = parser.parse_args()
     os.environ["HS_DATA"] = str(Path(args.data).resolve())
     os.environ["HS_DB"] = str(Path(args.data).resolve() / "shop.duckdb")
@@ -56,12 +57,17 @@ def main() -> None:
     from core.ranking.homepage import homepage_for, homepages_for, shop_context
     from core.ranking.impact import sample_users
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     ctx = shop_context()
+    # the serving setting (HS_INFER_THREADS, default 1; loading the model applies it), unless --threads
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rule_set = all_rules(ctx.active.catalog.vocab.item_ids)
     users = sample_users(args.users, seed=1)
     n_events = store.scalar("SELECT count(*) FROM events")
-    print(f"shop: {n_events:,} events, {ctx.active.catalog.n_items:,} items; scorer: {ctx.active.label}")
+    print(
+        f"shop: {n_events:,} events, {ctx.active.catalog.n_items:,} items; scorer: {ctx.active.label}; "
+        f"{torch.get_num_threads()} torch thread(s)"
+    )
 
     for u in users[:5]:  # warm-up
         homepage_for(u, rule_set)

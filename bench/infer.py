@@ -58,6 +58,7 @@ def main() -> None:
     # (a) single-user latency, top-100 with the history excluded
     one = histories(1, args.items, cfg.max_len, rng)
     one.items[0, -20:] = torch.from_numpy(rng.integers(1, args.items + 1, 20))
+
     def latency(threads: int) -> tuple[float, float]:
         torch.set_num_threads(threads)
         for _ in range(10):
@@ -107,9 +108,7 @@ def main() -> None:
     print(f"{'(a) one user top-100, p50 latency':<44}{p50:>11.2f} ms  <= 10 ms")
     print(f"{'(a) one user top-100, p95 latency':<44}{p95:>11.2f} ms")
     print(f"{'(a) same on 1 thread, p50 / p95':<44}{lat1[0]:>6.2f} / {lat1[1]:.2f} ms")
-    print(
-        f"{f'(b) all users ({args.users:,}), batch {args.batch}':<44}{args.users / t_all:>9,.0f} users/s"
-    )
+    print(f"{f'(b) all users ({args.users:,}), batch {args.batch}':<44}{args.users / t_all:>9,.0f} users/s")
     print(f"{'(b) achieved (output layer + LSTM)':<44}{achieved / 1e9:>9.1f} GFLOP/s")
     print(f"{'(b) plain matmul, same shape':<44}{peak / 1e9:>9.1f} GFLOP/s")
     print(f"{'(b) achieved / matmul':<44}{100 * achieved / peak:>11.0f} %   >= 50 %")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,15 @@ class Settings:
         return self.data_dir / "releases"
 
 
+ENV = ("HS_DATA", "HS_DB", "HS_DEVICE", "HS_LOCK_WAIT")
+
+
 def settings() -> Settings:
-    """Fresh settings each call, so tests can change ``HS_*`` variables between calls."""
+    """The settings for the current ``HS_*`` variables (and working folder): a change between calls is seen,
+    as tests need, while the homepage hot path does not resolve paths on every call."""
+    return copy.copy(_settings_for(os.getcwd(), tuple(os.environ.get(name) for name in ENV)))
+
+
+@functools.lru_cache(maxsize=64)
+def _settings_for(cwd: str, env: tuple) -> Settings:
     return Settings()

@@ -35,6 +35,7 @@ class Vocab:
 
     def __post_init__(self) -> None:
         self.index = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        self._by_index = np.array(["", *self.item_ids], dtype=object)  # index 0 (padding, unknown) → ""
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -43,7 +44,8 @@ class Vocab:
         return np.array([self.index.get(i, 0) for i in ids], dtype=np.int64)
 
     def decode(self, idx) -> list[str]:
-        return [self.item_ids[i - 1] if 0 < i <= len(self.item_ids) else "" for i in np.asarray(idx).tolist()]
+        idx = np.asarray(idx, dtype=np.int64)
+        return self._by_index[np.where((idx > 0) & (idx <= len(self.item_ids)), idx, 0)].tolist()
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.item_ids))

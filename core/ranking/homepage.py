@@ -185,16 +185,17 @@ def _pool_indices(
     """Dense ids the rules need among the candidates whatever the model thinks: (pinned, pools)."""
     index = ctx.active.catalog.vocab.index
     pins: list[int] = []
-    pools: list[int] = []
+    in_a_pool = None  # (N,) bool: the union of the pools' masks
     for rule in rule_set.rules_for(user, now):
         if rule.kind == "pin":
             i = index.get(str(rule.params.get("item_id")))
             if i:
                 pins.append(i)
         elif rule.kind in ("reserve", "fairness"):
-            mask = catalog_mask(ctx.attrs, rule.condition, now)  # (N,) bool
-            pools.extend((np.flatnonzero(mask) + 1).tolist())
-    return np.unique(np.array(pins, dtype=np.int64)), np.unique(np.array(pools, dtype=np.int64))
+            mask = catalog_mask(ctx.attrs, rule.condition, now)  # (N,) bool, cached
+            in_a_pool = mask.copy() if in_a_pool is None else (in_a_pool | mask)
+    pools = np.flatnonzero(in_a_pool) + 1 if in_a_pool is not None else np.zeros(0, dtype=np.int64)
+    return np.unique(np.array(pins, dtype=np.int64)), pools.astype(np.int64)
 
 
 def _candidates(

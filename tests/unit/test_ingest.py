@@ -293,7 +293,9 @@ def test_one_row_per_item_and_user_across_loads(db, tmp_path):
     assert (row["title"], row["price"], row["brand"]) == ("Headphones", 199.0, "apple")
     u = store.query("SELECT * FROM users WHERE user_id = '513642368'", db_path=db).to_dicts()[0]
     assert u["region"] == "US" and u["first_seen"] == datetime(2019, 10, 1, 0, 0, 17)
-    assert store.scalar("SELECT first_seen FROM users WHERE user_id = 'u1'", db_path=db) == datetime(2020, 1, 1)
+    assert store.scalar("SELECT first_seen FROM users WHERE user_id = 'u1'", db_path=db) == datetime(
+        2020, 1, 1
+    )
 
 
 @pytest.mark.parametrize(

@@ -180,3 +180,34 @@ def test_segment_expressions_are_never_evaluated(bad):
 
     with pytest.raises(InputError):
         scope_matches(bad, {"region": "north"})
+
+
+def test_calibrate_matches_a_from_scratch_greedy():
+    """The incremental KL in ``calibrate`` picks exactly what recomputing KL(p || q) for every candidate does."""
+    from core.ranking.rerank import calibrate, calibration_kl
+
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        n, k = 40, 8
+        categories = np.array([f"c{c}" for c in rng.integers(0, 6, size=n)], dtype=object)
+        relevance = rng.random(n)
+        order = list(np.argsort(-relevance))
+        target = {f"c{c}": float(w) for c, w in enumerate(rng.random(4))}
+        lam = float(rng.uniform(0.1, 0.9))
+        total = sum(target.values())
+        p = {c: w / total for c, w in target.items()}
+        rel = relevance / relevance[order[: 4 * k]].max()
+        chosen = []
+        for _ in range(k):
+            best, best_gain = None, -np.inf
+            for i in order[: 4 * k]:
+                if i in chosen:
+                    continue
+                mix = [categories[j] for j in [*chosen, i]]
+                q = {c: mix.count(c) / len(mix) for c in set(mix)}
+                gain = (1 - lam) * sum(rel[j] for j in [*chosen, i]) - lam * calibration_kl(p, q, 0.01)
+                if gain > best_gain + 1e-12:
+                    best, best_gain = i, gain
+            chosen.append(best)
+        got = calibrate(order, relevance, categories, target, k, lam)[:k]
+        assert got == [int(i) for i in chosen], trial

@@ -40,6 +40,8 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
 
 
 def _move(model: Recommender, device: torch.device) -> None:
+    if getattr(model, "device", None) == device:  # walking every module costs ~0.7 ms a call
+        return
     if hasattr(model, "to") and callable(model.to):
         model.to(device)
 

@@ -126,15 +126,16 @@ def ingest_events(
             total, n_bad, n_rows = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(DISTINCT ord) FROM stage"
             ).fetchall()[0]
-            staged = (total - n_bad, n_rows, n_skipped, "ord, k")
-        good, n_rows, n_skipped, ident = staged
+            staged = (total - n_bad, n_rows, n_skipped, "ord, k", {})
+        good, n_rows, n_skipped, ident, constants = staged
         if n_rows + n_skipped == 0:
             raise InputError(
                 "has a header but no rows", file=str(path), fix="export the log again with its rows"
             )
         steps("read")
         result = _in_transaction(
-            con, lambda: _load(con, path, fmt, digest, good, n_skipped, ident, started, report, steps)
+            con,
+            lambda: _load(con, path, fmt, digest, good, n_skipped, ident, constants, started, report, steps),
         )
         _drop_temp(con)
     steps("commit")
@@ -164,19 +165,21 @@ EVENT_COLUMNS = (
 
 def _stage_fast(
     con, path: Path, fmt: str, mapping, source, digest: _Digest, report: Progress
-) -> tuple[int, int, int, str] | None:
+) -> tuple[int, int, int, str, dict[str, str]] | None:
     """``stage`` from DuckDB's parallel CSV parser, and ``bad`` (line, raw, reason) for rejected rows.
-    Returns (good rows, rows, 0 skipped lines, row identity) — or None, and the caller stages the file line
+    Returns (good rows, rows, 0 skipped lines, row identity, constant columns) — or None, and the caller stages the file line
     by line, if the parser refused a line or if rows were rejected and some physical line did not become
     exactly one row (reader row + 1 is the line number only then)."""
     sql, _ = readers.event_sql(con, path, fmt, mapping, source, fast=True)
+    constants = readers.constant_columns(path, fmt, mapping, source)
+    varying = ", ".join(c for c in EVENT_COLUMNS.split(", ") if c not in constants)
     # stored order does not matter: let the parser and the copy run in parallel. Of rows with an equal key
     # in one file one is kept, not necessarily the first
     con.execute("SET preserve_insertion_order = false")
     try:
         con.execute(
             f"""CREATE TEMP TABLE stage AS
-                SELECT {EVENT_COLUMNS}, category, brand, reason,
+                SELECT {varying}, category, brand, reason,
                        CASE WHEN reason IS NULL THEN hash({KEY}) END AS h
                 FROM ({sql})"""
         )
@@ -199,7 +202,7 @@ def _stage_fast(
         con.execute(f"""UPDATE bad SET raw = l.line FROM (
             SELECT ord, line FROM {readers.lines_reader(path)} WHERE ord IN (SELECT ord FROM bad)) l
             WHERE bad.ord = l.ord""")
-    return total - n_bad, total, 0, "rid"
+    return total - n_bad, total, 0, "rid", constants
 
 
 def _record(
@@ -250,12 +253,14 @@ def _load(
     good: int,
     n_skipped: int,
     ident: str,
+    constants: dict[str, str],
     started: float,
     report: Progress,
     steps: _Steps,
 ) -> IngestResult:
     """The writes from ``stage``, inside the caller's transaction. ``ident``: what names a ``stage`` row —
-    ``rid`` (its rowid; rejected rows are in ``bad``) or ``ord, k`` (line, position in a sequence line)."""
+    ``rid`` (its rowid; rejected rows are in ``bad``) or ``ord, k`` (line, position in a sequence line);
+    ``constants``: event columns left out of ``stage``, with their one value."""
     report(0.5, "finding duplicates")
     n_dups = _find_duplicates(con, ident)
     steps("duplicates")
@@ -267,10 +272,11 @@ def _load(
         anti = "AND s.rowid NOT IN (SELECT rid FROM dups)"
     else:
         anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)"
+    columns = ", ".join(constants.get(c, c) for c in EVENT_COLUMNS.split(", "))  # constants: not staged
     con.execute("SET preserve_insertion_order = false")  # stored order carries no meaning: write in parallel
     try:
         con.execute(
-            f"INSERT INTO events SELECT {EVENT_COLUMNS}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
+            f"INSERT INTO events SELECT {columns}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
         )
     finally:
         con.execute("SET preserve_insertion_order = true")

@@ -144,6 +144,12 @@ def test_rees46_items_and_users(db, tmp_path):
         2019, 10, 1, 0, 0, 17
     )
     assert store.scalar("SELECT count(DISTINCT session_id) FROM events", db_path=db) == 2
+    # columns the header lacks are written as their one value, not staged
+    constant = store.query("SELECT DISTINCT source, dwell_ms, position, page, rating FROM events", db_path=db)
+    assert constant.rows() == [("rees46", None, None, None, None)]
+    other = write(tmp_path, "other.csv", REES46.replace(",e937", ",e938"))
+    ingest_events(other, db_path=db, source="shop-eu")
+    assert store.scalar("SELECT count(*) FROM events WHERE source = 'shop-eu'", db_path=db) == 3
 
 
 def test_rees46_keeps_catalog_attributes(db, tmp_path):

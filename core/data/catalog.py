@@ -169,18 +169,7 @@ MERGE = {
             FROM good QUALIFY row_number() OVER (PARTITION BY trim(item_id) ORDER BY line DESC) = 1)""".format(
             created=TS.format(c="created_at")
         ),
-        [
-            "item_id",
-            "title",
-            "category",
-            "brand",
-            "seller_id",
-            "price",
-            "image_url",
-            "created_at",
-            "in_stock",
-            "from_catalog",
-        ],
+        [*KINDS["items"], "from_catalog"],
         """title = coalesce(s.title, t.title), category = coalesce(s.category, t.category),
            brand = coalesce(s.brand, t.brand), seller_id = coalesce(s.seller_id, t.seller_id),
            price = coalesce(s.price, t.price), image_url = coalesce(s.image_url, t.image_url),
@@ -193,7 +182,7 @@ MERGE = {
             QUALIFY row_number() OVER (PARTITION BY trim(user_id) ORDER BY line DESC) = 1)""".format(
             t=TS.format(c="first_seen")
         ),
-        ["user_id", "first_seen", "region", "device", "segment"],
+        KINDS["users"],
         """first_seen = coalesce(s.first_seen, t.first_seen), region = coalesce(s.region, t.region),
            device = coalesce(s.device, t.device), segment = coalesce(s.segment, t.segment)""",
     ),

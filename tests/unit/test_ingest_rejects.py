@@ -248,3 +248,60 @@ def test_malformed_csv_never_crashes_nor_loses_good_rows(tmp_path, lines, crlf):
     assert {f"u{g.split(',')[1][1:]}" for g in good} <= stored
     assert r.loaded + r.duplicates >= len(good)
     assert store.scalar("SELECT count(*) FROM rejects WHERE line_no IS NULL OR line_no < 2", db_path=db) == 0
+
+
+def _load_both_ways(tmp_path, body: bytes, n: int, monkeypatch):
+    """Ingest ``body`` twice into fresh stores: as the loader chooses, and forced line by line."""
+    path = tmp_path / f"diff{n}.csv"
+    path.write_bytes(body)
+    out = []
+    for forced in (False, True):
+        db = tmp_path / f"diff{n}_{int(forced)}.duckdb"
+        with monkeypatch.context() as m:
+            if forced:
+                m.setattr(ingest_mod, "_stage_fast", lambda *a, **k: None)
+            try:
+                r = ingest_events(path, db_path=db)
+            except InputError as exc:
+                out.append(("error", str(exc).split(":")[-1]))
+                continue
+        rej = store.query("SELECT line_no, reason, raw FROM rejects ORDER BY line_no", db_path=db).rows()
+        events = store.query(
+            "SELECT ts, user_id, item_id, event_type, session_id, price, page FROM events ORDER BY ALL",
+            db_path=db,
+        ).rows()
+        out.append(((r.rows_read, r.loaded, r.rejected, r.duplicates), rej, events))
+    return out
+
+
+ROW = st.builds(
+    lambda sec, u, i, et, s, price, page: f"2024-05-01 10:00:{sec:02d},{u},{i},{et},{s},{price},{page}",
+    st.integers(0, 3),
+    st.sampled_from(["u1", "u2", ""]),
+    st.sampled_from(["i1", "i2", ""]),
+    st.sampled_from(["view", "click", "purchase", "clik", "VIEW"]),
+    st.sampled_from(["s", ""]),
+    st.sampled_from(["1.5", "", "-2", "abc"]),
+    st.sampled_from(["home", '"a, b"', ""]),
+)
+
+
+IRREGULAR = st.sampled_from(["", "2024-05-01 10:00:00,u1", "x,y,z,view,s,1,p,extra"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(ROW, min_size=1, max_size=20),
+    # two files in three are regular (the parallel path); the others get a line that sends them down the
+    # line path
+    irregular=st.one_of(st.none(), st.none(), IRREGULAR),
+    at=st.integers(0, 20),
+    crlf=st.booleans(),
+)
+def test_parallel_and_line_paths_agree(tmp_path, monkeypatch, rows, irregular, at, crlf):
+    """Whichever path loads a file, counts, rejects (line, reason, raw) and stored events are the same."""
+    if irregular is not None:
+        rows = [*rows[:at], irregular, *rows[at:]]
+    body = (("\r\n" if crlf else "\n").join([HEADER, *rows]) + "\n").encode()
+    fast, line = _load_both_ways(tmp_path, body, next(_dbs), monkeypatch)
+    assert fast == line

@@ -340,21 +340,11 @@ class LSTMRecommender(Recommender):
     ) -> LSTMRecommender:
         """Train this model in place (``models.train``'s pretraining loop); ``train`` is a ``SequenceData`` or
         a list of id sequences, ``valid`` an optional ``models.train.EvalSet`` for early stopping."""
-        from models.train import SequenceData, _train  # lazy: models.train imports this module
+        from models.train import SequenceData, pretrain  # lazy: models.train imports this module
 
         data = train if isinstance(train, SequenceData) else SequenceData(list(train))
-        c = self.config
-        return _train(
-            self,
-            data,
-            valid,
-            stage="pretrain",
-            lr=c.lr,
-            max_epochs=c.max_epochs,
-            time_budget_s=time_budget_s,
-            progress=progress,
-            progress_every=progress_every,
-            warmup_frac=c.warmup_frac,
+        return pretrain(
+            self, data, valid, time_budget_s=time_budget_s, progress=progress, progress_every=progress_every
         )
 
     # --- training helpers (used by models.train) ---

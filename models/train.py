@@ -313,17 +313,33 @@ def fit(
         config.n_items = int(max((int(np.max(s)) for s in train.items if len(s)), default=0))
     torch.manual_seed(config.seed)
     model = LSTMRecommender(config, side).to(pick_device(device))
+    return pretrain(
+        model, train, valid, time_budget_s=time_budget_s, progress=progress, progress_every=progress_every
+    )
+
+
+def pretrain(
+    model: LSTMRecommender,
+    train: SequenceData,
+    valid: EvalSet | None = None,
+    *,
+    time_budget_s: float | None = None,
+    progress: ProgressCallback | None = None,
+    progress_every: int = 50,
+) -> LSTMRecommender:
+    """Pretrain ``model`` in place on every next-item target, with its config's schedule."""
+    c = model.config
     return _train(
         model,
         train,
         valid,
         stage="pretrain",
-        lr=config.lr,
-        max_epochs=config.max_epochs,
+        lr=c.lr,
+        max_epochs=c.max_epochs,
         time_budget_s=time_budget_s,
         progress=progress,
         progress_every=progress_every,
-        warmup_frac=config.warmup_frac,
+        warmup_frac=c.warmup_frac,
     )
 
 

@@ -46,7 +46,16 @@ from core.errors import InputError
 
 Progress = Callable[[float, str], None]
 KEY = "ts, user_id, item_id, event_type, session_id"
-TEMP_TABLES = ("stage", "dups", "merge_src", "line_map", "bad", "item_attrs", formats.REJECTS_TABLE, formats.REJECTS_SCAN)
+TEMP_TABLES = (
+    "stage",
+    "dups",
+    "merge_src",
+    "line_map",
+    "bad",
+    "item_attrs",
+    formats.REJECTS_TABLE,
+    formats.REJECTS_SCAN,
+)
 
 
 _lit = lit  # used by core.data.catalog

@@ -132,6 +132,15 @@ def warm_up() -> float:
 # ---------------------------------------------------------------- aggregates
 
 
+_PLAYER_SCHEMA = {
+    "name": pl.Utf8,
+    "kind": pl.Utf8,
+    "position": pl.Int64,
+    "item_index": pl.Int64,
+    "event_type": pl.Int64,
+}
+
+
 def explain_homepage(
     model: Recommender,
     history: Histories,
@@ -146,34 +155,17 @@ def explain_homepage(
     Columns: name, kind, position, item_index, event_type, attribution (signed sum), abs_attribution
     (sum of |value|), share (of all abs_attribution), n_items; sorted by abs_attribution."""
     exps = explain_items(model, history, item_indices, seed=seed, max_evals=max_evals, method=method)
-    rows: dict[str, dict] = {}
-    for e in exps:
-        for f in e.players():
-            r = rows.setdefault(
-                f.name,
-                dict(
-                    name=f.name,
-                    kind=f.kind,
-                    position=f.position,
-                    item_index=f.item_index,
-                    event_type=f.event_type,
-                    attribution=0.0,
-                    abs_attribution=0.0,
-                ),
-            )
-            r["attribution"] += f.value
-            r["abs_attribution"] += abs(f.value)
-    frame = pl.DataFrame(
-        list(rows.values()),
-        schema={
-            "name": pl.Utf8,
-            "kind": pl.Utf8,
-            "position": pl.Int64,
-            "item_index": pl.Int64,
-            "event_type": pl.Int64,
-            "attribution": pl.Float64,
-            "abs_attribution": pl.Float64,
-        },
+    players = [e.to_frame().filter(pl.col("in_window")) for e in exps]
+    frame = (
+        pl.concat(players)
+        .group_by("name", maintain_order=True)
+        .agg(
+            pl.col("kind", "position", "item_index", "event_type").first(),
+            attribution=pl.col("value").sum(),
+            abs_attribution=pl.col("value").abs().sum(),
+        )
+        if players
+        else pl.DataFrame(schema={**_PLAYER_SCHEMA, "attribution": pl.Float64, "abs_attribution": pl.Float64})
     )
     total = float(frame["abs_attribution"].sum()) if frame.height else 0.0
     return frame.with_columns(

@@ -130,7 +130,7 @@ def ingest_events(
         if staged is None:  # not CSV, or the file has irregular lines: stage it line by line
             _drop_temp(con)
             steps = _Steps()
-            _stage(con, path, fmt, mapping, source, False)
+            _stage(con, path, fmt, mapping, source)
             n_skipped = _line_rejects(con)
             total, n_bad, n_rows = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), count(DISTINCT ord) FROM stage"
@@ -155,33 +155,33 @@ def ingest_events(
 
 
 def _in_transaction(con, work):
-    """Run ``work`` in one transaction: committed if it returns a result, rolled back if it returns None
-    (nothing to keep) or raises."""
+    """Run ``work`` in one transaction: committed if it returns, rolled back if it raises."""
     con.execute("BEGIN TRANSACTION")
     try:
         result = work()
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    con.execute("COMMIT" if result is not None else "ROLLBACK")
+    con.execute("COMMIT")
     return result
 
 
-EVENT_COLUMNS = (
-    "ts, user_id, item_id, event_type, session_id, dwell_ms, position, page, price, rating, source"
+EVENT_COLUMN_NAMES = (
+    "ts", "user_id", "item_id", "event_type", "session_id", "dwell_ms", "position", "page", "price", "rating", "source"
 )
+EVENT_COLUMNS = ", ".join(EVENT_COLUMN_NAMES)
 
 
 def _stage_fast(
     con, path: Path, fmt: str, mapping, source, digest: _Digest, report: Progress
 ) -> tuple[int, int, int, str, dict[str, str]] | None:
     """``stage`` from DuckDB's parallel CSV parser, and ``bad`` (line, raw, reason) for rejected rows.
-    Returns (good rows, rows, 0 skipped lines, row identity, constant columns) — or None, and the caller stages the file line
-    by line, if the parser refused a line or if rows were rejected and some physical line did not become
-    exactly one row (reader row + 1 is the line number only then)."""
-    sql, _ = readers.event_sql(con, path, fmt, mapping, source, fast=True)
+    Returns (good rows, rows, 0 skipped lines, row identity, constant columns) — or None, and the caller
+    stages the file line by line, if the parser refused a line or if rows were rejected and some physical
+    line did not become exactly one row (reader row + 1 is the line number only then)."""
+    sql = readers.event_sql(con, path, fmt, mapping, source, fast=True)
     constants = readers.constant_columns(path, fmt, mapping, source)
-    varying = ", ".join(c for c in EVENT_COLUMNS.split(", ") if c not in constants)
+    varying = ", ".join(c for c in EVENT_COLUMN_NAMES if c not in constants)
     # stored order does not matter: let the parser and the copy run in parallel. Of rows with an equal key
     # in one file one is kept, not necessarily the first
     con.execute("SET preserve_insertion_order = false")
@@ -281,7 +281,7 @@ def _load(
         anti = "AND s.rowid NOT IN (SELECT rid FROM dups)"
     else:
         anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)"
-    columns = ", ".join(constants.get(c, c) for c in EVENT_COLUMNS.split(", "))  # constants: not staged
+    columns = ", ".join(constants.get(c, c) for c in EVENT_COLUMN_NAMES)  # constants: not staged
     con.execute("SET preserve_insertion_order = false")  # stored order carries no meaning: write in parallel
     try:
         con.execute(
@@ -316,9 +316,9 @@ def _load(
     return _record(con, ingest_id, path, fmt, digest, good - n_dups, rejected, n_dups, started)
 
 
-def _stage(con, path: Path, fmt: str, mapping: dict | None, source: str | None, fast: bool) -> None:
-    """Temp table ``stage``: the file's rows classified, with the hash of the duplicate key."""
-    sql, _ = readers.event_sql(con, path, fmt, mapping, source, fast=fast)
+def _stage(con, path: Path, fmt: str, mapping: dict | None, source: str | None) -> None:
+    """Temp table ``stage`` read line by line: the file's rows classified, with the hash of the duplicate key."""
+    sql = readers.event_sql(con, path, fmt, mapping, source)
     try:
         con.execute(
             f"CREATE TEMP TABLE stage AS SELECT *, CASE WHEN reason IS NULL THEN hash({KEY}) END AS h "

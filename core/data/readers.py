@@ -254,17 +254,15 @@ def constant_columns(path: Path, fmt: str, mapping: dict | None, source: str | N
     return constants
 
 
-def event_sql(
-    con, path: Path, fmt: str, mapping: dict | None, source: str | None, fast: bool = False
-) -> tuple[str, str]:
-    """(SELECT of classified events, numbering) — numbering is 'line' (ord = physical line, subject to
-    skipped invalid-UTF-8 lines), 'row' (Parquet row) or, for CSV with ``fast``, 'fast': DuckDB's own CSV
-    parser, ord = reader row + 1, exact only if the caller verifies that every line became one row."""
+def event_sql(con, path: Path, fmt: str, mapping: dict | None, source: str | None, fast: bool = False) -> str:
+    """SELECT of the file's classified events. ``ord`` is the physical line (subject to skipped invalid-UTF-8
+    lines), the Parquet row, or, for CSV with ``fast`` (DuckDB's own parallel CSV parser), reader row + 1 —
+    a line number only if the caller verifies that every line became one row."""
     kind = file_kind(path)
     if kind == "empty":
         raise InputError("the file is empty", file=str(path), fix="export the log again; it has no rows")
     if fmt in ("sequence", "pairs"):
-        return _token_sql(path, fmt, source), "line"
+        return _token_sql(path, fmt, source)
     names, expected, ts_expr, events, listed = _format_names(path, fmt, mapping)
     label = source or fmt
     if kind == "parquet":
@@ -277,7 +275,7 @@ def event_sql(
             f"(SELECT file_row_number + 1 AS ord, {raw} AS raw, NULL::VARCHAR AS nf_reason, * "
             f"FROM read_parquet({lit(path)}, file_row_number=true))"
         )
-        fields, numbering = _fields_select(rel, src, names, source=label), "row"
+        fields = _fields_select(rel, src, names, source=label)
     elif kind == "jsonl":
         keys = json_keys(path)
         lower = {k.lower(): k for k in keys}
@@ -292,7 +290,7 @@ def event_sql(
                   FROM (SELECT ord, line,
                               coalesce(starts_with(ltrim(line), '{{') AND json_valid(line), false) AS ok
                         FROM {lines_reader(path)} WHERE trim(coalesce(line, '')) <> ''))"""
-        fields, numbering = _fields_select(rel, src, names, source=label), "line"
+        fields = _fields_select(rel, src, names, source=label)
     else:
         line = first_lines(path, 1)[0]
         delim = sniff_delim(line)
@@ -302,12 +300,10 @@ def event_sql(
         if fast:
             src = {c: f"nullif({trim}(c{i + 1}), '')" for i, c in enumerate(header)}
             fields = _fields_select(_csv_native(path, delim, len(header)), src, names, source=label)
-            numbering = "fast"
         else:
             src = {c: f"nullif({trim}(f[{i + 1}]), '')" for i, c in enumerate(header)}
             fields = _fields_select(_csv_fields(path, delim, len(header), header), src, names, source=label)
-            numbering = "line"
-    return classify(fields, ts_expr=ts_expr, events=events, listed=listed), numbering
+    return classify(fields, ts_expr=ts_expr, events=events, listed=listed)
 
 
 def _token_sql(path: Path, fmt: str, source: str | None) -> str:

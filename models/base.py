@@ -42,6 +42,11 @@ class Histories:
     def __len__(self) -> int:
         return self.items.shape[0]
 
+    def rows(self, rows: slice) -> Histories:
+        """The users in ``rows`` (a slice of the batch dimension), every tensor alike."""
+        take = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Histories(self.items[rows], take(self.event_types), take(self.gaps))
+
 
 @dataclass
 class ItemSide:

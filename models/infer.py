@@ -73,11 +73,6 @@ def _masked_scores(
     return s
 
 
-def _slice(h: Histories, rows: slice) -> Histories:
-    take = lambda t: None if t is None else t[rows]  # noqa: E731
-    return Histories(h.items[rows], take(h.event_types), take(h.gaps))
-
-
 def score_users(
     model: Recommender,
     histories: Histories,
@@ -95,7 +90,7 @@ def score_users(
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             rows = slice(start, min(n, start + batch_size))
-            s = _masked_scores(model, _slice(histories, rows), exclude, rows, exclude_history, dev)
+            s = _masked_scores(model, histories.rows(rows), exclude, rows, exclude_history, dev)
             v, i = torch.topk(s, k, dim=1)
             out_s.append(v.cpu())
             out_i.append(i.cpu())
@@ -119,7 +114,7 @@ def ranks_of_targets(
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             rows = slice(start, min(n, start + batch_size))
-            s = _masked_scores(model, _slice(histories, rows), exclude, rows, exclude_history, dev)
+            s = _masked_scores(model, histories.rows(rows), exclude, rows, exclude_history, dev)
             t = targets[rows].to(s.device).long().unsqueeze(1)  # (b, 1)
             ts = s.gather(1, t)  # (b, 1)
             r = (s > ts).sum(1)

@@ -144,11 +144,6 @@ def metrics_from_ranks(ranks: torch.Tensor, ks=(10, 20)) -> dict[str, float]:
     return out
 
 
-def _rows(h: Histories, rows: slice) -> Histories:
-    take = lambda t: None if t is None else t[rows]  # noqa: E731
-    return Histories(h.items[rows], take(h.event_types), take(h.gaps))
-
-
 def _sample_negatives(
     items: torch.Tensor, targets: torch.Tensor, n_items: int, n_neg: int, rng: np.random.Generator
 ) -> torch.Tensor:
@@ -188,7 +183,7 @@ def evaluate(
     with torch.inference_mode():
         for start in range(0, len(eval_data), batch_size):
             rows = slice(start, min(len(eval_data), start + batch_size))
-            h = _rows(eval_data.histories, rows)
+            h = eval_data.histories.rows(rows)
             t = eval_data.targets[rows].long()
             s = model.score(h).float().cpu()  # (b, N+1)
             s[:, 0] = float("-inf")

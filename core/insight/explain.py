@@ -17,6 +17,7 @@ from core.errors import InputError
 from core.insight.explain_text import EVENT_NAMES, rules_effect, sentence, waterfall_data
 from core.insight.shapley import (
     EXACT_MAX_FEATURES,
+    FRAME_SCHEMA,
     GAP_FEATURE,
     Explanation,
     FeatureAttribution,
@@ -57,22 +58,18 @@ def explain_item(
 
     ``method``: "auto" (exact up to 12 features, else permutation), "exact" or "permutation";
     ``max_evals``: shap's evaluation budget ("auto": 2^F exact, 20·F permutation). Same seed, same result."""
-    t0 = time.perf_counter()
     if not 1 <= int(item_index) <= int(model.n_items):
         raise InputError(f"item index {item_index} is not in the model's catalog (1..{model.n_items})")
-    game = make_game(model, history, np.array([int(item_index)]), context, baseline_context)
-    score = float(game.reference[0])
-    values, base, used = shapley_values(game, method, max_evals, seed)
-    return Explanation(
-        item_index=int(item_index),
-        score=score,
-        base_value=float(base[0]),
-        features=features_of(game, history, values[:, 0]),
-        method=used,
-        n_evals=game.n_rows,
-        seconds=time.perf_counter() - t0,
-        n_model_calls=game.n_calls,
-    )
+    return explain_items(
+        model,
+        history,
+        [int(item_index)],
+        context=context,
+        baseline_context=baseline_context,
+        max_evals=max_evals,
+        seed=seed,
+        method=method,
+    )[0]
 
 
 def explain_items(
@@ -132,15 +129,6 @@ def warm_up() -> float:
 # ---------------------------------------------------------------- aggregates
 
 
-_PLAYER_SCHEMA = {
-    "name": pl.Utf8,
-    "kind": pl.Utf8,
-    "position": pl.Int64,
-    "item_index": pl.Int64,
-    "event_type": pl.Int64,
-}
-
-
 def explain_homepage(
     model: Recommender,
     history: Histories,
@@ -157,15 +145,13 @@ def explain_homepage(
     exps = explain_items(model, history, item_indices, seed=seed, max_evals=max_evals, method=method)
     players = [e.to_frame().filter(pl.col("in_window")) for e in exps]
     frame = (
-        pl.concat(players)
+        (pl.concat(players) if players else pl.DataFrame(schema=FRAME_SCHEMA))
         .group_by("name", maintain_order=True)
         .agg(
             pl.col("kind", "position", "item_index", "event_type").first(),
             attribution=pl.col("value").sum(),
             abs_attribution=pl.col("value").abs().sum(),
         )
-        if players
-        else pl.DataFrame(schema={**_PLAYER_SCHEMA, "attribution": pl.Float64, "abs_attribution": pl.Float64})
     )
     total = float(frame["abs_attribution"].sum()) if frame.height else 0.0
     return frame.with_columns(
@@ -206,11 +192,7 @@ def global_importance(
     cats = np.asarray(item_category)
     recs: list[tuple[str, str, float]] = []  # (group, label, attribution)
     for n, u in enumerate(users):
-        h = Histories(
-            histories.items[u : u + 1],
-            None if histories.event_types is None else histories.event_types[u : u + 1],
-            None if histories.gaps is None else histories.gaps[u : u + 1],
-        )
+        h = histories.rows(slice(u, u + 1))
         game = make_game(model, h, targets, None, None, reduce_mean=True)
         values, _, _ = shapley_values(game, "auto", max_evals, seed + n)
         for f in features_of(game, h, values[:, 0]):

@@ -51,6 +51,18 @@ class FeatureAttribution:
         return self.kind == "event" and not self.item_index
 
 
+# ``Explanation.to_frame``: one row per feature
+FRAME_SCHEMA = {
+    "name": pl.Utf8,
+    "kind": pl.Utf8,
+    "position": pl.Int64,
+    "item_index": pl.Int64,
+    "event_type": pl.Int64,
+    "value": pl.Float64,
+    "in_window": pl.Boolean,
+}
+
+
 @dataclass
 class Explanation:
     item_index: int
@@ -91,15 +103,7 @@ class Explanation:
                 "value": [float(f.value) for f in self.features],
                 "in_window": [f.in_window for f in self.features],
             },
-            schema={
-                "name": pl.Utf8,
-                "kind": pl.Utf8,
-                "position": pl.Int64,
-                "item_index": pl.Int64,
-                "event_type": pl.Int64,
-                "value": pl.Float64,
-                "in_window": pl.Boolean,
-            },
+            schema=FRAME_SCHEMA,
         )
 
 

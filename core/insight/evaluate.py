@@ -189,7 +189,6 @@ def evaluate(
             s[:, 0] = float("-inf")
             if key == "A":
                 s.scatter_(1, h.items.long().cpu(), float("-inf"))
-                s[:, 0] = float("-inf")
                 ts = s.gather(1, t.unsqueeze(1))  # a target inside the history is masked: a miss
                 r = (s > ts).sum(1)
                 r = torch.where(torch.isneginf(ts.squeeze(1)), torch.full_like(r, n_items), r)
@@ -214,7 +213,7 @@ def evaluate(
     return out
 
 
-def _make(name: str, config: LSTMConfig | None):
+def _make(name: str):
     if name == "mostpop":
         return MostPop()
     if name == "itemknn":
@@ -252,7 +251,7 @@ def run_benchmark(
                 progress=progress,
             )
         else:
-            model = _make(name, cfg).fit(split.train, n_items=data.n_items)
+            model = _make(name).fit(split.train, n_items=data.n_items)
             if progress is not None:
                 progress(Progress(stage="fit", epoch=0, step=1, steps_per_epoch=1, fraction=1.0))
         t_train = float(getattr(model, "train_seconds", 0.0))

@@ -7,7 +7,6 @@ The glue between the homepage pipeline (which item, which slot, which reasons) a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -80,9 +79,9 @@ def explain_slot(
     items, evs, ts = steps.items[0][-max_len:], steps.event_types[0][-max_len:], steps.ts[0][-max_len:]
     titles = ctx.attrs["title"].fill_null("")
     cats = ctx.attrs["category"].fill_null("")
-    now = ctx.now.timestamp() if isinstance(ctx.now, datetime) else float(ctx.now)
+    now = ctx.now.timestamp()
     offset = max_len - len(items)
-    labels, item_titles, event_ago, categories = {}, {}, [], {}
+    labels, item_titles, categories = {}, {}, {}
     for p, (i, e, t) in enumerate(zip(items, evs, ts)):
         pos = offset + p
         title = titles[int(i) - 1] or catalog.vocab.decode([i])[0]

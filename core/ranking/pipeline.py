@@ -284,12 +284,6 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
     return Homepage(user.user_id, _slots(user, c, final, rel, reasons), conflicts, applied)
 
 
-def rank_homepages(
-    users: list[UserContext], candidates: list[Candidates], rule_set: RuleSet, k: int, now: datetime
-) -> list[Homepage]:
-    return [rank_homepage(u, c, rule_set, k, now) for u, c in zip(users, candidates)]
-
-
 def _top_mix(mix: dict[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for cat, share in mix.items():

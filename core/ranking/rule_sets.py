@@ -11,18 +11,19 @@ from core import store
 from core.errors import ConflictError, InputError
 from core.ranking.rules import KINDS, Rule, RuleSet, condition_text, parse_condition
 
-TABLE_COLUMNS = [
-    "rule_id",
-    "kind",
-    "target",
-    "value",
-    "slot",
-    "scope",
-    "starts_at",
-    "ends_at",
-    "enabled",
-    "note",
-]
+# the editor table (``st.data_editor``): one row per rule
+TABLE_SCHEMA = {
+    "rule_id": pl.Utf8,
+    "kind": pl.Utf8,
+    "target": pl.Utf8,
+    "value": pl.Float64,
+    "slot": pl.Int64,
+    "scope": pl.Utf8,
+    "starts_at": pl.Datetime,
+    "ends_at": pl.Datetime,
+    "enabled": pl.Boolean,
+    "note": pl.Utf8,
+}
 
 
 def load_rule_set(rule_set_id: str = "default", version: int | None = None, db_path=None) -> RuleSet:
@@ -131,19 +132,7 @@ def rules_to_frame(rule_set: RuleSet) -> pl.DataFrame:
         }
         for r in rule_set.rules
     ]
-    schema = {
-        "rule_id": pl.Utf8,
-        "kind": pl.Utf8,
-        "target": pl.Utf8,
-        "value": pl.Float64,
-        "slot": pl.Int64,
-        "scope": pl.Utf8,
-        "starts_at": pl.Datetime,
-        "ends_at": pl.Datetime,
-        "enabled": pl.Boolean,
-        "note": pl.Utf8,
-    }
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame(rows, schema=TABLE_SCHEMA)
 
 
 def _missing(v) -> bool:

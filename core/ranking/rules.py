@@ -175,10 +175,8 @@ class RuleSet:
     def with_rules(self, rules: list[Rule]) -> RuleSet:
         return replace(self, rules=list(rules))
 
-    def rules_for(self, user_attrs: dict | None, now: datetime, user_id: str | None = None) -> list[Rule]:
+    def rules_for(self, user_attrs: dict | None, now: datetime) -> list[Rule]:
         attrs = dict(user_attrs or {})
-        if user_id is not None:
-            attrs["user_id"] = user_id
         return [r for r in self.rules if r.active_at(now) and r.applies_to(attrs)]
 
     def to_json(self) -> str:
@@ -213,15 +211,6 @@ class RuleSet:
             rules=rules,
             exclude_purchased=bool(data.get("exclude_purchased", True)),
         )
-
-
-def draft_with(rule_set: RuleSet, kind: str, **params) -> RuleSet:
-    """The rule set plus one new rule (id ``<kind>-<n>``, unique), e.g. a pin added from the preview."""
-    taken = {r.rule_id for r in rule_set.rules}
-    n = 1
-    while f"{kind}-{n}" in taken:
-        n += 1
-    return rule_set.with_rules([*rule_set.rules, Rule(rule_id=f"{kind}-{n}", kind=kind, params=dict(params))])
 
 
 # --- conditions on item attributes ---------------------------------------------------------------
@@ -392,7 +381,6 @@ __all__ = [
     "RuleSet",
     "condition_text",
     "parse_condition",
-    "draft_with",
     "parse_segment",
     "scope_matches",
     "matching_items",

@@ -79,6 +79,7 @@ class ShopContext:
     users: dict[str, dict]
     categories: np.ndarray  # (N+1,) object, leaf category path per dense id ("unknown" when missing)
     signature: tuple = ()
+    unit_embeddings: np.ndarray | None = None  # (N+1, D) rows scaled to length 1, for cosine similarity
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -152,7 +153,10 @@ def shop_context(db_path=None, max_age_s: float = 30.0) -> ShopContext:
     in_stock = np.concatenate([[False], attrs["in_stock"].to_numpy().astype(bool)])
     by_user = {u: i for i, u in enumerate(steps.user_ids)}
     categories = np.array(["unknown", *attrs["category"].fill_null("unknown").to_list()], dtype=object)
-    ctx = ShopContext(active, attrs, in_stock, emb, now, steps, by_user, users, categories, signature)
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
+    ctx = ShopContext(
+        active, attrs, in_stock, emb, now, steps, by_user, users, categories, signature, unit_embeddings=unit
+    )
     with _ctx_lock:
         _ctx[key] = ctx
     return ctx
@@ -171,22 +175,19 @@ def _embeddings(active: ActiveModel) -> np.ndarray:
 
 
 def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
-    cats = ctx.categories
-    names = [cats[int(i)] for i in items if i > 0]
-    if not names:
+    names = ctx.categories[items[items > 0]]
+    if not len(names):
         return {}
-    values, counts = np.unique(np.array(names, dtype=object), return_counts=True)
+    values, counts = np.unique(names, return_counts=True)
     return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
 
 
-def _pool_indices(
-    ctx: ShopContext, rule_set: RuleSet, user: dict, now: datetime
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dense ids the rules need among the candidates whatever the model thinks: (pinned, pools)."""
+def _pool_indices(ctx: ShopContext, rules: list, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids the user's ``rules`` need among the candidates whatever the model thinks: (pinned, pools)."""
     index = ctx.active.catalog.vocab.index
     pins: list[int] = []
     in_a_pool = None  # (N,) bool: the union of the pools' masks
-    for rule in rule_set.rules_for(user, now):
+    for rule in rules:
         if rule.kind == "pin":
             i = index.get(str(rule.params.get("item_id")))
             if i:
@@ -270,6 +271,7 @@ class Prepared:
     candidates: Candidates
     source: str
     history: pl.DataFrame
+    now: datetime  # the shop clock the candidates were built at; rank with the same
 
 
 def prepare(
@@ -293,6 +295,7 @@ def prepare(
     score_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(known))
     attrs_by_user = ctx.users
     fallback = None
+    pools: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # users under the same rules share their pools
     out = []
     for user_id, row in zip(user_ids, rows):
         attrs = attrs_by_user.get(str(user_id), {})
@@ -311,12 +314,16 @@ def prepare(
             category_mix=_category_mix(ctx, history_items),
             purchased=set(catalog.vocab.decode(purchased)),
         )
-        extra = _pool_indices(ctx, rule_set, attrs, ctx.now)
+        rules = rule_set.rules_for(attrs, ctx.now)
+        key = tuple(map(id, rules))
+        if key not in pools:
+            pools[key] = _pool_indices(ctx, rules, ctx.now)
+        extra = pools[key]
         cands = _candidates(ctx, user_scores, purchased, extra, m, rule_set.exclude_purchased)
         history = (
             _history_frame(ctx, _one(steps, row)) if with_history and row is not None else pl.DataFrame()
         )
-        out.append(Prepared(user, cands, source, history))
+        out.append(Prepared(user, cands, source, history, ctx.now))
     return out, device.type, score_ms, catalog.n_items
 
 
@@ -331,9 +338,9 @@ def homepages_for(
     """Batched form: one forward pass for all users' scores, then the rules per user."""
     rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
     prepared, device, score_ms, n_items = prepare(user_ids, rule_set, m, db_path, with_history)
-    now = shop_context(db_path).now
     views = []
     for p in prepared:
+        now = p.now
         ruled = rank_homepage(p.user, p.candidates, rule_set, k, now)
         views.append(
             HomepageView(

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from core import store
-from core.ranking.homepage import DEFAULT_K, DEFAULT_M, prepare, shop_context
+from core.ranking.homepage import DEFAULT_K, DEFAULT_M, prepare
 from core.ranking.pipeline import list_metrics, model_only, rank_homepage
 from core.ranking.rules import RuleSet
 
@@ -41,8 +41,7 @@ def rule_set_impact(
 ) -> Impact:
     users = sample_users(n_users, seed, db_path)
     prepared, *_ = prepare(users, rule_set, m, db_path, with_history=False)
-    now = shop_context(db_path).now
-    ruled = [rank_homepage(p.user, p.candidates, rule_set, k, now) for p in prepared]
+    ruled = [rank_homepage(p.user, p.candidates, rule_set, k, p.now) for p in prepared]
     plain = [model_only(p.user, p.candidates, k) for p in prepared]
     ruled_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(ruled, prepared)]
     plain_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(plain, prepared)]
@@ -65,7 +64,7 @@ def rule_set_impact(
     for rule in rule_set.rules:
         without = replace(rule_set, rules=[r for r in rule_set.rules if r is not rule])
         changed = sum(
-            [s.item_id for s in rank_homepage(p.user, p.candidates, without, k, now).slots] != base
+            [s.item_id for s in rank_homepage(p.user, p.candidates, without, k, p.now).slots] != base
             for p, base in zip(prepared, lists)
         )
         rows.append(

@@ -235,9 +235,11 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
         chosen = set(top)
         order = top + [i for i in order if i not in chosen]
     # 5. pins, last: each on its slot, everything else keeps its order around them
-    index = {item: i for i, item in enumerate(c.item_ids)}
+    pins = sorted(by_kind.get("pin", []), key=lambda r: int(r.params.get("slot", 1)))
+    index = {item: i for i, item in enumerate(c.item_ids)} if pins else {}
+    in_stock = _eligible(user, c, False) if pins else None
     pinned: dict[int, int] = {}  # slot -> candidate
-    for r in sorted(by_kind.get("pin", []), key=lambda r: int(r.params.get("slot", 1))):
+    for r in pins:
         item, slot = str(r.params.get("item_id")), int(r.params.get("slot", 1))
         i = index.get(item)
         if i is None:
@@ -245,7 +247,7 @@ def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, n
                 f"pin rule {r.rule_id}: item {item} is not in the catalog; the pin was not applied"
             )
             continue
-        if not _eligible(user, c, False)[i]:
+        if not in_stock[i]:
             conflicts.append(f"pin rule {r.rule_id}: item {item} is out of stock; the pin was not applied")
             continue
         if blocked[i]:
@@ -309,7 +311,7 @@ def list_metrics(
     # a day's resolution is enough for "new items", and keeps the condition cache warm
     now = now or datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
     protected = _match(condition, c, now)
-    flags = np.array([bool(protected[i]) for i in idx])
+    flags = np.asarray(protected, dtype=bool)[idx]
     out["protected_share"] = float(flags.mean()) if len(flags) else None
     if len(flags):
         p = float(fair[0].params.get("p", 0.25)) if fair else 0.25

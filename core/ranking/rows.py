@@ -71,8 +71,7 @@ def similar_items(item_id: str, k: int = 12, db_path=None) -> Row:
     if not i:
         raise NotFoundError(f"item '{item_id}' is not in the catalog")
     t0 = time.perf_counter()
-    emb = ctx.embeddings
-    norm = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
+    emb, norm = ctx.embeddings, ctx.unit_embeddings
     sims = norm @ norm[i]
     allowed = ctx.in_stock.copy()
     allowed[i] = False

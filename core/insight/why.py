@@ -22,6 +22,7 @@ from core.insight.explain import (
     waterfall_data,
 )
 from core.ranking.homepage import HomepageView, homepage_for, shop_context, user_steps
+from core.ranking.pipeline import _top_level
 from core.ranking.rules import RuleSet
 
 
@@ -106,7 +107,6 @@ def explain_slot(
 def global_drivers(target: str, n_users: int = 100, seed: int = 0, db_path=None) -> dict[str, pl.DataFrame]:
     """Across a sample of shoppers: which categories and event types drive recommending ``target``
     (an item id, or a category path prefix)."""
-    from core.data.sequences import load_sequences
     from core.ranking.impact import sample_users
 
     ctx = shop_context(db_path)
@@ -120,7 +120,8 @@ def global_drivers(target: str, n_users: int = 100, seed: int = 0, db_path=None)
         if not len(targets):
             raise InputError(f"'{target}' is neither an item id nor a category path in the catalog")
     users = sample_users(n_users, seed, db_path)
-    seqs = load_sequences(db_path, user_ids=users, catalog=catalog)
-    history = seqs.histories(max_len=model.config.max_len)
-    top_level = np.array([c.split(".")[0] if c else "unknown" for c in cats], dtype=object)
-    return global_importance(model, history, targets, top_level, n_users=n_users, seed=seed)
+    # the snapshot's steps: the same histories the homepages are built from, no second read of the store
+    history = ctx.steps.histories(
+        [ctx.by_user[u] for u in users if u in ctx.by_user], max_len=model.config.max_len
+    )
+    return global_importance(model, history, targets, _top_level(cats), n_users=n_users, seed=seed)

@@ -17,7 +17,7 @@ from core.data.formats import (
     ident,
     sniff_delim,
 )
-from core.data.ingest import IngestResult, _check_file, _line_of, _line_rejects, _lit, merge, sha256_of
+from core.data.ingest_support import IngestResult, _check_file, _line_of, _line_rejects, merge, sha256_of
 from core.errors import InputError
 
 KINDS = {
@@ -46,9 +46,9 @@ def _columns(con, path: Path) -> tuple[list[str], str]:
     if kind == "empty":
         raise InputError("the file is empty", file=str(path), fix="export the catalog again")
     if kind == "parquet":
-        src = f"read_parquet({_lit(path)})"
+        src = f"read_parquet({lit(path)})"
     elif kind == "jsonl":
-        src = f"read_json({_lit(path)}, format='newline_delimited')"
+        src = f"read_json({lit(path)}, format='newline_delimited')"
     else:
         line = first_lines(path, 1)[0]
         return [c.lower() for c in header_columns(line, sniff_delim(line))], "csv"
@@ -88,11 +88,11 @@ def _stage(con, path: Path, kind: str, file_type: str) -> int:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
                         SELECT file_row_number + 1 AS line, NULL::VARCHAR AS nf_reason, NULL::VARCHAR AS raw,
                                * EXCLUDE (file_row_number)
-                        FROM read_parquet({_lit(path)}, file_row_number=true)""")
+                        FROM read_parquet({lit(path)}, file_row_number=true)""")
     elif file_type == "jsonl":
         con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
                         SELECT row_number() OVER () AS line, NULL::VARCHAR AS nf_reason, NULL::VARCHAR AS raw, *
-                        FROM read_json({_lit(path)}, format='newline_delimited')""")
+                        FROM read_json({lit(path)}, format='newline_delimited')""")
     else:
         first = first_lines(path, 1)[0]
         delim = sniff_delim(first)

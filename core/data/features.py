@@ -24,7 +24,7 @@ def overview_stats(db_path=None) -> dict:
     with store.connect(db_path) as con:
         row = (
             con.execute(
-                """SELECT count(*), count(DISTINCT user_id), count(DISTINCT item_id), min(ts), max(ts)
+                """SELECT count(*), count(DISTINCT user_id), min(ts), max(ts)
                    FROM events"""
             ).fetchall()[0]
             + con.execute(  # sessions as in sessions(): the given id, else a 30-minute gap
@@ -35,7 +35,7 @@ def overview_stats(db_path=None) -> dict:
         by_type = con.sql(
             "SELECT event_type, count(*) AS events FROM events GROUP BY 1 ORDER BY events DESC, event_type"
         ).pl()
-    events, users, _, first, last, sessions = row
+    events, users, first, last, sessions = row
     days = (last - first).days + 1 if first and last else 0
     return {
         "events": events,

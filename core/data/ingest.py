@@ -10,11 +10,12 @@ write is then derived from ``stage`` inside one transaction, so nothing is ever 
 (deleting from rows appended in the same transaction makes DuckDB re-append all of them at commit).
 Two ways to fill ``stage``:
 
-* fast (CSV whose every physical line is one row — the common export): DuckDB's parallel CSV parser.
-  Rejected rows are numbered by a second, ordered read only when there are some. If any line is
-  irregular (blank, undecodable, quoted line break, mixed line ends) the file takes the line path.
-* line (JSONL, sequence files, Parquet, irregular CSV): every physical line is read as one value with its
-  number and split in SQL.
+* fast (uncompressed CSV: native, REES46, RetailRocket): DuckDB's parallel CSV parser. If rows are
+  rejected, a second, ordered read numbers them — only valid when every physical line became one row, so
+  a file with rejected rows and blank lines or quoted line breaks takes the line path instead, as does a
+  file with a line the parser refuses (undecodable, wrong width) or cannot split (mixed line ends).
+* line (JSONL, sequence and pairs files, gzip, and the CSV above): every physical line is read as one
+  value with its number and split in SQL. Parquet is read by ``read_parquet``, numbered by row.
 
 Duplicates are found by a 64-bit hash of (ts, user, item, type, session) first, exact comparison only
 within hash matches, and left out of the insert. Items and users are derived, rejects and the ingests row
@@ -31,16 +32,18 @@ import duckdb
 
 from core import store
 from core.data import formats, readers
-from core.data.formats import detect_format, lit
-from core.data.ingest_support import (  # noqa: F401  (re-exported for callers)
+from core.data.catalog import ingest_catalog
+from core.data.formats import detect_format
+from core.data.ingest_support import (
     IngestResult,
     _check_file,
     _Digest,
+    _line_of,
+    _line_rejects,
     _Steps,
     ingest_history,
     merge,
     rejects_for,
-    sha256_of,
 )
 from core.errors import InputError
 
@@ -58,39 +61,9 @@ TEMP_TABLES = (
 )
 
 
-_lit = lit  # used by core.data.catalog
-
-
 def _drop_temp(con) -> None:
     for table in TEMP_TABLES:
         con.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def _line_rejects(con) -> int:
-    """Lines DuckDB's line reader refused (invalid UTF-8, …), as ``line_rejects(line, raw, reason)``."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary", [formats.REJECTS_TABLE]
-    ).fetchall()[0][0]
-    con.execute("CREATE OR REPLACE TEMP TABLE line_map (line BIGINT, raw VARCHAR, reason VARCHAR)")
-    if not exists:
-        return 0
-    con.execute(f"""INSERT INTO line_map
-        SELECT line, trim(any_value(csv_line), chr(10) || chr(13)),
-               CASE WHEN bool_or(error_type = 'INVALID ENCODING')
-                    THEN 'bad encoding: the line is not valid UTF-8 — save the file as UTF-8'
-                    ELSE 'unreadable line (' || any_value(error_type) || '): control characters or a line '
-                         || 'longer than 2 MB' END
-        FROM {formats.REJECTS_TABLE} GROUP BY line""")
-    return con.execute("SELECT count(*) FROM line_map").fetchall()[0][0]
-
-
-def _line_of(n_skipped: int) -> str:
-    """SQL for the physical line of a ``stage`` row: its ordinal, shifted past the lines the reader
-    skipped before it (skipped line i-th in order has ``line - i`` lines read before it)."""
-    if not n_skipped:
-        return "s.ord"
-    return """s.ord + (SELECT count(*) FROM (SELECT line - row_number() OVER (ORDER BY line) AS before
-                                            FROM line_map) m WHERE m.before < s.ord)"""
 
 
 def ingest_events(
@@ -166,10 +139,6 @@ def _in_transaction(con, work):
     return result
 
 
-EVENT_COLUMN_NAMES = (
-    "ts", "user_id", "item_id", "event_type", "session_id", "dwell_ms", "position", "page", "price", "rating", "source"
-)
-EVENT_COLUMNS = ", ".join(EVENT_COLUMN_NAMES)
 
 
 def _stage_fast(
@@ -181,7 +150,7 @@ def _stage_fast(
     line did not become exactly one row (reader row + 1 is the line number only then)."""
     sql = readers.event_sql(con, path, fmt, mapping, source, fast=True)
     constants = readers.constant_columns(path, fmt, mapping, source)
-    varying = ", ".join(c for c in EVENT_COLUMN_NAMES if c not in constants)
+    varying = ", ".join(c for c in formats.CANONICAL if c not in constants)
     # stored order does not matter: let the parser and the copy run in parallel. Of rows with an equal key
     # in one file one is kept, not necessarily the first
     con.execute("SET preserve_insertion_order = false")
@@ -281,7 +250,7 @@ def _load(
         anti = "AND s.rowid NOT IN (SELECT rid FROM dups)"
     else:
         anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)"
-    columns = ", ".join(constants.get(c, c) for c in EVENT_COLUMN_NAMES)  # constants: not staged
+    columns = ", ".join(constants.get(c, c) for c in formats.CANONICAL)  # constants: not staged
     con.execute("SET preserve_insertion_order = false")  # stored order carries no meaning: write in parallel
     try:
         con.execute(
@@ -392,8 +361,6 @@ def _upsert_users(con, ingest_id: int) -> None:
         "first_seen = least(coalesce(t.first_seen, s.first_seen), s.first_seen)",
     )
 
-
-from core.data.catalog import ingest_catalog  # noqa: E402  (re-exported: one import for callers)
 
 __all__ = [
     "IngestResult",

@@ -1,5 +1,6 @@
 """Bookkeeping shared by event and catalog loads: the result of a load, file checks, the file's
-sha256 and line count (computed alongside the load), step timings, and the ingest history."""
+sha256 and line count (computed alongside the load), lines the line reader refused, step timings, the
+items/users merge, and the ingest history."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from core import store
+from core.data import formats
 from core.errors import InputError
 
 
@@ -148,3 +150,31 @@ def rejects_for(ingest_id: int, limit: int = 1000, db_path=None) -> pl.DataFrame
         [ingest_id, limit],
         db_path=db_path,
     )
+
+
+def _line_rejects(con) -> int:
+    """Lines DuckDB's line reader refused (invalid UTF-8, …) into temp table ``line_map(line, raw, reason)``;
+    returns how many."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND temporary", [formats.REJECTS_TABLE]
+    ).fetchall()[0][0]
+    con.execute("CREATE OR REPLACE TEMP TABLE line_map (line BIGINT, raw VARCHAR, reason VARCHAR)")
+    if not exists:
+        return 0
+    con.execute(f"""INSERT INTO line_map
+        SELECT line, trim(any_value(csv_line), chr(10) || chr(13)),
+               CASE WHEN bool_or(error_type = 'INVALID ENCODING')
+                    THEN 'bad encoding: the line is not valid UTF-8 — save the file as UTF-8'
+                    ELSE 'unreadable line (' || any_value(error_type) || '): control characters or a line '
+                         || 'longer than 2 MB' END
+        FROM {formats.REJECTS_TABLE} GROUP BY line""")
+    return con.execute("SELECT count(*) FROM line_map").fetchall()[0][0]
+
+
+def _line_of(n_skipped: int) -> str:
+    """SQL for the physical line of a staged row ``s``: its ordinal, shifted past the lines the reader
+    skipped before it (skipped line i-th in order has ``line - i`` lines read before it)."""
+    if not n_skipped:
+        return "s.ord"
+    return """s.ord + (SELECT count(*) FROM (SELECT line - row_number() OVER (ORDER BY line) AS before
+                                            FROM line_map) m WHERE m.before < s.ord)"""

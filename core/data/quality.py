@@ -58,12 +58,15 @@ def quality_report(
 ) -> QualityReport:
     now = now or datetime.now()
     with store.connect(db_path) as con:
-        events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        # one scan of events for every count
+        events, *counts, dwell_outliers, future = con.execute(
+            "SELECT count(*), "
+            + ", ".join(f"count(*) - count({c})" for c in MISSING_COLUMNS)
+            + ", count(*) FILTER (WHERE dwell_ms > 3600000), count(*) FILTER (WHERE ts > ?) FROM events",
+            [now],
+        ).fetchall()[0]
         dups, rejected = con.execute(
             "SELECT coalesce(sum(duplicates), 0), coalesce(sum(rejected), 0) FROM ingests"
-        ).fetchall()[0]
-        counts = con.execute(
-            "SELECT " + ", ".join(f"count(*) - count({c})" for c in MISSING_COLUMNS) + " FROM events"
         ).fetchall()[0]
         missing = pl.DataFrame(
             {
@@ -91,8 +94,6 @@ def quality_report(
                WHERE p.price > q.q3 + 3 * (q.q3 - q.q1) OR p.price < q.q1 - 3 * (q.q3 - q.q1)
                ORDER BY p.price DESC"""
         ).pl()
-        dwell_outliers = con.execute("SELECT count(*) FROM events WHERE dwell_ms > 3600000").fetchall()[0][0]
-        future = con.execute("SELECT count(*) FROM events WHERE ts > ?", [now]).fetchall()[0][0]
         unknown = con.execute(
             """SELECT count(*) FROM events e JOIN items i USING (item_id)
                WHERE NOT i.from_catalog AND i.title IS NULL AND i.category IS NULL"""

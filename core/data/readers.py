@@ -332,19 +332,3 @@ def _token_sql(path: Path, fmt: str, source: str | None) -> str:
                       NULL::DOUBLE AS price, NULL::DOUBLE AS rating, {label} AS source,
                       NULL::VARCHAR AS category, NULL::VARCHAR AS brand, reason
                FROM ({body})"""
-
-
-def rees46_item_sql(path: Path) -> str:
-    """Item attributes from a REES46 CSV's own columns (read again by DuckDB's CSV parser, no classification):
-    category path and brand per product, the latest price. The caller adds WHERE (bad rows) and
-    GROUP BY ALL."""
-    line = first_lines(path, 1)[0]
-    delim = sniff_delim(line)
-    header = header_columns(line, delim)
-    c = {name: f"c{header.index(name) + 1}" for name in REES46}
-    price = f"try_cast({c['price']} AS DOUBLE)"
-    return (
-        f"SELECT {c['product_id']} AS item_id, max(nullif({c['category_code']}, '')) AS category, "
-        f"max(nullif({c['brand']}, '')) AS brand, arg_max({price}, {c['event_time']}) "
-        f"FILTER (WHERE {price} >= 0) AS price FROM {_csv_native(path, delim, len(header))}"
-    )

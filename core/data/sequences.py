@@ -23,7 +23,6 @@ from models.base import EVENT_TYPES, Histories, ItemSide
 GAP_EDGES_S = np.array([60, 600, 3600, 86_400, 604_800])
 N_GAP_BUCKETS = len(GAP_EDGES_S) + 3
 N_PRICE_BUCKETS = 11  # 0 unknown + deciles
-GAP_LABELS = ["", "first visit", "< 1 min", "< 10 min", "< 1 h", "< 1 day", "< 1 week", "≥ 1 week"]
 EVENT_NAMES = {code: name for name, code in EVENT_TYPES.items()}
 
 
@@ -181,12 +180,11 @@ class ShopSequences:
 
 
 def _frame_to_sequences(frame: pl.DataFrame, catalog: Catalog) -> ShopSequences:
-    index = catalog.vocab.index
     items, evs, gaps, ts = [], [], [], []
     for item_list, ev_list, ts_list in zip(
         frame["items"].to_list(), frame["evs"].to_list(), frame["ts"].to_list()
     ):
-        items.append(np.fromiter((index.get(i, 0) for i in item_list), dtype=np.int64, count=len(item_list)))
+        items.append(catalog.vocab.encode(item_list))
         evs.append(np.asarray(ev_list, dtype=np.int64))
         t = np.asarray(ts_list, dtype=np.float64)
         ts.append(t)
@@ -208,13 +206,4 @@ def load_sequences(
             wanted = pl.DataFrame({"user_id": [str(u) for u in user_ids]})  # noqa: F841 (read by SQL)
             sql = _STEPS_SQL.format(user_filter="AND user_id IN (SELECT user_id FROM wanted)")
             frame = con.sql(sql, params=[max_steps]).pl()
-    return _frame_to_sequences(frame, catalog)
-
-
-def steps_for_user(user_id: str, catalog: Catalog, db_path=None, max_steps: int = 200) -> ShopSequences:
-    """One user's steps, against an already loaded catalog (e.g. the active run's vocabulary)."""
-    with store.connect(db_path) as con:
-        frame = con.sql(
-            _STEPS_SQL.format(user_filter="AND user_id = ?"), params=[str(user_id), max_steps]
-        ).pl()
     return _frame_to_sequences(frame, catalog)

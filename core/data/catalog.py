@@ -15,6 +15,7 @@ from core.data.formats import (
     first_lines,
     header_columns,
     ident,
+    lit,
     sniff_delim,
 )
 from core.data.ingest_support import IngestResult, _check_file, _line_of, _line_rejects, merge, sha256_of

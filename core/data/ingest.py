@@ -139,8 +139,6 @@ def _in_transaction(con, work):
     return result
 
 
-
-
 def _stage_fast(
     con, path: Path, fmt: str, mapping, source, digest: _Digest, report: Progress
 ) -> tuple[int, int, int, str, dict[str, str]] | None:

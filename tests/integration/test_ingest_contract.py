@@ -213,17 +213,33 @@ def test_catalog_upsert_keeps_and_updates(db, tmp_path):
     row = store.query("SELECT title, price, in_stock FROM items WHERE item_id = 'a'").to_dicts()[0]
     assert row == {"title": "Phone", "price": 149.0, "in_stock": False}
     assert count("items") == 2
-    sellers = tmp_path / "sellers.csv"
-    sellers.write_text("seller_id,name,tier,onboarded_at\ns1,Big,large,2024-01-01\ns2,Tiny,small,notadate\n")
-    r = ingest_catalog(sellers)
-    assert (r.kind, r.loaded, r.rejected) == ("sellers", 1, 1)
-    promos = tmp_path / "promos.csv"
-    promos.write_text(
-        "item_id,category,discount,starts_at,ends_at\na,,0.2,2026-10-01,2026-11-01\n"
-        ",home,15,2026-10-01,2026-09-01\n"
-    )
-    r = ingest_catalog(promos)
-    assert (r.kind, r.loaded, r.rejected) == ("promotions", 1, 1)
+
+
+@pytest.mark.parametrize(
+    "name, text, kind, reason",
+    [
+        (
+            "sellers.csv",
+            "seller_id,name,tier,onboarded_at\ns1,Big,large,2024-01-01\ns2,Tiny,small,notadate\n",
+            "sellers",
+            "onboarded_at 'notadate' is not a date",
+        ),
+        (
+            "promos.csv",
+            "item_id,category,discount,starts_at,ends_at\na,,0.2,2026-10-01,2026-11-01\n"
+            ",home,15,2026-10-01,2026-09-01\n",
+            "promotions",
+            "ends_at is before starts_at",
+        ),
+    ],
+)
+def test_catalog_kinds_reject_bad_rows_on_their_line(db, tmp_path, name, text, kind, reason):
+    path = tmp_path / name
+    path.write_text(text)
+    r = ingest_catalog(path)
+    assert (r.kind, r.loaded, r.rejected) == (kind, 1, 1)
+    rejected = rejects_for(r.ingest_id)
+    assert rejected["line_no"].to_list() == [3] and rejected["reason"][0] == reason
 
 
 def test_events_on_unknown_items_are_kept(db, tmp_path):

@@ -26,8 +26,12 @@ def test_overview(use_demo):
 
 
 def test_data_page(use_demo):
+    from core.data.features import overview_stats
+
     at = run_page("pages/data.py")
-    assert any("duplicates removed" in t.value for t in at.text)
+    stored = overview_stats()["events"]
+    assert stored > 0
+    assert any(t.value.startswith(f"events stored: {stored:,}") for t in at.text)  # the quality report
 
 
 def test_model_page(use_demo):
@@ -55,7 +59,9 @@ def test_preview_unknown_user_says_so(use_demo):
 
 def test_rules_page(use_demo):
     at = run_page("pages/rules.py")
-    assert at.button  # the editor's buttons are there
+    labels = {b.label for b in at.button}
+    assert {"Apply to draft", "Save as new version", "Measure impact"} <= labels
+    assert any("based on saved version 0" in c.value for c in at.caption)
 
 
 def test_explain_renders_waterfall(use_demo):

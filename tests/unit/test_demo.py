@@ -192,7 +192,6 @@ def test_bad_sizes_raise():
 
 
 def test_builds_through_ingest_with_counts_conserved(db, tmp_path):
-    pytest.importorskip("core.data.ingest")
     from core import store
 
     seen = []

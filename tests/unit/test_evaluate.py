@@ -133,8 +133,9 @@ def test_run_benchmark_rows(tmp_path):
     assert {r["model"] for r in rows} == {"lstm", "mostpop", "itemknn"}
     assert {r["protocol"] for r in rows} == set(PROTOCOLS.values()) and len(rows) == 6
     for r in rows:
-        for k in ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "train_seconds"):
-            assert k in r and r[k] >= 0.0
+        for k in ("hr@10", "ndcg@10", "hr@20", "ndcg@20"):
+            assert 0.0 <= r[k] <= 1.0
+        assert r["hr@20"] >= r["hr@10"] and r["ndcg@20"] >= r["ndcg@10"] and r["train_seconds"] >= 0.0
     assert seen
     knn = next(r for r in rows if r["model"] == "itemknn" and r["protocol"] == PROTOCOLS["A"])
     assert knn["hr@10"] > 0.5  # the successor pattern is easy

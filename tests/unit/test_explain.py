@@ -359,10 +359,11 @@ def test_homepage_and_global(model):
     assert out["event type"]["n_events"].sum() == out["category"]["n_events"].sum()
 
 
-def test_real_lstm_if_present():
-    lstm = pytest.importorskip("models.lstm")
-    cfg = lstm.LSTMConfig(n_items=N_ITEMS, dim=32, max_len=20, n_gap_buckets=8)
-    m = lstm.LSTMRecommender(cfg)
+def test_real_lstm():
+    from models.lstm import LSTMConfig, LSTMRecommender
+
+    cfg = LSTMConfig(n_items=N_ITEMS, dim=32, max_len=20, n_gap_buckets=8)
+    m = LSTMRecommender(cfg)
     h = history(25, 30, 13)
     calls = counting(m)
     e = explain_item(m, h, 10)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models.base import Histories  # noqa: E402
 from models.infer import score_users  # noqa: E402
 from models.lstm import LSTMConfig, LSTMRecommender  # noqa: E402
-from models.train import SequenceData, _Batches, _log_q, _param_groups  # noqa: E402
+from models.train import SequenceData, _Batches, _log_q, _param_groups, left_pad  # noqa: E402
 
 
 def zipf_sequences(n_users: int, n_items: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -100,11 +100,7 @@ def main() -> int:
     # --- batch inference ---
     model.net.eval()
     n_inf = min(len(seqs), 50_000 if dev.type == "cuda" else 500)
-    items = np.zeros((n_inf, cfg.max_len), np.int64)
-    for u in range(n_inf):
-        s = seqs[u][-cfg.max_len :]
-        items[u, cfg.max_len - len(s) :] = s
-    hist = Histories(torch.from_numpy(items))
+    hist = left_pad(seqs[:n_inf], cfg.max_len)
     score_users(model, Histories(hist.items[:256]), batch_size=256, k=100, device=dev)  # warm-up
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -113,7 +109,7 @@ def main() -> int:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_inf = time.perf_counter() - t0
-    flops = 2.0 * n_inf * cfg.dim * (cfg.n_items + 1)
+    flops = n_inf * model.flops_per_user()
     print(f"{'infer: users/s (top-100, bf16 on cuda)':<40}{n_inf / t_inf:>12,.0f}")
     print(f"{'infer: output-layer TFLOP/s':<40}{flops / t_inf / 1e12:>12.2f}")
     if dev.type == "cuda":

@@ -100,7 +100,7 @@ def main() -> None:
     sync(dev)
     t_all = time.perf_counter() - t0
     steps = int((hist.items > 0).sum())
-    flops_out = 2.0 * args.users * D * N1  # h @ E^T
+    flops_out = args.users * model.flops_per_user()  # h @ E^T
     flops_lstm = 2.0 * steps * 4 * D * (2 * D)  # 4 gates, input + recurrent matmuls
     achieved = (flops_out + flops_lstm) / t_all
 

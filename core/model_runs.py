@@ -9,6 +9,7 @@ leaves the active run untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -108,17 +109,13 @@ def split_leave_one_out(
         return train, None
     h = seqs.histories(rows, max_len=max_len, drop_last=1)
     targets = np.array([seqs.items[u][-1] for u in rows])
-    import torch
-
     return train, EvalSet(h, torch.from_numpy(targets))
 
 
 def _metrics(model: Recommender, valid: EvalSet | None) -> dict:
     if valid is None or len(valid) == 0:
         return {}
-    out = ndcg_at(model, valid, k=10)
-    out.update(ndcg_at(model, valid, k=20))
-    return out
+    return ndcg_at(model, valid, ks=(10, 20))
 
 
 def train_run(
@@ -332,8 +329,6 @@ def load_active_model(db_path=None) -> ActiveModel:
 
 def _align_catalog(current: Catalog, vocab: Vocab, model: LSTMRecommender) -> Catalog:
     """Keep the run's dense ids; append items that reached the catalog after training (cold start)."""
-    import torch
-
     new_ids = [i for i in current.vocab.item_ids if i not in vocab.index]
     order = vocab.item_ids + new_ids
     pos = {item: i for i, item in enumerate(current.vocab.item_ids)}
@@ -347,13 +342,8 @@ def _align_catalog(current: Catalog, vocab: Vocab, model: LSTMRecommender) -> Ca
         items = pl.concat(frames, how="diagonal_relaxed")
     idx = torch.tensor([0] + [(t + 1) if t is not None else 0 for t in take])
     side = current.side
-    aligned = type(side)(
-        category=side.category[idx],
-        brand=side.brand[idx],
-        price_bucket=side.price_bucket[idx],
-        n_categories=side.n_categories,
-        n_brands=side.n_brands,
-        n_price_buckets=side.n_price_buckets,
+    aligned = dataclasses.replace(
+        side, category=side.category[idx], brand=side.brand[idx], price_bucket=side.price_bucket[idx]
     )
     if new_ids:
         model.add_items(len(new_ids), aligned)

@@ -355,11 +355,10 @@ class LSTMRecommender(Recommender):
         lengths: torch.Tensor,
         event_types: torch.Tensor | None = None,
         gaps: torch.Tensor | None = None,
-        target_mask: torch.Tensor | None = None,
         log_q: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean next-item CE over real positions. All (B, T) left-aligned; targets 0 where no target.
-        ``target_mask`` (B, T) bool keeps only some targets (fine-tuning slices). ``log_q`` (N+1,) =
+        Fine-tuning slices arrive with the other targets already zeroed. ``log_q`` (N+1,) =
         log sampling probabilities, used above ``sampled_softmax_above`` items."""
         net, c = self.net, self.config
         id_keep = None
@@ -368,9 +367,8 @@ class LSTMRecommender(Recommender):
         table = net.item_table(id_keep)  # (N+1, D)
         out, _ = net.encode(items, event_types, gaps, table, lengths)
         # targets in the same packed order as the LSTM outputs: only real positions get logits
-        tgt = targets if target_mask is None else targets * target_mask
         tgt_packed = pack_padded_sequence(
-            tgt, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+            targets, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
         ).data  # (P,)
         keep = tgt_packed > 0
         h = net.head(out.data[keep])  # (M, D)

@@ -49,8 +49,6 @@ __all__ = [
     "finetune",
     "save_run",
     "load_run",
-    "save",
-    "load",
     "pick_device",
 ]
 
@@ -133,7 +131,6 @@ class _Batches:
             a = getattr(self, name)
             if a is not None:
                 setattr(self, name, a[sel])
-        self.n_targets = int((self.tgt > 0).sum())
 
     def __len__(self) -> int:
         return len(self.len)
@@ -165,11 +162,15 @@ class _Batches:
         return sum(math.ceil(min(chunk, n - s) / batch_size) for s in range(0, n, chunk))
 
 
-def ndcg_at(model: LSTMRecommender, valid: EvalSet, k: int = 10, batch_size: int = 1024) -> dict[str, float]:
+def ndcg_at(model: LSTMRecommender, valid: EvalSet, ks=(10,), batch_size: int = 1024) -> dict[str, float]:
+    """NDCG@k and HR@k for each k in ``ks``, from one scoring pass over the validation users."""
     ranks = ranks_of_targets(model, valid.histories, valid.targets, batch_size=batch_size)  # (U,) 0-based
-    hit = ranks < k
-    ndcg = torch.where(hit, 1.0 / torch.log2(ranks.double() + 2.0), torch.zeros((), dtype=torch.float64))
-    return {f"ndcg@{k}": float(ndcg.mean()), f"hr@{k}": float(hit.double().mean())}
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        ndcg = torch.where(hit, 1.0 / torch.log2(ranks.double() + 2.0), torch.zeros((), dtype=torch.float64))
+        out.update({f"ndcg@{k}": float(ndcg.mean()), f"hr@{k}": float(hit.double().mean())})
+    return out
 
 
 def _log_q(train: _Batches, n_items: int) -> torch.Tensor:
@@ -293,7 +294,6 @@ def _train(
     model.net.eval()
     model.history = history
     model.train_seconds = time.perf_counter() - t0
-    model.best_valid = {"ndcg@10": best} if best >= 0 else {}
     return model
 
 
@@ -401,9 +401,4 @@ def load_run(directory: str | os.PathLike, device: str | torch.device | None = N
     model.net.load_state_dict(state)
     model.net.eval()
     model.history = doc.get("history", [])
-    model.meta = doc.get("meta", {})
     return model.to(pick_device(device))
-
-
-save = save_run
-load = load_run

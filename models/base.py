@@ -48,6 +48,20 @@ class Histories:
         return Histories(self.items[rows], take(self.event_types), take(self.gaps))
 
 
+def mask_scores(
+    scores: torch.Tensor, items: torch.Tensor, exclude: torch.Tensor | None, exclude_history: bool
+) -> torch.Tensor:
+    """``scores`` (B, N+1) with -inf on padding (column 0), on ``exclude`` ((B, N+1) or (N+1,) bool) and, with
+    ``exclude_history``, on each user's own ``items`` (B, T); in place where it can be."""
+    scores[:, 0] = float("-inf")
+    if exclude is not None:
+        mask = exclude.to(scores.device)
+        scores = scores.masked_fill(mask if mask.dim() == 2 else mask.unsqueeze(0), float("-inf"))
+    if exclude_history:  # padding ids are 0: column 0 stays -inf
+        scores.scatter_(1, items.to(scores.device).long(), float("-inf"))
+    return scores
+
+
 @dataclass
 class ItemSide:
     """Catalog side features per dense item index (row 0 = padding), for cold start."""
@@ -100,13 +114,8 @@ class Recommender(ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(scores, indices), each (B, k). ``exclude`` is a (B, N+1) or (N+1,) bool mask
         applied before top-k; with ``exclude_history`` the user's own items are excluded."""
-        scores = self.score(histories).float()  # (B, N+1)
-        scores[:, 0] = float("-inf")
-        if exclude is not None:
-            mask = exclude.to(scores.device)
-            scores = scores.masked_fill(mask if mask.dim() == 2 else mask.unsqueeze(0), float("-inf"))
-        if exclude_history:
-            scores.scatter_(1, histories.items.to(scores.device), float("-inf"))
-            scores[:, 0] = float("-inf")
+        scores = mask_scores(
+            self.score(histories).float(), histories.items, exclude, exclude_history
+        )  # (B, N+1)
         k = min(k, scores.shape[1] - 1)
         return torch.topk(scores, k, dim=1)

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from models.base import Histories, Recommender
+from models.base import Histories, Recommender, mask_scores
 
 
 def pick_device(name: str | torch.device | None = None) -> torch.device:
@@ -62,14 +62,8 @@ def _masked_scores(
 ) -> torch.Tensor:
     with _autocast(device):
         s = model.score(h.to(device))
-    s = s.float()  # (b, N+1)
-    s[:, 0] = float("-inf")
-    if exclude is not None:
-        m = exclude[rows] if exclude.dim() == 2 else exclude.unsqueeze(0)
-        s = s.masked_fill(m.to(s.device), float("-inf"))
-    if exclude_history:
-        s.scatter_(1, h.items.to(s.device).long(), float("-inf"))
-        s[:, 0] = float("-inf")
+    rows_excluded = None if exclude is None else (exclude[rows] if exclude.dim() == 2 else exclude)
+    s = mask_scores(s.float(), h.items, rows_excluded, exclude_history)  # (b, N+1)
     return s
 
 

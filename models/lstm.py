@@ -28,9 +28,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from models.base import N_EVENT_TYPES, Histories, ItemSide, Recommender
+from models.base import EVENT_TYPES, N_EVENT_TYPES, Histories, ItemSide, Recommender
 
-PURCHASE = 5  # models.base.EVENT_TYPES["purchase"]: what an absent event-type tensor means
+PURCHASE = EVENT_TYPES["purchase"]  # what an absent event-type tensor means
 
 
 @dataclass

@@ -65,6 +65,19 @@ class Job:
     pid: int | None
 
     @property
+    def latest(self) -> dict | None:
+        """The last progress point, or None before the first one."""
+        return self.progress[-1] if self.progress else None
+
+    def loss_points(self) -> list[dict]:
+        """Progress points with a training loss, for the loss curve."""
+        return [p for p in self.progress if p.get("loss") is not None]
+
+    def validation_points(self) -> list[dict]:
+        """Progress points with a validation NDCG@10 (one per epoch), for the validation curve."""
+        return [p for p in self.progress if "ndcg@10" in p]
+
+    @property
     def running(self) -> bool:
         if self.result is not None:
             return False
@@ -81,6 +94,12 @@ class Job:
         if self.result is not None:
             return "done" if self.result.get("ok") else "failed"
         return "running" if self.running else "died"
+
+
+def finetune_spec(kind: str, category: str = "") -> str:
+    """The ``--finetune-on`` value for a slice picked in the app: ``purchases``, ``recent:Nd``, or
+    ``category:`` followed by the category path."""
+    return kind + category.strip() if kind == "category:" else kind
 
 
 def start_training(

@@ -1,6 +1,5 @@
 """Data: load a log or a catalog, see what was rejected and why, the quality report, the features."""
 
-import tempfile
 from pathlib import Path
 
 import plotly.express as px
@@ -8,6 +7,7 @@ import streamlit as st
 
 from core.data import features
 from core.data.ingest import ingest_catalog, ingest_events, ingest_history, rejects_for
+from core.data.ingest_support import save_upload
 from core.data.quality import quality_report
 from core.errors import StudioError
 from core.ranking.homepage import invalidate
@@ -34,12 +34,7 @@ with load:
     else:
         path = st.text_input("File path", placeholder="/data/logs/2019-Oct.csv")
     if st.button("Load", type="primary", disabled=not (upload or path)):
-        if upload is not None:
-            folder = Path(tempfile.mkdtemp(prefix="upload-"))
-            target = folder / upload.name
-            target.write_bytes(upload.getvalue())
-        else:
-            target = Path(path)
+        target = save_upload(upload.name, upload.getvalue()) if upload is not None else Path(path)
         bar = st.progress(0.0, text="reading…")
         try:
             if kind.startswith("Catalog"):

@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.errors import StudioError
-from core.jobs import job_output, list_jobs, start_training
+from core.jobs import finetune_spec, job_output, list_jobs, start_training
 from core.model_runs import activate_run, active_run, runs_table
 from core.ranking.homepage import invalidate
 
@@ -28,7 +28,7 @@ with st.form("train"):
 if submitted:
     finetune_on = None
     if mode.startswith("Pretrain +"):
-        finetune_on = slice_kind + slice_arg if slice_kind == "category:" else slice_kind
+        finetune_on = finetune_spec(slice_kind, slice_arg)
     job = start_training(finetune_on=finetune_on, epochs=int(epochs) or None, time_budget_min=float(budget))
     st.session_state["watch_job"] = job.job_id
     st.toast(f"Training started in the background (job {job.job_id}); other users can keep working.")
@@ -45,15 +45,15 @@ def live_jobs() -> None:
         with st.expander(
             label, expanded=job.state == "running" or job.job_id == st.session_state.get("watch_job")
         ):
-            last = job.progress[-1] if job.progress else None
+            last = job.latest
             st.progress(
                 float(last["fraction"]) if last else 0.0,
                 text=f"{last['stage']} epoch {last['epoch']}" if last else "starting…",
             )
-            epochs = [p for p in job.progress if "ndcg@10" in p]
+            epochs = job.validation_points()
             if job.progress:
                 fig = px.line(
-                    [p for p in job.progress if p.get("loss") is not None],
+                    job.loss_points(),
                     x="t",
                     y="loss",
                     color="stage",

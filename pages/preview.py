@@ -18,13 +18,11 @@ segment = c2.selectbox("…or a random shopper from segment", ["any"] + rows.seg
 if c3.button("Random shopper", width="stretch"):
     st.session_state["user_id"] = rows.random_user(None if segment == "any" else segment)
 if typed:
-    matches = rows.search_users(typed.strip())
+    chosen, matches = rows.resolve_user(typed)
     if not matches:
         st.warning(f"No shopper id contains “{typed}”. Check the id, or pick a random shopper.")
-    elif matches[0] == typed.strip() or len(matches) == 1:
-        st.session_state["user_id"] = matches[0]
     else:
-        st.session_state["user_id"] = st.selectbox("Matching shoppers", matches)
+        st.session_state["user_id"] = chosen or st.selectbox("Matching shoppers", matches)
 user_id = st.session_state.get("user_id")
 if not user_id:
     st.info("Pick a shopper to see their homepage.")
@@ -56,8 +54,8 @@ if not view.history.is_empty():
 st.caption(f"Scores: {view.source} — {view.scoring_note}")
 
 # --- the homepage, model only vs with the draft rules -------------------------------------------
-model_slots = {s.item_id: s.slot for s in view.model_only.slots}
-items = {r["item_id"]: r for r in view.attrs_for_slots()}
+moved = view.moved_items()
+items = view.attrs_by_item()
 left, right = st.columns(2)
 with left:
     st.markdown("#### For you — model only")
@@ -67,10 +65,7 @@ with left:
 with right:
     st.markdown(f"#### For you — with draft rules (v{rule_set.version})")
     card_grid(
-        [
-            card_html(items[s.item_id], s.slot, s.reasons, moved=model_slots.get(s.item_id) != s.slot)
-            for s in view.ruled.slots
-        ]
+        [card_html(items[s.item_id], s.slot, s.reasons, moved=s.item_id in moved) for s in view.ruled.slots]
     )
 for conflict in view.ruled.conflicts:
     st.warning(conflict)

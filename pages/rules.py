@@ -5,9 +5,8 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.ranking.impact import rule_set_impact
-from core.ranking.rows import known_item_ids
-from core.ranking.rule_sets import load_rule_set, rules_from_frame, rules_to_frame, save_rule_set
-from core.ranking.rules import KINDS, validate
+from core.ranking.rule_sets import apply_edits, load_rule_set, rules_to_frame, save_rule_set
+from core.ranking.rules import KINDS
 
 st.title("Rules")
 
@@ -46,13 +45,9 @@ edited = st.data_editor(
 c1, c2, c3 = st.columns(3)
 if c1.button("Apply to draft", type="primary", width="stretch"):
     try:
-        candidate = draft.with_rules(rules_from_frame(edited))
+        candidate = apply_edits(draft, edited)
     except StudioError as exc:
         st.error(str(exc))
-        st.stop()
-    errors = validate(candidate, known_item_ids())
-    if errors:
-        st.error("The draft was not changed:\n\n" + "\n".join(f"- {e}" for e in errors))
         st.stop()
     st.session_state["draft"] = candidate
     st.rerun()

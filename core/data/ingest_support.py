@@ -5,6 +5,7 @@ items/users merge, and the ingest history."""
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -134,6 +135,13 @@ def merge(con, table: str, key: str, source: str, columns: list[str], update: st
         f"(SELECT {key} FROM {table})"
     )
     con.execute("DROP TABLE merge_src")
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """An uploaded file written to a fresh temporary folder under its own name, ready to ingest."""
+    target = Path(tempfile.mkdtemp(prefix="upload-")) / Path(name).name
+    target.write_bytes(data)
+    return target
 
 
 def ingest_history(db_path=None) -> pl.DataFrame:

@@ -53,10 +53,17 @@ class HomepageView:
     history: pl.DataFrame = field(default_factory=pl.DataFrame)
     candidates: pl.DataFrame = field(default_factory=pl.DataFrame)  # attributes of every candidate
 
-    def attrs_for_slots(self) -> list[dict]:
-        """Attribute rows of the items shown in either list."""
+    def attrs_by_item(self) -> dict[str, dict]:
+        """Attribute row per item shown in either list, by item id."""
         shown = {s.item_id for s in self.ruled.slots} | {s.item_id for s in self.model_only.slots}
-        return self.candidates.filter(pl.col("item_id").is_in(list(shown))).to_dicts()
+        return {
+            r["item_id"]: r for r in self.candidates.filter(pl.col("item_id").is_in(list(shown))).to_dicts()
+        }
+
+    def moved_items(self) -> set[str]:
+        """Items of the ruled list that the rules put on another slot than the model did (or added)."""
+        model_slot = {s.item_id: s.slot for s in self.model_only.slots}
+        return {s.item_id for s in self.ruled.slots if model_slot.get(s.item_id) != s.slot}
 
     @property
     def scoring_note(self) -> str:

@@ -157,6 +157,15 @@ def search_users(fragment: str, limit: int = 20, db_path=None) -> list[str]:
     return frame["user_id"].to_list()
 
 
+def resolve_user(fragment: str, db_path=None) -> tuple[str | None, list[str]]:
+    """What the shopper search box means: (the shopper, when the fragment is an exact id or matches one
+    id only, else None; every matching id)."""
+    fragment = fragment.strip()
+    matches = search_users(fragment, db_path=db_path)
+    chosen = matches[0] if matches and (matches[0] == fragment or len(matches) == 1) else None
+    return chosen, matches
+
+
 def segments(db_path=None) -> list[str]:
     frame = store.query(
         "SELECT DISTINCT segment FROM users WHERE segment IS NOT NULL ORDER BY 1", db_path=db_path
@@ -176,8 +185,3 @@ def random_user(segment: str | None = None, seed: int | None = None, db_path=Non
     if frame.is_empty():
         return None
     return frame["user_id"][int(rng.integers(len(frame)))]
-
-
-def known_item_ids(db_path=None) -> set[str]:
-    """Every item id in the catalog, for validating rules."""
-    return set(store.query("SELECT item_id FROM items", db_path=db_path)["item_id"].to_list())

@@ -9,7 +9,7 @@ import polars as pl
 
 from core import store
 from core.errors import ConflictError, InputError
-from core.ranking.rules import KINDS, Rule, RuleSet, condition_text, parse_condition
+from core.ranking.rules import KINDS, Rule, RuleSet, condition_text, parse_condition, validate
 
 # the editor table (``st.data_editor``): one row per rule
 TABLE_SCHEMA = {
@@ -203,3 +203,14 @@ def rules_from_frame(frame) -> list[Rule]:
             )
         )
     return rules
+
+
+def apply_edits(draft: RuleSet, frame, db_path=None) -> RuleSet:
+    """The draft with the editor table's rules, validated against the catalog; an InputError lists every
+    problem and the draft is left as it was."""
+    candidate = draft.with_rules(rules_from_frame(frame))
+    known = set(store.query("SELECT item_id FROM items", db_path=db_path)["item_id"].to_list())
+    errors = validate(candidate, known)
+    if errors:
+        raise InputError("The draft was not changed:\n\n" + "\n".join(f"- {e}" for e in errors))
+    return candidate

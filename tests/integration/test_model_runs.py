@@ -90,7 +90,10 @@ def test_slice_specs_are_checked(db):
     recent = slice_mask("recent:3d", seqs)
     assert all(m.dtype == bool for m in recent)
     assert any(m.any() for m in recent) and not all(m.all() for m in recent)  # some steps in, some out
-    assert any(m.any() for m in slice_mask("category:top1", seqs))
+    from core.jobs import finetune_spec
+
+    assert finetune_spec("purchases", "ignored") == "purchases"
+    assert any(m.any() for m in slice_mask(finetune_spec("category:", " top1 "), seqs))
     for bad in ("recent:xd", "category:nowhere", "weekends"):
         with pytest.raises(InputError):
             slice_mask(bad, seqs)

@@ -51,3 +51,31 @@ def test_table_round_trip_and_validation(db):
     assert any("'zz' is not in the catalog" in e for e in errors) and any("slot 99" in e for e in errors)
     with pytest.raises(InputError, match="row 1"):
         rules_from_frame(pl.DataFrame({"kind": ["teleport"], "target": [""]}))
+
+
+def test_apply_edits_validates_against_the_catalog(db, tmp_path):
+    from core.data.ingest import ingest_catalog
+    from core.ranking.rule_sets import apply_edits
+
+    (tmp_path / "items.csv").write_text("item_id,title\ni1,One\ni2,Two\n")
+    ingest_catalog(tmp_path / "items.csv")
+    draft = load_rule_set()
+    good = rules_to_frame(draft_with(draft, "pin", item_id="i1", slot=2))
+    applied = apply_edits(draft, good)
+    assert [(r.kind, r.params["item_id"], r.params["slot"]) for r in applied.rules] == [("pin", "i1", 2)]
+    bad = rules_to_frame(draft_with(draft, "pin", item_id="ghost", slot=2))
+    with pytest.raises(InputError, match="The draft was not changed") as exc:
+        apply_edits(draft, bad)
+    assert "ghost" in str(exc.value) and draft.rules == []
+
+
+def test_shopper_search_resolves_exact_and_single_matches(db, tmp_path):
+    from core.data.ingest import ingest_catalog
+    from core.ranking.rows import resolve_user
+
+    (tmp_path / "users.csv").write_text("user_id,region\nu1,n\nu10,n\nu2,s\n")
+    ingest_catalog(tmp_path / "users.csv")
+    assert resolve_user(" u1 ") == ("u1", ["u1", "u10"])  # an exact id wins
+    assert resolve_user("2") == ("u2", ["u2"])  # the only match
+    assert resolve_user("u") == (None, ["u1", "u2", "u10"])  # several: the page asks
+    assert resolve_user("zz") == (None, [])

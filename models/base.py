@@ -25,6 +25,7 @@ EVENT_TYPES = {
     "review": 6,
 }
 N_EVENT_TYPES = len(EVENT_TYPES) + 1
+EVENT_NAMES = {code: name for name, code in EVENT_TYPES.items()}  # code → name
 
 
 @dataclass

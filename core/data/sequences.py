@@ -17,13 +17,12 @@ import polars as pl
 import torch
 
 from core import store
-from models.base import EVENT_TYPES, Histories, ItemSide
+from models.base import Histories, ItemSide
 
 # time since the previous step: 1 = first step, then <1 min, <10 min, <1 h, <1 day, <1 week, more
 GAP_EDGES_S = np.array([60, 600, 3600, 86_400, 604_800])
 N_GAP_BUCKETS = len(GAP_EDGES_S) + 3
 N_PRICE_BUCKETS = 11  # 0 unknown + deciles
-EVENT_NAMES = {code: name for name, code in EVENT_TYPES.items()}
 
 
 @dataclass

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.base import EVENT_TYPES
+from models.base import EVENT_NAMES
 
 if TYPE_CHECKING:  # no import cycle at run time: shapley imports this module
     from core.insight.shapley import Explanation, FeatureAttribution
 
-EVENT_NAMES = {code: name for name, code in EVENT_TYPES.items()}
 
 # verb templates per event type: {x} is the thing (a title, or "3 phone cases")
 _VERBS = {

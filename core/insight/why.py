@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from core.data.sequences import EVENT_NAMES
 from core.errors import InputError, NotFoundError
 from core.insight.explain import (
     Explanation,
@@ -24,6 +23,7 @@ from core.insight.explain import (
 from core.ranking.homepage import HomepageView, homepage_for, shop_context, user_steps
 from core.ranking.pipeline import _top_level
 from core.ranking.rules import RuleSet
+from models.base import EVENT_NAMES
 
 
 @dataclass

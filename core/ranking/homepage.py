@@ -243,7 +243,7 @@ def _candidates(
 
 
 def _history_frame(ctx: ShopContext, steps: ShopSequences, limit: int = 50) -> pl.DataFrame:
-    from core.data.sequences import EVENT_NAMES
+    from models.base import EVENT_NAMES
 
     if not len(steps):
         return pl.DataFrame()

@@ -37,7 +37,7 @@ def _row(ctx: ShopContext, title: str, idx: np.ndarray, scores: np.ndarray, scor
     return Row(title, frame, scored, pick_device(None).type, ms)
 
 
-def _user_scores(ctx: ShopContext, user_id: str, db_path=None) -> tuple[np.ndarray, np.ndarray, float]:
+def _user_scores(ctx: ShopContext, user_id: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(scores (N+1,), history dense ids, ms) for one user; the fallback scores for an unknown one."""
     steps = user_steps(ctx, user_id)
     model = ctx.active.model
@@ -97,7 +97,7 @@ def trending_in_top_category(user_id: str, k: int = 12, days: int = 7, db_path=N
     """Trending (most events in the last ``days``) in the user's most frequent top-level category,
     ordered for this user by the model."""
     ctx = shop_context(db_path)
-    scores, history, ms = _user_scores(ctx, user_id, db_path)
+    scores, history, ms = _user_scores(ctx, user_id)
     cats = ctx.attrs["category"].fill_null("")
     if len(history):
         tops = [cats[int(i) - 1].split(".")[0] for i in history if cats[int(i) - 1]]
@@ -125,7 +125,7 @@ def trending_in_top_category(user_id: str, k: int = 12, days: int = 7, db_path=N
 def deals_for_you(user_id: str, k: int = 12, db_path=None) -> Row:
     """Items under an active promotion, ranked by the model for this user."""
     ctx = shop_context(db_path)
-    scores, history, ms = _user_scores(ctx, user_id, db_path)
+    scores, history, ms = _user_scores(ctx, user_id)
     allowed = np.concatenate([[False], ctx.attrs["promoted"].to_numpy().astype(bool)]) & ctx.in_stock
     allowed[history] = False
     top = _top(scores, allowed, k)
@@ -140,7 +140,7 @@ def personalized_search(user_id: str, query: str, k: int = 12, db_path=None) -> 
     match = pl.Series([True] * len(titles))
     for w in words:
         match = match & titles.str.contains(w, literal=True)
-    scores, _, ms = _user_scores(ctx, user_id, db_path)
+    scores, _, ms = _user_scores(ctx, user_id)
     allowed = np.concatenate([[False], match.to_numpy().astype(bool)]) & ctx.in_stock
     top = _top(scores, allowed, k)
     return _row(ctx, f"Search: “{query}” — personalized", top, scores[top], len(scores) - 1, ms)

@@ -321,7 +321,9 @@ def prepare(
             category_mix=_category_mix(ctx, history_items),
             purchased=set(catalog.vocab.decode(purchased)),
         )
-        rules = rule_set.rules_for(attrs, ctx.now)
+        # the same attributes the pipeline matches scopes on: a 'users:' scope needs the id even for a
+        # shopper the users table does not know
+        rules = rule_set.rules_for({"user_id": str(user_id), **attrs}, ctx.now)
         key = tuple(map(id, rules))
         if key not in pools:
             pools[key] = _pool_indices(ctx, rules, ctx.now)

@@ -43,8 +43,8 @@ def rule_set_impact(
     prepared, *_ = prepare(users, rule_set, m, db_path, with_history=False)
     ruled = [rank_homepage(p.user, p.candidates, rule_set, k, p.now) for p in prepared]
     plain = [model_only(p.user, p.candidates, k) for p in prepared]
-    ruled_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(ruled, prepared)]
-    plain_m = [list_metrics(h, p.candidates, rule_set, p.user) for h, p in zip(plain, prepared)]
+    ruled_m = [list_metrics(h, p.candidates, rule_set, p.user, p.now) for h, p in zip(ruled, prepared)]
+    plain_m = [list_metrics(h, p.candidates, rule_set, p.user, p.now) for h, p in zip(plain, prepared)]
     metrics = [
         "intra_list_diversity",
         "categories_covered",

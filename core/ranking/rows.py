@@ -101,7 +101,7 @@ def trending_in_top_category(user_id: str, k: int = 12, days: int = 7, db_path=N
     cats = ctx.attrs["category"].fill_null("")
     if len(history):
         tops = [cats[int(i) - 1].split(".")[0] for i in history if cats[int(i) - 1]]
-        top_cat = max(set(tops), key=tops.count) if tops else ""
+        top_cat = max(sorted(set(tops)), key=tops.count) if tops else ""  # ties: the first by name, every run
     else:
         top_cat = ""
     if not top_cat:

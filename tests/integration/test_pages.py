@@ -69,3 +69,16 @@ def test_explain_renders_waterfall(use_demo):
 
     at = run_page("pages/explain.py", user_id=sample_users(1, seed=2)[0])
     assert any(c.proto.spec and "waterfall" in c.proto.spec for c in at.get("plotly_chart"))
+
+
+def test_scoped_pin_reaches_a_shopper_the_store_does_not_know(use_demo):
+    from core.ranking.homepage import homepage_for, shop_context
+    from core.ranking.rules import Rule, RuleSet
+
+    plain = homepage_for("brand-new-shopper", RuleSet(), k=4, m=5)  # popular items only: 5 candidates
+    item = next(
+        i for i in shop_context().active.catalog.vocab.item_ids if i not in plain.candidates["item_id"]
+    )
+    pin = Rule("p", "pin", {"item_id": item, "slot": 2}, scope="users: brand-new-shopper")
+    view = homepage_for("brand-new-shopper", RuleSet(rules=[pin]), k=4, m=5)
+    assert view.ruled.slots[1].item_id == item and not view.ruled.conflicts

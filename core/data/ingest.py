@@ -17,9 +17,9 @@ Two ways to fill ``stage``:
 * line (JSONL, sequence and pairs files, gzip, and the CSV above): every physical line is read as one
   value with its number and split in SQL. Parquet is read by ``read_parquet``, numbered by row.
 
-Duplicates are found by a 64-bit hash of (ts, user, item, type, session) first, exact comparison only
-within hash matches, and left out of the insert. Items and users are derived, rejects and the ingests row
-recorded, all in the same transaction.
+Duplicates are found by a 64-bit hash of (ts, user, item, type, session) first (the repeated hashes by a
+sort in numpy), exact comparison only within hash matches, and left out of the insert. Items and users are
+derived, rejects and the ingests row recorded, all in the same transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from core import store
 from core.data import formats, readers
@@ -41,6 +43,7 @@ from core.data.ingest_support import (
     _line_of,
     _line_rejects,
     _Steps,
+    flush_in_background,
     ingest_history,
     merge,
     rejects_for,
@@ -115,10 +118,17 @@ def ingest_events(
                 "has a header but no rows", file=str(path), fix="export the log again with its rows"
             )
         steps("read")
-        result = _in_transaction(
-            con,
-            lambda: _load(con, path, fmt, digest, good, n_skipped, ident, constants, started, report, steps),
-        )
+        # stored order carries no meaning (every reader orders explicitly): let DuckDB write in parallel
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            result = _in_transaction(
+                con,
+                lambda: _load(
+                    con, path, fmt, digest, good, n_skipped, ident, constants, started, report, steps
+                ),
+            )
+        finally:
+            con.execute("SET preserve_insertion_order = true")
         _drop_temp(con)
     steps("commit")
     result.steps = steps.seconds
@@ -249,14 +259,23 @@ def _load(
     else:
         anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)"
     columns = ", ".join(constants.get(c, c) for c in formats.CANONICAL)  # constants: not staged
-    con.execute("SET preserve_insertion_order = false")  # stored order carries no meaning: write in parallel
-    try:
-        con.execute(
-            f"INSERT INTO events SELECT {columns}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
-        )
-    finally:
-        con.execute("SET preserve_insertion_order = true")
+    con.execute(
+        f"INSERT INTO events SELECT {columns}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
+    )
+    flushing = flush_in_background(con)
     steps("events")
+    try:
+        rejected = _derive_the_rest(con, fmt, ident, n_skipped, ingest_id, report, steps)
+    finally:  # never leave the thread holding DuckDB's descriptor past the transaction
+        flushing.join()
+    return _record(con, ingest_id, path, fmt, digest, good - n_dups, rejected, n_dups, started)
+
+
+def _derive_the_rest(
+    con, fmt: str, ident: str, n_skipped: int, ingest_id: int, report: Progress, steps: _Steps
+) -> int:
+    """Items, users and rejects from ``stage``, inside the load's transaction; returns how many rows were
+    rejected."""
     report(0.85, "updating items and users")
     if fmt == "rees46":
         con.execute("""CREATE TEMP TABLE item_attrs AS
@@ -267,7 +286,7 @@ def _load(
         con.execute("CREATE TEMP TABLE item_attrs AS SELECT DISTINCT item_id FROM stage WHERE reason IS NULL")
     _upsert_items_from_events(con, fmt)
     steps("items")
-    _upsert_users(con, ingest_id)
+    _upsert_users(con)
     steps("users")
     if ident == "rid":
         con.execute("INSERT INTO rejects SELECT ?, ord, raw, reason FROM bad", [ingest_id])
@@ -279,8 +298,7 @@ def _load(
             [ingest_id],
         )
         con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
-    rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][0]
-    return _record(con, ingest_id, path, fmt, digest, good - n_dups, rejected, n_dups, started)
+    return con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][0]
 
 
 def _stage(con, path: Path, fmt: str, mapping: dict | None, source: str | None) -> None:
@@ -303,11 +321,19 @@ def _find_duplicates(con, ident: str) -> int:
     Returns how many."""
     me = f"(SELECT {'rowid AS rid, ' if ident == 'rid' else ''}* FROM stage WHERE h IS NOT NULL)"
     con.execute("CREATE TEMP TABLE dups " + ("(rid BIGINT)" if ident == "rid" else "(ord BIGINT, k BIGINT)"))
-    con.execute(f"""INSERT INTO dups
-        SELECT {ident} FROM (
-            SELECT {ident}, row_number() OVER (PARTITION BY {KEY} ORDER BY {ident}) AS rn
-            FROM {me} WHERE h IN (SELECT h FROM stage WHERE h IS NOT NULL GROUP BY h HAVING count(*) > 1))
-        WHERE rn > 1""")
+    repeated = _repeated_hashes(con)
+    if len(repeated):
+        # zero-copy from the numpy buffer: pa.array(numpy) would import pandas (0.5 s in a fresh process)
+        column = pa.Array.from_buffers(pa.uint64(), len(repeated), [None, pa.py_buffer(repeated)])
+        con.register("repeated_h", pa.Table.from_arrays([column], names=["h"]))
+        try:
+            con.execute(f"""INSERT INTO dups
+                SELECT {ident} FROM (
+                    SELECT {ident}, row_number() OVER (PARTITION BY {KEY} ORDER BY {ident}) AS rn
+                    FROM {me} WHERE h IN (SELECT h FROM repeated_h))
+                WHERE rn > 1""")
+        finally:
+            con.unregister("repeated_h")
     lo, hi = con.execute("SELECT min(ts), max(ts) FROM stage WHERE h IS NOT NULL").fetchall()[0]
     stored = (
         con.execute(
@@ -330,6 +356,15 @@ def _find_duplicates(con, ident: str) -> int:
     return con.execute("SELECT count(*) FROM dups").fetchall()[0][0]
 
 
+def _repeated_hashes(con) -> np.ndarray:
+    """Key hashes that occur more than once in ``stage``. Sorting the hashes in numpy costs about a quarter
+    of the CPU of DuckDB's ``GROUP BY h HAVING count(*) > 1`` over millions of distinct keys (measured:
+    0.17 s against 0.7 s wall on 5M rows, 2 cores)."""
+    h = con.execute("SELECT h FROM stage WHERE h IS NOT NULL").fetchnumpy()["h"]
+    h = np.sort(np.asarray(h, dtype=np.uint64))
+    return np.ascontiguousarray(np.unique(h[1:][h[1:] == h[:-1]]), dtype=np.uint64)
+
+
 def _upsert_items_from_events(con, fmt: str) -> None:
     """Items named by the file's good rows, from temp table ``item_attrs`` (REES46: category, brand and
     the latest price from the rows — a catalog file's values are kept unless empty); items missing from the
@@ -348,13 +383,15 @@ def _upsert_items_from_events(con, fmt: str) -> None:
     )
 
 
-def _upsert_users(con, ingest_id: int) -> None:
-    """Users of the new events; first_seen = their earliest event."""
+def _upsert_users(con) -> None:
+    """Users of the file's good rows; first_seen = their earliest event. Duplicates may count: each repeats
+    the (user, ts) of a row loaded now or stored before, so the minimum is the same (read from the in-memory
+    ``stage``, not from the compressed ``events``)."""
     merge(
         con,
         "users",
         "user_id",
-        f"(SELECT user_id, min(ts) AS first_seen FROM events WHERE ingest_id = {int(ingest_id)} GROUP BY user_id)",
+        "(SELECT user_id, min(ts) AS first_seen FROM stage WHERE h IS NOT NULL GROUP BY user_id)",
         ["user_id", "first_seen"],
         "first_seen = least(coalesce(t.first_seen, s.first_seen), s.first_seen)",
     )

@@ -114,7 +114,10 @@ def ts_general(x: str) -> str:
 
 
 def _event_map(names: dict[str, str]) -> str:
-    return "CASE lower(et) " + " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in names.items()) + " END"
+    """Source event name → canonical, case-insensitive. Exact spellings are matched first: lowering every
+    row's name costs more than the rest of the mapping."""
+    whens = " ".join(f"WHEN {lit(k)} THEN {lit(v)}" for k, v in names.items())
+    return f"CASE et {whens} ELSE CASE lower(et) {whens} END END"
 
 
 ALIASES = {t: t for t in EVENT_TYPES} | {
@@ -297,8 +300,8 @@ def event_sql(con, path: Path, fmt: str, mapping: dict | None, source: str | Non
         header = header_columns(line, delim)
         require(path, [c for c in expected if c not in header], expected, bool(mapping))
         trim = "trim" if fmt == "native" else ""  # exports of known formats carry no padding: save the work
-        if fast:
-            src = {c: f"nullif({trim}(c{i + 1}), '')" for i, c in enumerate(header)}
+        if fast:  # DuckDB's CSV parser already reads an empty or quoted-empty field as NULL
+            src = {c: f"nullif(trim(c{i + 1}), '')" if trim else f"c{i + 1}" for i, c in enumerate(header)}
             fields = _fields_select(_csv_native(path, delim, len(header)), src, names, source=label)
         else:
             src = {c: f"nullif({trim}(f[{i + 1}]), '')" for i, c in enumerate(header)}

@@ -5,6 +5,8 @@ malformed CSV never crashes the loader nor loses a good row."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 
 from core import store
 from core.data import ingest as ingest_mod
+from core.data import ingest_support
 from core.data.ingest import ingest_events, rejects_for
 from core.errors import InputError
 
@@ -186,6 +189,28 @@ def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, ste
     assert r.loaded == 50 and counts(db)["events"] == before["events"] + 50
 
 
+def test_early_flush_keeps_the_database_locked(db, tmp_path, monkeypatch):
+    """Mid-load, after the events are flushed early, another process still cannot open the file: the flush
+    must not release DuckDB's lock (closing a second descriptor of the file would)."""
+    real_flush = ingest_mod.flush_in_background
+    probes = []
+
+    def flush_then_probe(con):
+        assert ingest_support.open_descriptor(str(db)) is not None  # the flush has DuckDB's descriptor to use
+        thread = real_flush(con)
+        thread.join()
+        probe = f"import duckdb; duckdb.connect({str(db)!r}).close()"
+        probes.append(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True))
+        return thread
+
+    monkeypatch.setattr(ingest_mod, "flush_in_background", flush_then_probe)
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join([HEADER, GOOD]) + "\n")
+    assert ingest_events(path, db_path=db).loaded == 1
+    assert len(probes) == 1
+    assert probes[0].returncode != 0 and "lock" in probes[0].stderr.lower()
+
+
 def test_migrates_an_old_database_in_place(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
@@ -270,7 +295,10 @@ def _load_both_ways(tmp_path, body: bytes, n: int, monkeypatch):
             "SELECT ts, user_id, item_id, event_type, session_id, price, page FROM events ORDER BY ALL",
             db_path=db,
         ).rows()
-        out.append(((r.rows_read, r.loaded, r.rejected, r.duplicates), rej, events))
+        items = store.query(
+            "SELECT item_id, category, brand, price FROM items ORDER BY ALL", db_path=db
+        ).rows()
+        out.append(((r.rows_read, r.loaded, r.rejected, r.duplicates), rej, events, items))
     return out
 
 
@@ -303,5 +331,32 @@ def test_parallel_and_line_paths_agree(tmp_path, monkeypatch, rows, irregular, a
     if irregular is not None:
         rows = [*rows[:at], irregular, *rows[at:]]
     body = (("\r\n" if crlf else "\n").join([HEADER, *rows]) + "\n").encode()
+    fast, line = _load_both_ways(tmp_path, body, next(_dbs), monkeypatch)
+    assert fast == line
+
+
+REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+EMPTY = st.sampled_from(["", '""'])  # an empty field, bare or quoted: both mean "no value"
+REES46_ROW = st.builds(
+    lambda *fields: ",".join(fields),
+    st.sampled_from(["2019-10-01 00:00:01 UTC", "2019-10-01 00:00:02 UTC", "2019-10-01T00:00:01Z", "bad"]),
+    st.sampled_from(["view", "cart", "Cart", "VIEW", "purchase", "remove_from_cart", "click"]),
+    st.one_of(st.sampled_from(["101", "102"]), EMPTY),
+    st.just("2053013554658804075"),
+    st.one_of(st.sampled_from(["electronics.audio", '"a, b"']), EMPTY),
+    st.one_of(st.just("apple"), EMPTY),
+    st.one_of(st.sampled_from(["1.5", "-2", "abc"]), EMPTY),
+    st.one_of(st.just("513642368"), EMPTY),
+    st.one_of(st.just("e937725e-df44"), EMPTY),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(REES46_ROW, min_size=1, max_size=15))
+def test_rees46_parallel_and_line_paths_agree(tmp_path, monkeypatch, rows):
+    """REES46 on the parallel path reads fields as DuckDB's parser gives them (no trim, no empty-string
+    check): empty and quoted-empty fields, event names in any case and bad values end the same as line by
+    line — counts, rejects, events and the items derived from them."""
+    body = ("\n".join([REES46_HEADER, *rows]) + "\n").encode()
     fast, line = _load_both_ways(tmp_path, body, next(_dbs), monkeypatch)
     assert fast == line

@@ -8,7 +8,8 @@ table with its number. Clean CSV can instead go through DuckDB's parallel CSV pa
 numbered by their row in the file.
 
 ``event_sql`` returns one SELECT yielding, per event: ``ord`` (line or row ordinal from the reader),
-``k`` (position inside a sequence line, else 0), ``raw`` (rejected rows only), the typed canonical
+``k`` (position inside a sequence line, else 0), ``raw`` (rejected rows only; with ``fast``, the line
+rebuilt from its fields, which differs from the line only if it had quotes), the typed canonical
 columns, ``category`` / ``brand`` (REES46) and ``reason`` (NULL for a good row, else what is wrong
 and how to fix it).
 """
@@ -131,14 +132,24 @@ ALIASES = {t: t for t in EVENT_TYPES} | {
 }
 
 
-def classify(fields: str, *, ts_expr: str, events: dict[str, str], listed: str) -> str:
+def classify(
+    fields: str,
+    *,
+    ts_expr: str,
+    events: dict[str, str],
+    listed: str,
+    raw_expr: str = "raw",
+    passed: tuple[str, ...] = (),
+) -> str:
     """Typed columns + reason from a relation of VARCHAR fields (``tsv, user_id, item_id, et, …``).
-    Casts happen once (inner SELECT); the raw line is kept only for rejected rows."""
+    Casts happen once (inner SELECT); the raw line (``raw_expr``, evaluated only for them) is kept only for
+    rejected rows. ``passed``: columns of ``fields`` that ``raw_expr`` needs, dropped from the result."""
+    dropped = ", ".join(("raw", "tsv", "et", "pr", "dw", "po", "ra", "dwell_d", "pos_d", "rating_d", *passed))
     return f"""
-    SELECT * EXCLUDE (raw, tsv, et, pr, dw, po, ra, dwell_d, pos_d, rating_d),
+    SELECT * EXCLUDE ({dropped}),
            CAST(round(dwell_d) AS BIGINT) AS dwell_ms, CAST(pos_d AS INTEGER) AS position,
            CASE WHEN event_type = 'review' THEN rating_d END AS rating,
-           CASE WHEN reason IS NOT NULL THEN raw END AS raw
+           CASE WHEN reason IS NOT NULL THEN {raw_expr} END AS raw
     FROM (SELECT * EXCLUDE (nf_reason), coalesce(nf_reason, CASE
              WHEN user_id IS NULL THEN 'missing user id — every event needs the shopper''s id'
              WHEN item_id IS NULL THEN 'missing item id — every event needs the product''s id'
@@ -170,9 +181,10 @@ def _fields_select(
     source: str,
     k: str = "0",
     extra_reason: str = "nf_reason",
+    passed: tuple[str, ...] = (),
 ) -> str:
     """Name the VARCHAR fields: tsv, user_id, item_id, et, session_id, dw, po, page, pr, ra, source, category,
-    brand; ``names`` maps each to a source column name (or None)."""
+    brand; ``names`` maps each to a source column name (or None); ``passed`` columns go through as they are."""
 
     def f(key):
         return _field(src, names.get(key))
@@ -182,7 +194,7 @@ def _fields_select(
                 {f("item_id")} AS item_id, {f("et")} AS et, {f("session_id")} AS session_id, {f("dw")} AS dw,
                 {f("po")} AS po, {f("page")} AS page, {f("pr")} AS pr, {f("ra")} AS ra,
                 coalesce({f("source")}, {lit(source)}) AS source, {f("category")} AS category,
-                {f("brand")} AS brand
+                {f("brand")} AS brand{"".join(", " + c for c in passed)}
          FROM {fields_rel})"""
 
 
@@ -302,7 +314,15 @@ def event_sql(con, path: Path, fmt: str, mapping: dict | None, source: str | Non
         trim = "trim" if fmt == "native" else ""  # exports of known formats carry no padding: save the work
         if fast:  # DuckDB's CSV parser already reads an empty or quoted-empty field as NULL
             src = {c: f"nullif(trim(c{i + 1}), '')" if trim else f"c{i + 1}" for i, c in enumerate(header)}
-            fields = _fields_select(_csv_native(path, delim, len(header)), src, names, source=label)
+            cols = tuple(f"c{i + 1}" for i in range(len(header)))
+            fields = _fields_select(
+                _csv_native(path, delim, len(header)), src, names, source=label, passed=cols
+            )
+            # a rejected row's line rebuilt from its fields: the same text unless the line had quotes
+            rebuilt = f"concat_ws({lit(delim)}, " + ", ".join(f"coalesce({c}, '')" for c in cols) + ")"
+            return classify(
+                fields, ts_expr=ts_expr, events=events, listed=listed, raw_expr=rebuilt, passed=cols
+            )
         else:
             src = {c: f"nullif({trim}(f[{i + 1}]), '')" for i, c in enumerate(header)}
             fields = _fields_select(_csv_fields(path, delim, len(header), header), src, names, source=label)

@@ -163,7 +163,7 @@ def test_catalog_with_only_a_header_is_refused_and_writes_nothing(db, tmp_path):
 
 
 @pytest.mark.parametrize("irregular", [False, True], ids=["parallel-path", "line-path"])
-@pytest.mark.parametrize("step", ["_find_duplicates", "_upsert_items_from_events", "_upsert_users"])
+@pytest.mark.parametrize("step", ["find_duplicates", "_upsert_items_from_events", "_upsert_users"])
 def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, step, irregular):
     first = tmp_path / "first.csv"
     first.write_text("\n".join([HEADER, GOOD, "bad,row"]) + "\n")
@@ -187,6 +187,35 @@ def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, ste
     monkeypatch.undo()
     r = ingest_events(more, db_path=db)  # and the same file loads fine afterwards
     assert r.loaded == 50 and counts(db)["events"] == before["events"] + 50
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["found-by-text", "quoted-line"])
+def test_rejected_rows_numbered_on_the_parallel_path(db, tmp_path, monkeypatch, quoted):
+    """Rejected rows of a file the parallel parser reads get their physical line and raw text. They are
+    found by their text rebuilt from the fields, twice-repeated lines included. A rejected line with
+    quotes rebuilds differently, and the ordered parse numbers the rows instead."""
+    staged, parsed = [], []
+    real_stage_fast, real_by_parse = ingest_mod._stage_fast, ingest_mod._number_by_parse
+    monkeypatch.setattr(
+        ingest_mod, "_stage_fast", lambda *a, **k: staged.append(real_stage_fast(*a, **k)) or staged[-1]
+    )
+    monkeypatch.setattr(
+        ingest_mod, "_number_by_parse", lambda *a, **k: parsed.append(1) or real_by_parse(*a, **k)
+    )
+    bad = "2024-05-01 10:00:00,u1,i1,clik,s,1,p"
+    lines = [HEADER, GOOD, bad, GOOD.replace("u0", "u2"), bad]
+    if quoted:
+        lines.append('2024-05-01 10:00:00,u1,i1,clik,s,1,"a, b"')
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    r = ingest_events(path, db_path=db)
+    assert staged and staged[0] is not None  # the parallel path loaded it
+    assert bool(parsed) == quoted  # by text, unless a rejected line had quotes
+    got = rejects(r, db)
+    want = {3: bad, 5: bad} | ({6: lines[5]} if quoted else {})
+    assert {line: row["raw"] for line, row in got.items()} == want
+    assert all(row["reason"].startswith("unknown event type 'clik'") for row in got.values())
+    assert (r.loaded, r.rejected) == (2, len(want))
 
 
 def test_early_flush_keeps_the_database_locked(db, tmp_path, monkeypatch):

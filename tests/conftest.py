@@ -8,8 +8,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-BEAUTY = ROOT.parent / "shared" / "data" / "benchmarks" / "amazon-beauty.txt"
-
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):

@@ -66,7 +66,9 @@ def cmd_stats(args) -> int:
     from core.data.features import overview_stats
 
     stats = overview_stats()
-    print(json.dumps(stats, indent=2, default=str) if isinstance(stats, dict) else stats)
+    by_type = stats.pop("by_type")
+    stats["events_by_type"] = dict(zip(by_type["event_type"], by_type["events"], strict=True))
+    print(json.dumps(stats, indent=2, default=str))
     return 0
 
 

@@ -117,17 +117,10 @@ def ingest_events(
                 "has a header but no rows", file=str(path), fix="export the log again with its rows"
             )
         steps("read")
-        # stored order carries no meaning (every reader orders explicitly): let DuckDB write in parallel
-        con.execute("SET preserve_insertion_order = false")
-        try:
-            result = _in_transaction(
-                con,
-                lambda: _load(
-                    con, path, fmt, digest, good, n_skipped, ident, constants, started, report, steps
-                ),
-            )
-        finally:
-            con.execute("SET preserve_insertion_order = true")
+        result = _in_transaction(
+            con,
+            lambda: _load(con, path, fmt, digest, good, n_skipped, ident, constants, started, report, steps),
+        )
         _drop_temp(con)
     steps("commit")
     result.steps = steps.seconds
@@ -287,9 +280,15 @@ def _load(
     else:
         anti = "AND NOT EXISTS (SELECT 1 FROM dups d WHERE d.ord = s.ord AND d.k = s.k)"
     columns = ", ".join(constants.get(c, c) for c in formats.CANONICAL)  # constants: not staged
-    con.execute(
-        f"INSERT INTO events SELECT {columns}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
-    )
+    # stored order carries no meaning: write in parallel. The setting is global to the process's DuckDB
+    # instance (other sessions lose order without ORDER BY meanwhile), so it is off for this insert only
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        con.execute(
+            f"INSERT INTO events SELECT {columns}, ? FROM stage s WHERE reason IS NULL {anti}", [ingest_id]
+        )
+    finally:
+        con.execute("SET preserve_insertion_order = true")
     flushing = flush_in_background(con)
     steps("events")
     try:

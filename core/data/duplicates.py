@@ -55,6 +55,6 @@ def _repeated_hashes(con) -> np.ndarray:
     """Key hashes that occur more than once in ``stage``. Sorting the hashes in numpy costs about a quarter
     of the CPU of DuckDB's ``GROUP BY h HAVING count(*) > 1`` over millions of distinct keys (measured:
     0.17 s against 0.7 s wall on 5M rows, 2 cores)."""
-    h = con.execute("SELECT h FROM stage WHERE h IS NOT NULL").fetchnumpy()["h"]
-    h = np.sort(np.asarray(h, dtype=np.uint64))
+    h = np.asarray(con.execute("SELECT h FROM stage WHERE h IS NOT NULL").fetchnumpy()["h"], dtype=np.uint64)
+    h.sort()  # in place: the fetched array is ours
     return np.ascontiguousarray(np.unique(h[1:][h[1:] == h[:-1]]), dtype=np.uint64)

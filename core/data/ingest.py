@@ -11,9 +11,9 @@ write is then derived from ``stage`` inside one transaction, so nothing is ever 
 Two ways to fill ``stage``:
 
 * fast (uncompressed CSV: native, REES46, RetailRocket): DuckDB's parallel CSV parser. If rows are
-  rejected, an ordered read of the lines numbers them by their text (an ordered parse if a rejected line
-  had quotes) — only valid when every physical line became one row, so
-  a file with rejected rows and blank lines or quoted line breaks takes the line path instead, as does a
+  rejected, an ordered read of the lines finds them by their text. If a rejected line had quotes (its text
+  rebuilt from the fields differs), an ordered parse numbers them instead — only valid when every physical
+  line became one row, so such a file with blank lines or quoted line breaks takes the line path, as does a
   file with a line the parser refuses (undecodable, wrong width) or cannot split (mixed line ends).
 * line (JSONL, sequence and pairs files, gzip, and the CSV above): every physical line is read as one
   value with its number and split in SQL. Parquet is read by ``read_parquet``, numbered by row.
@@ -146,8 +146,8 @@ def _stage_fast(
 ) -> tuple[int, int, int, str, dict[str, str]] | None:
     """``stage`` from DuckDB's parallel CSV parser, and ``bad`` (line, raw, reason) for rejected rows.
     Returns (good rows, rows, 0 skipped lines, row identity, constant columns) — or None, and the caller
-    stages the file line by line, if the parser refused a line or if rows were rejected and some physical
-    line did not become exactly one row (reader row + 1 is the line number only then)."""
+    stages the file line by line, if the parser refused a line or if the rejected rows cannot be numbered
+    (see ``_number_rejected``)."""
     sql = readers.event_sql(con, path, fmt, mapping, source, fast=True)
     constants = readers.constant_columns(path, fmt, mapping, source)
     varying = ", ".join(c for c in formats.CANONICAL if c not in constants)
@@ -165,37 +165,41 @@ def _stage_fast(
         return None
     finally:
         con.execute("SET preserve_insertion_order = true")  # the line reader numbers rows in order
-    refused = con.execute(f"SELECT count(*) FROM {formats.REJECTS_TABLE}").fetchall()[0][0]
+    if con.execute(f"SELECT count(*) FROM {formats.REJECTS_TABLE}").fetchall()[0][0]:
+        return None  # the parser refused a line
     total, n_bad = con.execute("SELECT count(*), count(reason) FROM stage").fetchall()[0]
-    if refused:
-        return None
     con.execute("CREATE TEMP TABLE bad (ord BIGINT, raw VARCHAR, reason VARCHAR)")
     if n_bad:  # numbering needs an ordered read: only for files that have rejected rows
-        if total != (digest.line_count() or 0) - 1:  # blank lines or quoted line breaks: rows ≠ lines
-            return None
         report(0.3, "numbering rejected rows")
-        if not _number_rejected(con, path, sql, n_bad):
+        if not _number_rejected(con, path, sql, n_bad, total, digest):
             return None
     return total - n_bad, total, 0, "rid", constants
 
 
-def _number_rejected(con, path: Path, sql: str, n_bad: int) -> bool:
+def _number_rejected(con, path: Path, sql: str, n_bad: int, n_rows: int, digest: _Digest) -> bool:
     """``bad`` (line, raw, reason) for the ``n_bad`` rejected rows of ``stage``: by their text, else by an
-    ordered parse. False if neither accounts for every rejected row."""
-    return _number_by_text(con, path, n_bad) or _number_by_parse(con, path, sql, n_bad)
+    ordered parse — which needs every physical line to have become one row (no blank lines, no quoted line
+    breaks: reader row + 1 is the line only then). False if neither accounts for every rejected row."""
+    if _number_by_text(con, path, n_bad):
+        return True
+    if n_rows != (digest.line_count() or 0) - 1:
+        return False
+    return _number_by_parse(con, path, sql, n_bad)
 
 
 def _number_by_text(con, path: Path, n_bad: int) -> bool:
     """One ordered pass over the file's lines finds the rejected rows by their text (``stage.raw``, rebuilt
-    from the fields; 1.1 s on 5M lines). Equal text parses the same, so every line found is a rejected row;
-    a rejected line with quotes rebuilds differently and is not found, and then this returns False."""
+    from the fields; 1.1 s on 5M lines), numbered by the line reader itself, so blank lines do not matter.
+    Equal text parses the same, so every line found is a rejected row; a rejected line with quotes rebuilds
+    differently and is not found, and then this returns False."""
     # a table of its own, so that the planner knows it is the small side of the join
     con.execute("""CREATE TEMP TABLE bad_text AS
         SELECT raw, any_value(reason) AS reason FROM stage WHERE reason IS NOT NULL GROUP BY raw""")
     con.execute(f"""INSERT INTO bad SELECT l.ord, l.line, b.reason
         FROM {readers.lines_reader(path)} l JOIN bad_text b ON l.line = b.raw""")
-    if con.execute("SELECT count(*) FROM bad").fetchall()[0][0] == n_bad:
-        return True
+    refused = con.execute(f"SELECT count(*) FROM {formats.REJECTS_TABLE}").fetchall()[0][0]
+    if not refused and con.execute("SELECT count(*) FROM bad").fetchall()[0][0] == n_bad:
+        return True  # (a line the line reader refused would shift the numbers after it)
     con.execute("DELETE FROM bad")
     return False
 
@@ -292,13 +296,13 @@ def _load(
     flushing = flush_in_background(con)
     steps("events")
     try:
-        rejected = _derive_the_rest(con, fmt, ident, n_skipped, ingest_id, report, steps)
+        rejected = _write_items_users_rejects(con, fmt, ident, n_skipped, ingest_id, report, steps)
     finally:  # never leave the thread holding DuckDB's descriptor past the transaction
         flushing.join()
     return _record(con, ingest_id, path, fmt, digest, good - n_dups, rejected, n_dups, started)
 
 
-def _derive_the_rest(
+def _write_items_users_rejects(
     con, fmt: str, ident: str, n_skipped: int, ingest_id: int, report: Progress, steps: _Steps
 ) -> int:
     """Items, users and rejects from ``stage``, inside the load's transaction; returns how many rows were

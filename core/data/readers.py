@@ -314,18 +314,17 @@ def event_sql(con, path: Path, fmt: str, mapping: dict | None, source: str | Non
         trim = "trim" if fmt == "native" else ""  # exports of known formats carry no padding: save the work
         if fast:  # DuckDB's CSV parser already reads an empty or quoted-empty field as NULL
             src = {c: f"nullif(trim(c{i + 1}), '')" if trim else f"c{i + 1}" for i, c in enumerate(header)}
-            cols = tuple(f"c{i + 1}" for i in range(len(header)))
+            passed = tuple(f"c{i + 1}" for i in range(len(header)))
             fields = _fields_select(
-                _csv_native(path, delim, len(header)), src, names, source=label, passed=cols
+                _csv_native(path, delim, len(header)), src, names, source=label, passed=passed
             )
             # a rejected row's line rebuilt from its fields: the same text unless the line had quotes
-            rebuilt = f"concat_ws({lit(delim)}, " + ", ".join(f"coalesce({c}, '')" for c in cols) + ")"
+            raw_expr = f"concat_ws({lit(delim)}, " + ", ".join(f"coalesce({c}, '')" for c in passed) + ")"
             return classify(
-                fields, ts_expr=ts_expr, events=events, listed=listed, raw_expr=rebuilt, passed=cols
+                fields, ts_expr=ts_expr, events=events, listed=listed, raw_expr=raw_expr, passed=passed
             )
-        else:
-            src = {c: f"nullif({trim}(f[{i + 1}]), '')" for i, c in enumerate(header)}
-            fields = _fields_select(_csv_fields(path, delim, len(header), header), src, names, source=label)
+        src = {c: f"nullif({trim}(f[{i + 1}]), '')" for i, c in enumerate(header)}
+        fields = _fields_select(_csv_fields(path, delim, len(header), header), src, names, source=label)
     return classify(fields, ts_expr=ts_expr, events=events, listed=listed)
 
 

@@ -119,11 +119,13 @@ def test_clean_csv_takes_the_parallel_path_irregular_falls_back(db, tmp_path, mo
     r = ingest_events(clean, db_path=db)
     assert (r.loaded, r.rejected, staged) == (2, 1, [])
     assert rejects(r, db)[3]["raw"] == "notatime,u1,i1,view,s,1,p"
-    blank = tmp_path / "blank.csv"
-    blank.write_text("\n".join([HEADER, GOOD.replace("u0", "u5"), "", "notatime,u1,i1,view,s,1,p"]) + "\n")
-    r = ingest_events(blank, db_path=db)
+    # a blank line and a rejected line with quotes: neither its text nor the reader's row numbers it
+    irregular = tmp_path / "irregular.csv"
+    quoted_bad = 'notatime,u1,i1,view,s,1,"a, b"'
+    irregular.write_text("\n".join([HEADER, GOOD.replace("u0", "u5"), "", quoted_bad]) + "\n")
+    r = ingest_events(irregular, db_path=db)
     assert (r.loaded, r.rejected, staged) == (1, 1, [1])
-    assert set(rejects(r, db)) == {4}
+    assert {line: row["raw"] for line, row in rejects(r, db).items()} == {4: quoted_bad}
     assert counts(db)["events"] == 3
 
 
@@ -189,11 +191,21 @@ def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, ste
     assert r.loaded == 50 and counts(db)["events"] == before["events"] + 50
 
 
-@pytest.mark.parametrize("quoted", [False, True], ids=["found-by-text", "quoted-line"])
-def test_rejected_rows_numbered_on_the_parallel_path(db, tmp_path, monkeypatch, quoted):
+@pytest.mark.parametrize(
+    "extra, parallel, by_parse",
+    [
+        ([], True, False),  # found by their text
+        (['2024-05-01 10:00:00,u1,i1,clik,s,1,"a, b"'], True, True),  # a quoted rejected line
+        ([""], True, False),  # a blank line: the line reader numbers past it
+        (["", '2024-05-01 10:00:00,u1,i1,clik,s,1,"a, b"'], False, False),  # both: rows ≠ lines
+    ],
+    ids=["found-by-text", "quoted-line", "blank-line", "quoted-and-blank"],
+)
+def test_rejected_rows_numbered_on_the_parallel_path(db, tmp_path, monkeypatch, extra, parallel, by_parse):
     """Rejected rows of a file the parallel parser reads get their physical line and raw text. They are
-    found by their text rebuilt from the fields, twice-repeated lines included. A rejected line with
-    quotes rebuilds differently, and the ordered parse numbers the rows instead."""
+    found by their text rebuilt from the fields, twice-repeated lines and blank lines included. A rejected
+    line with quotes rebuilds differently: the ordered parse numbers the rows instead, which needs every
+    line to be one row, else the file is read line by line. Whichever way, the rejects are the same."""
     staged, parsed = [], []
     real_stage_fast, real_by_parse = ingest_mod._stage_fast, ingest_mod._number_by_parse
     monkeypatch.setattr(
@@ -203,16 +215,14 @@ def test_rejected_rows_numbered_on_the_parallel_path(db, tmp_path, monkeypatch, 
         ingest_mod, "_number_by_parse", lambda *a, **k: parsed.append(1) or real_by_parse(*a, **k)
     )
     bad = "2024-05-01 10:00:00,u1,i1,clik,s,1,p"
-    lines = [HEADER, GOOD, bad, GOOD.replace("u0", "u2"), bad]
-    if quoted:
-        lines.append('2024-05-01 10:00:00,u1,i1,clik,s,1,"a, b"')
+    lines = [HEADER, GOOD, bad, GOOD.replace("u0", "u2"), bad, *extra]
     path = tmp_path / "log.csv"
     path.write_text("\n".join(lines) + "\n")
     r = ingest_events(path, db_path=db)
-    assert staged and staged[0] is not None  # the parallel path loaded it
-    assert bool(parsed) == quoted  # by text, unless a rejected line had quotes
+    assert (staged[0] is not None) == parallel
+    assert bool(parsed) == by_parse
     got = rejects(r, db)
-    want = {3: bad, 5: bad} | ({6: lines[5]} if quoted else {})
+    want = {3: bad, 5: bad} | {n + 1: line for n, line in enumerate(lines) if line.endswith('"a, b"')}
     assert {line: row["raw"] for line, row in got.items()} == want
     assert all(row["reason"].startswith("unknown event type 'clik'") for row in got.values())
     assert (r.loaded, r.rejected) == (2, len(want))

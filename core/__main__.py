@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import StudioError
+from core.release import cli as release_cli
 
 
 @contextmanager
@@ -170,7 +171,29 @@ def cmd_first_run(args) -> int:
         with _bar("train") as progress:
             run = train_run(time_budget_s=args.time_budget * 60, activate=True, progress=progress)
         print(run.summary())
+    _first_release_and_admin(args.url)
     return 0
+
+
+def _first_release_and_admin(url: str) -> None:
+    """Repair what an interrupted publish left, publish release 1 once, and print the admin's one-time
+    password while the admin has not chosen one (as Jupyter prints its token)."""
+    from core.release import releases, users
+    from core.release.roles import SYSTEM
+
+    for line in releases.reconcile():
+        print(f"releases: {line}")
+    if releases.release_state().head_id is None:
+        print("first run: publishing release 1 (the first model, no merchandising rules)")
+        releases.publish(SYSTEM, "first run: the first model, no merchandising rules", expected_head=None)
+    password = users.bootstrap_admin()
+    if password:
+        print(
+            f"\n    To sign in to Homepage Studio, open\n        {url}\n"
+            f"    as  admin  with the one-time password\n        {password}\n"
+            "    It works once: you choose your own password right after.\n",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,9 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1337)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("first-run", help="demo shop and first model if missing (used by make run)")
+    p = sub.add_parser(
+        "first-run", help="demo shop, first model, first release, admin account if missing (make run)"
+    )
     p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
+    p.add_argument("--url", default="http://localhost:8501", help="where the app listens (for the message)")
     p.set_defaults(func=cmd_first_run)
+
+    release_cli.register(sub)
 
     args = parser.parse_args(argv)
     try:

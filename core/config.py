@@ -22,6 +22,13 @@ class Settings:
     db_path: Path | None = None  # HS_DB, else <data_dir>/shop.duckdb
     device: str = field(default_factory=lambda: os.environ.get("HS_DEVICE", "auto"))
     lock_wait_s: float = field(default_factory=lambda: float(os.environ.get("HS_LOCK_WAIT", "60")))
+    # the CLI signs in as HS_USER with HS_PASSWORD, or with a token file made by `python -m core users token`
+    user: str = field(default_factory=lambda: os.environ.get("HS_USER", ""))
+    password: str = field(default_factory=lambda: os.environ.get("HS_PASSWORD", ""), repr=False)
+    token_file: str = field(default_factory=lambda: os.environ.get("HS_TOKEN_FILE", ""))
+    # a browser session ends this many hours after sign-in, or after this many idle minutes
+    session_hours: float = field(default_factory=lambda: float(os.environ.get("HS_SESSION_HOURS", "8")))
+    session_idle_min: float = field(default_factory=lambda: float(os.environ.get("HS_SESSION_IDLE_MIN", "60")))
 
     def __post_init__(self) -> None:
         if self.db_path is None:
@@ -35,8 +42,23 @@ class Settings:
     def releases_dir(self) -> Path:
         return self.data_dir / "releases"
 
+    @property
+    def secret_key_path(self) -> Path:
+        """The key of the shopper pseudonyms (created on first use, readable by the owner only)."""
+        return self.data_dir / "secret.key"
 
-ENV = ("HS_DATA", "HS_DB", "HS_DEVICE", "HS_LOCK_WAIT")
+
+ENV = (
+    "HS_DATA",
+    "HS_DB",
+    "HS_DEVICE",
+    "HS_LOCK_WAIT",
+    "HS_USER",
+    "HS_PASSWORD",
+    "HS_TOKEN_FILE",
+    "HS_SESSION_HOURS",
+    "HS_SESSION_IDLE_MIN",
+)
 
 
 def settings() -> Settings:

@@ -115,6 +115,64 @@ def release_diff(rule_set_id: str = "default", db_path=None) -> ReleaseDiff:
     return ReleaseDiff(live, state.head_id, draft, rule_changes(live_rules, draft_rules))
 
 
+@dataclass
+class PublishImpact:
+    """What publishing the draft changes for a sample of shoppers, against the live release's rules."""
+
+    users: int
+    homepages_changed: int
+    summary: pl.DataFrame  # metric, live, draft
+    per_rule: pl.DataFrame  # the draft's rules: homepages each one changes
+
+
+IMPACT_METRICS = {  # the rules-impact metric → how the Publish page names it
+    "score_kept": "score kept (share of the model's best)",
+    "protected_share": "exposure of protected groups (share of slots)",
+    "intra_list_diversity": "intra-list diversity",
+    "categories_covered": "categories covered",
+    "calibration_kl": "calibration KL",
+}
+
+
+def publish_impact(diff: ReleaseDiff, n_users: int = 200, db_path=None) -> PublishImpact:
+    """The impact summary of the Publish page: the rules-impact code (``core.ranking.impact``) run on the
+    live release's rules and on the draft's, for the same sample of shoppers, with the draft's model.
+    The one caller of ``core.ranking.impact``: a change of its API changes only this function."""
+    from core.ranking.homepage import homepages_for
+    from core.ranking.impact import rule_set_impact, sample_users
+
+    draft = load_rule_set(diff.draft.rule_set_id, diff.draft.rule_set_version or None, db_path)
+    version = diff.live.rule_set_version if diff.live else 0
+    live = (
+        load_rule_set(diff.live.rule_set_id, version, db_path) if version else RuleSet(draft.rule_set_id, 0)
+    )
+    before, after = (
+        rule_set_impact(live, n_users, db_path=db_path),
+        rule_set_impact(draft, n_users, db_path=db_path),
+    )
+    users = sample_users(n_users, db_path=db_path)
+    shown = lambda rules: [
+        [s.item_id for s in v.ruled.slots] for v in homepages_for(users, rules, db_path=db_path)
+    ]  # noqa: E731
+    changed = sum(a != b for a, b in zip(shown(live), shown(draft)))
+
+    def column(impact) -> dict[str, float | None]:
+        values = dict(zip(impact.summary["metric"], impact.summary["with rules"]))
+        lost = values.get("score_lost")
+        return {**values, "score_kept": None if lost is None else 1.0 - lost}
+
+    was, will = column(before), column(after)
+    summary = pl.DataFrame(
+        {
+            "metric": list(IMPACT_METRICS.values()),
+            "live": [was.get(k) for k in IMPACT_METRICS],
+            "draft": [will.get(k) for k in IMPACT_METRICS],
+        },
+        schema={"metric": pl.Utf8, "live": pl.Float64, "draft": pl.Float64},
+    )
+    return PublishImpact(len(users), changed, summary, after.per_rule)
+
+
 def unsaved_edits(draft: RuleSet | None, db_path=None) -> bool:
     """Whether an editor's draft (the Rules page's) differs from the latest saved version."""
     if draft is None:

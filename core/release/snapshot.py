@@ -1,6 +1,6 @@
-"""What the ranking reads, gathered for a release artifact: the one place ``core.release`` reaches into
-``core.ranking`` (its snapshot and its cold-start popularity) and ``core.ranking.impact``, so a change of
-their API changes only this module.
+"""What the ranking reads, gathered for a release artifact: with ``core.release.diff.publish_impact``, the
+one place ``core.release`` reaches into ``core.ranking``'s internals (its snapshot and its cold-start
+popularity), so a change of their API changes only this function.
 
 The draft is "the latest saved rule-set version + the active model run": activating a run changes the
 draft that the preview shows; shoppers get it only through a publish, which snapshots it here.
@@ -16,7 +16,6 @@ import numpy as np
 import polars as pl
 
 from core import store
-from core.ranking.rules import RuleSet
 from core.release.privacy import pseudonym
 from models.base import EVENT_NAMES
 
@@ -118,56 +117,3 @@ def ranking_snapshot(forgotten: set[str], db_path=None) -> RankingSnapshot:
         popularity=popularity,
         trending=trending,
     )
-
-
-@dataclass
-class PublishImpact:
-    """What publishing the draft changes for a sample of shoppers, against the live release's rules."""
-
-    users: int
-    homepages_changed: int
-    summary: pl.DataFrame  # metric, live, draft
-    per_rule: pl.DataFrame  # the draft's rules: homepages each one changes
-
-
-IMPACT_METRICS = {  # the rules-impact metric → how the Publish page names it
-    "score_kept": "score kept (share of the model's best)",
-    "protected_share": "exposure of protected groups (share of slots)",
-    "intra_list_diversity": "intra-list diversity",
-    "categories_covered": "categories covered",
-    "calibration_kl": "calibration KL",
-}
-
-
-def publish_impact(draft: RuleSet, live: RuleSet | None, n_users: int = 200, db_path=None) -> PublishImpact:
-    """The impact summary of the Publish page, from the rules-impact code (``core.ranking.impact``) run on
-    the live rules and on the draft's, for the same sample, with the draft's model."""
-    from core.ranking.homepage import homepages_for
-    from core.ranking.impact import rule_set_impact, sample_users
-
-    live = live or RuleSet(draft.rule_set_id, 0)
-    before, after = (
-        rule_set_impact(live, n_users, db_path=db_path),
-        rule_set_impact(draft, n_users, db_path=db_path),
-    )
-    users = sample_users(n_users, db_path=db_path)
-    shown = lambda rules: [
-        [s.item_id for s in v.ruled.slots] for v in homepages_for(users, rules, db_path=db_path)
-    ]  # noqa: E731
-    changed = sum(a != b for a, b in zip(shown(live), shown(draft)))
-
-    def column(impact) -> dict[str, float | None]:
-        values = dict(zip(impact.summary["metric"], impact.summary["with rules"]))
-        lost = values.get("score_lost")
-        return {**values, "score_kept": None if lost is None else 1.0 - lost}
-
-    was, will = column(before), column(after)
-    summary = pl.DataFrame(
-        {
-            "metric": list(IMPACT_METRICS.values()),
-            "live": [was.get(k) for k in IMPACT_METRICS],
-            "draft": [will.get(k) for k in IMPACT_METRICS],
-        },
-        schema={"metric": pl.Utf8, "live": pl.Float64, "draft": pl.Float64},
-    )
-    return PublishImpact(len(users), changed, summary, after.per_rule)

@@ -66,13 +66,14 @@ def sign_out() -> None:
         st.logout()
 
 
-def require_account(permission: Permission = Permission.VIEW) -> Account:
-    """The signed-in account, or stop the page with the reason (core checks again in every action)."""
+def require_account(permission: Permission | None = Permission.VIEW) -> Account:
+    """The signed-in account, or stop the page with the reason (core checks again in every action).
+    ``permission=None``: any signed-in account, even one that must still replace a one-time password."""
     account = current_account()
     if account is None:
         st.error(st.session_state.get(MESSAGE) or "Sign in first.")
         st.stop()
-    if not allowed(account, permission):
+    if permission is not None and not allowed(account, permission):
         st.error(f"Your role ({account.role.label}) may not {permission.doing}.")
         st.stop()
     return account

@@ -6,7 +6,7 @@ from core.errors import StudioError
 from core.release import auth
 from pages._session import TOKEN, require_account
 
-account = require_account()
+account = require_account(permission=None)
 st.title("Your password")
 if st.session_state.pop("password_changed", False):
     st.success("Password changed.")

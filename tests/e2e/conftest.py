@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ACCOUNTS
+from tests.e2e.steps import sign_in
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -96,3 +99,14 @@ def page(browser):
     pg.set_default_timeout(30_000)
     yield pg
     context.close()
+
+
+@pytest.fixture
+def signed_in(page, app_url):
+    """Sign the browser in as an account of ``ACCOUNTS``: ``signed_in("ada")`` returns the page."""
+
+    def sign_in_as(name: str):
+        sign_in(page, app_url, name, ACCOUNTS[name][1])
+        return page
+
+    return sign_in_as

@@ -80,15 +80,16 @@ def live_rules(data) -> tuple[int, list[dict]]:
         return entry.release_id, artifact.rules()["rules"]
 
 
-def test_admin_merchandiser_viewer_publish_and_rollback(page, app_url, demo_shop):
-    one_time = first_run_password(demo_shop, app_url)
+def test_admin_merchandiser_viewer_publish_and_rollback(page, own_app):
+    app_url, shop = own_app
+    one_time = first_run_password(shop, app_url)
     first_sign_in(page, app_url, "admin", one_time, "admin-chose-this-1")
     go_to(page, "Users")
     merchandiser = create_account(page, "mel", "merchandiser")
     viewer = create_account(page, "val", "viewer")
     sign_out(page)
 
-    before, _ = live_rules(demo_shop)
+    before, _ = live_rules(shop)
     first_sign_in(page, app_url, "mel", merchandiser, "mel-chose-this-1")
     item = pin_an_item_to_slot_1(page)
     go_to(page, "Publish")
@@ -97,10 +98,11 @@ def test_admin_merchandiser_viewer_publish_and_rollback(page, app_url, demo_shop
     page.get_by_role("textbox", name="Note (required): why this goes live").fill(f"e2e: {item} on slot 1")
     page.get_by_role("button", name="Publish now").click()
     page.get_by_text(re.compile(r"Release \d+ is live\.")).wait_for(timeout=120_000)
-    published, rules = live_rules(demo_shop)
+    published, rules = live_rules(shop)
     assert published > before
     assert {"kind": "pin", "item": item, "slot": 1} in [
-        {"kind": r["kind"], "item": r["params"].get("item_id"), "slot": r["params"].get("slot")} for r in rules
+        {"kind": r["kind"], "item": r["params"].get("item_id"), "slot": r["params"].get("slot")}
+        for r in rules
     ]
     page.get_by_text(f"Live now: release {published}").wait_for()
     sign_out(page)
@@ -115,6 +117,6 @@ def test_admin_merchandiser_viewer_publish_and_rollback(page, app_url, demo_shop
     page.locator(f".st-key-rollback-{before}").get_by_role("button").click()
     page.get_by_role("button", name="Roll back now").click()
     page.get_by_text(f"release {before}'s artifact again").wait_for(timeout=60_000)
-    rolled_back, rules = live_rules(demo_shop)
+    rolled_back, rules = live_rules(shop)
     assert rolled_back > published
     assert item not in [r["params"].get("item_id") for r in rules]

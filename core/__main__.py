@@ -248,16 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1337)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser(
-        "first-run", help="demo shop, first model, first release, admin account if missing (make run)"
-    )
+    p = sub.add_parser("first-run", help="demo shop, model, release and admin if missing (make run)")
     p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
     p.add_argument("--url", default="http://localhost:8501", help="where the app listens (for the message)")
     p.set_defaults(func=cmd_first_run)
+    release_cli.register(sub)  # publish, rollback, releases, cancel-release, audit-log, users, forget-user
 
-    release_cli.register(sub)
+    return run_command(parser.parse_args(argv))
 
-    args = parser.parse_args(argv)
+
+def run_command(args) -> int:
+    """Run the parsed command; an error meant for people is one line on stderr and exit status 2."""
     try:
         return args.func(args)
     except StudioError as exc:

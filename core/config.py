@@ -28,7 +28,9 @@ class Settings:
     token_file: str = field(default_factory=lambda: os.environ.get("HS_TOKEN_FILE", ""))
     # a browser session ends this many hours after sign-in, or after this many idle minutes
     session_hours: float = field(default_factory=lambda: float(os.environ.get("HS_SESSION_HOURS", "8")))
-    session_idle_min: float = field(default_factory=lambda: float(os.environ.get("HS_SESSION_IDLE_MIN", "60")))
+    session_idle_min: float = field(
+        default_factory=lambda: float(os.environ.get("HS_SESSION_IDLE_MIN", "60"))
+    )
 
     def __post_init__(self) -> None:
         if self.db_path is None:

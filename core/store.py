@@ -26,6 +26,7 @@ import polars as pl
 
 from core.config import settings
 from core.errors import StoreBusyError
+from core.release.chain import append
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +389,5 @@ def audit(
     con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None
 ) -> None:
     """Append one row to the audit log inside the caller's transaction (kept for older callers: the
-    one writer is ``core.release.audit.append``, which chains each row to the one before)."""
-    from core.release.audit import append
-
+    one writer is ``core.release.chain.append``, which chains each row to the one before)."""
     append(con, actor, action, target, after=detail)

@@ -10,18 +10,19 @@ append at once conflict in DuckDB and one is refused, so the chain never forks.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 import duckdb
 import polars as pl
 
 from core import store
+from core.release.chain import append, utcnow
 from core.release.roles import Account, Permission, require
+
+__all__ = ["ACTIONS", "append", "query", "record", "utcnow", "verify", "write"]
 
 T = TypeVar("T")
 
@@ -48,46 +49,6 @@ ACTIONS = (
     "view_shopper",
     "forget_user",
 )
-
-
-def utcnow() -> datetime:
-    """Now, as the naive UTC time the release and account tables store."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _json(value) -> str | None:
-    return None if value is None else json.dumps(value, default=str, sort_keys=True)
-
-
-def _row_hash(prev: str, row: tuple) -> str:
-    audit_id, ts, actor, action, target, before, after = row
-    text = json.dumps([audit_id, ts.isoformat(), actor, action, target, before, after])
-    return hashlib.sha256((prev + text).encode()).hexdigest()
-
-
-def append(
-    con: duckdb.DuckDBPyConnection,
-    actor: Account | str,
-    action: str,
-    target: str,
-    *,
-    before=None,
-    after=None,
-) -> int:
-    """Append one row inside the caller's transaction; returns its id. ``before``/``after`` are any
-    JSON-able values (the object's state before and after the change)."""
-    name = actor.username if isinstance(actor, Account) else str(actor)
-    prev = con.execute("SELECT last_hash FROM audit_head WHERE id = 1").fetchall()[0][0]
-    audit_id = con.execute("SELECT nextval('audit_seq')").fetchall()[0][0]
-    row = (audit_id, utcnow(), name, action, str(target), _json(before), _json(after))
-    digest = _row_hash(prev, row)
-    con.execute(
-        """INSERT INTO audit_log (audit_id, ts, actor, action, target, before, after, prev_hash, row_hash)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [*row, prev, digest],
-    )
-    con.execute("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", [audit_id, digest])
-    return audit_id
 
 
 def write(work: Callable[[duckdb.DuckDBPyConnection], T], db_path=None, attempts: int = 6) -> T:
@@ -150,7 +111,7 @@ def verify(db_path=None) -> list[str]:
     for *row, prev_hash, row_hash in rows:
         if prev_hash != prev:
             problems.append(f"row {row[0]}: does not follow row {seen} (a row was removed or inserted)")
-        if row_hash != _row_hash(prev_hash or "", tuple(row)):
+        if row_hash != row_hash(prev_hash or "", tuple(row)):
             problems.append(f"row {row[0]}: its content was changed after it was written")
         prev, seen = row_hash or "", row[0]
     if (seen, prev) != (last_id, last_hash):

@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from core import store
-from core.release.chain import append, utcnow
+from core.release.chain import append, row_hash, utcnow
 from core.release.roles import Account, Permission, require
 
 __all__ = ["ACTIONS", "append", "query", "record", "utcnow", "verify", "write"]
@@ -108,12 +108,12 @@ def verify(db_path=None) -> list[str]:
             [first_id],
         ).fetchall()
     problems, prev, seen = [], "", first_id
-    for *row, prev_hash, row_hash in rows:
+    for *row, prev_hash, stored in rows:
         if prev_hash != prev:
             problems.append(f"row {row[0]}: does not follow row {seen} (a row was removed or inserted)")
-        if row_hash != row_hash(prev_hash or "", tuple(row)):
+        if stored != row_hash(prev_hash or "", tuple(row)):
             problems.append(f"row {row[0]}: its content was changed after it was written")
-        prev, seen = row_hash or "", row[0]
+        prev, seen = stored or "", row[0]
     if (seen, prev) != (last_id, last_hash):
         problems.append(f"the log ends at row {seen} but its head says row {last_id}: rows were removed")
     return problems

@@ -146,3 +146,17 @@ def test_users_page_creates_an_account_and_shows_its_one_time_password(run_page)
     at.button[0].click().run()
     assert "One-time password for **newbie**" in at.success[0].value
     assert "newbie" in at.dataframe[0].value["username"].to_list()
+
+
+def test_sign_in_offers_the_oidc_provider_when_one_is_configured(use_demo):
+    at = AppTest.from_file(str(ROOT / "pages/sign_in.py"), default_timeout=120)
+    at.secrets["auth"] = {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "a-long-random-cookie-secret-for-tests",
+        "client_id": "homepage-studio",
+        "client_secret": "not-a-real-secret",
+        "server_metadata_url": "https://id.example.com/.well-known/openid-configuration",
+    }
+    at.run()
+    assert at.button[0].label == "Sign in with your company account"
+    assert "User name" in [t.label for t in at.text_input]  # local accounts still work (the first admin)

@@ -194,6 +194,8 @@ def _first_release_and_admin(url: str) -> None:
             "    It works once: you choose your own password right after.\n",
             flush=True,
         )
+    else:
+        print(f"Homepage Studio: open {url} and sign in", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

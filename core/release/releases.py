@@ -27,7 +27,7 @@ from core.config import settings
 from core.errors import ArtifactError, ConflictError, InputError, NotFoundError, StoreBusyError
 from core.ranking.rule_sets import load_rule_set
 from core.release import audit
-from core.release.artifact import POINTER, open_artifact, read_pointer
+from core.release.artifact import POINTER, LivePointer, open_artifact, read_pointer
 from core.release.build import TMP_PREFIX, write_artifact, write_pointer
 from core.release.privacy import forgotten_keys
 from core.release.roles import Account, Permission, require
@@ -72,7 +72,8 @@ def _reconcile_locked(root: Path, db_path) -> list[str]:
         if leftover:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
             done.append(f"removed {path.name} (left by an interrupted publish)")
-    wanted = pointer_for(releases, audit.utcnow())
+    now = audit.utcnow()
+    wanted = pointer_for(releases, now)
     try:
         current = read_pointer(root)
     except ArtifactError:
@@ -80,10 +81,19 @@ def _reconcile_locked(root: Path, db_path) -> list[str]:
     if wanted is None and current is not None:
         (root / POINTER).unlink()
         done.append("removed a live pointer no release names")
-    elif wanted is not None and (current is None or current.to_json() != wanted.to_json()):
+    elif wanted is not None and not same_timeline(current, wanted, now):
         write_pointer(root, wanted)
         done.append(f"live pointer set to release {wanted.timeline[0].release_id}")
     return done
+
+
+def same_timeline(pointer: LivePointer | None, wanted: LivePointer | None, now: datetime) -> bool:
+    """Whether a pointer serves what the rows call for from ``now`` on (a scheduled entry that has since
+    gone live is the same timeline, written earlier)."""
+    if pointer is None or wanted is None:
+        return pointer is wanted
+    at = now.replace(tzinfo=UTC)
+    return (pointer.entry_at(at), pointer.upcoming(at)) == (wanted.entry_at(at), wanted.upcoming(at))
 
 
 def reconcile(db_path=None, wait: bool = True) -> list[str]:
@@ -108,8 +118,7 @@ def check_consistency(db_path=None, now: datetime | None = None) -> list[str]:
         pointer = read_pointer(root)
     except ArtifactError as exc:
         return [*problems, str(exc)]
-    wanted = pointer_for(state.releases, state.now)
-    if (pointer and pointer.to_json()) != (wanted and wanted.to_json()):
+    if not same_timeline(pointer, pointer_for(state.releases, state.now), state.now):
         problems.append("the live pointer does not match the releases in the database")
     for artifact in sorted(named):
         try:

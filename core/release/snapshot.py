@@ -87,17 +87,14 @@ def ranking_snapshot(forgotten: set[str], db_path=None) -> RankingSnapshot:
     from core.ranking.homepage import _segment_popularity, shop_context
 
     ctx = shop_context(db_path, max_age_s=0.0)
-    users = (
-        pl.DataFrame(list(ctx.users.values()), schema=USER_SCHEMA)
-        if ctx.users
-        else pl.DataFrame(schema=USER_SCHEMA)
-    )
+    rows = list(ctx.users.values())
+    users = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame(schema=USER_SCHEMA)
     history = _history(ctx.steps, ctx.active.catalog.vocab)
-    if forgotten:
-        keep = lambda frame: frame.filter(  # noqa: E731
-            ~pl.col("user_id").map_elements(pseudonym, return_dtype=pl.Utf8).is_in(list(forgotten))
-        )
-        users, history = keep(users), keep(history)
+    if forgotten:  # one keyed hash per shopper, not per row
+        known = set(ctx.steps.user_ids) | set(ctx.users)
+        gone = [u for u in known if pseudonym(u) in forgotten]
+        users = users.filter(~pl.col("user_id").is_in(gone))
+        history = history.filter(~pl.col("user_id").is_in(gone))
     with store.connect(db_path) as con:
         run = con.execute("SELECT path FROM model_runs WHERE run_id = ?", [ctx.active.run_id]).fetchall()
         promotions = con.sql("SELECT * FROM promotions ORDER BY promotion_id").pl()

@@ -22,12 +22,14 @@ def test_forget_user_erases_the_shopper_and_keeps_them_out_of_later_artifacts(sh
     releases.publish(SYSTEM, "holds everyone", expected_head=None)
     shopper = store.scalar("SELECT min(user_id) FROM events")
     events = store.scalar("SELECT count(*) FROM events WHERE user_id = ?", [shopper])
-    with store.transaction() as con:  # a rejected line of an earlier load that named them
-        con.execute(
-            "INSERT INTO rejects VALUES (1, 7, ?, 'bad event type')", [f"2026-01-01,{shopper},i1,clik"]
-        )
+    lines = {7: f"2026-01-01,{shopper},i1,clik", 8: f"2026-01-01,{shopper}0,i1,clik"}  # theirs, another's
+    with store.transaction() as con:
+        for line_no, raw in lines.items():
+            con.execute("INSERT INTO rejects VALUES (1, ?, ?, 'bad event type')", [line_no, raw])
+    naming = sum(shopper in raw.split(",") for raw in store.query("SELECT raw FROM rejects")["raw"])
     report = privacy.forget_user(actor("ada"), shopper)
-    assert report.removed == {"events": events, "user rows": 1, "rejected raw lines": 1}
+    assert report.removed == {"events": events, "user rows": 1, "rejected raw lines": naming}
+    assert store.scalar("SELECT count(*) FROM rejects WHERE raw = ?", [lines[8]]) == 1
     assert store.scalar("SELECT count(*) FROM events WHERE user_id = ?", [shopper]) == 0
     assert any("not retrained" in line for line in report.lines())
     assert report.artifacts_holding == ["1"]  # the published one still has them, and says so

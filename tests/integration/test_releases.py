@@ -115,6 +115,7 @@ def test_a_scheduled_release_goes_live_at_its_time(first, actor):
     later = start.replace(tzinfo=pointer.timeline[0].published_at.tzinfo) + timedelta(minutes=1)
     assert pointer.entry_at(later).release_id == scheduled.release_id
     assert release_state(now=start + timedelta(minutes=1)).live.release_id == scheduled.release_id
+    assert releases.check_consistency(now=start + timedelta(minutes=1)) == []  # nobody had to rewrite it
 
 
 def test_a_cancelled_schedule_never_goes_live(first, actor):

@@ -16,11 +16,14 @@ import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import ArtifactError
 from core.ranking.rules import RuleSet
 from core.release.artifact import FORMAT, MANIFEST, MODEL_DIR, POINTER, LivePointer, content_hash, file_digest
-from core.release.snapshot import RankingSnapshot
+
+if TYPE_CHECKING:  # the snapshot module loads the ranking (and torch); reading a type needs none of it
+    from core.release.snapshot import RankingSnapshot
 
 TMP_PREFIX = ".tmp-"
 

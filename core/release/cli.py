@@ -56,10 +56,13 @@ def describe(diff) -> list[str]:
 
 
 def cmd_publish(args) -> int:
-    from core.release import auth, releases
+    from core.release import auth
+    from core.release.roles import Permission, require
+
+    actor = require(auth.cli_account(), Permission.PUBLISH)  # before loading the ranking for the diff
+    from core.release import releases
     from core.release.diff import release_diff
 
-    actor = auth.cli_account()
     diff = release_diff()
     print("\n".join(describe(diff)))
     head = args.expect_release if args.expect_release is not None else diff.head_id

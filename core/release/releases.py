@@ -31,7 +31,6 @@ from core.release.artifact import POINTER, LivePointer, open_artifact, read_poin
 from core.release.build import TMP_PREFIX, write_artifact, write_pointer
 from core.release.privacy import forgotten_keys
 from core.release.roles import Account, Permission, require
-from core.release.snapshot import ranking_snapshot
 from core.release.state import COLUMNS, DraftRef, Release, pointer_for, read_releases, release_state
 
 LOCK_FILE = ".publish.lock"
@@ -219,6 +218,8 @@ def publish(
             require(actor, Permission.PUBLISH, con)
             head = _check_head(con, expected_head)
             forgotten = forgotten_keys(con)
+        from core.release.snapshot import ranking_snapshot  # the ranking and torch: for a publish only
+
         rule_set = load_rule_set(rule_set_id, db_path=db_path)
         snap = ranking_snapshot(forgotten, db_path)
         draft = DraftRef(rule_set_id, rule_set.version, snap.run_id)

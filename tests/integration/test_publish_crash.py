@@ -23,7 +23,7 @@ PHASES = ("snapshot", "artifact", "commit", "pointer")  # the steps of a publish
 def publish_once(conn, head: int) -> None:
     """The child: publish once, saying when each step begins (test code wraps the steps; the publish is
     the real one), so that the parent can kill it at a random moment inside a chosen step."""
-    from core.release import audit, releases
+    from core.release import audit, releases, snapshot
 
     def announce(name, step):
         def wrapped(*args, **kwargs):
@@ -32,7 +32,7 @@ def publish_once(conn, head: int) -> None:
 
         return wrapped
 
-    releases.ranking_snapshot = announce("snapshot", releases.ranking_snapshot)
+    snapshot.ranking_snapshot = announce("snapshot", snapshot.ranking_snapshot)
     releases.write_artifact = announce("artifact", releases.write_artifact)
     audit.write = announce("commit", audit.write)
     releases.write_pointer = announce("pointer", releases.write_pointer)
@@ -43,7 +43,7 @@ def publish_once(conn, head: int) -> None:
 # children fork from a server that has imported the publishing code once: a trial costs a publish, not
 # the imports (torch, polars, duckdb) of a fresh interpreter
 FORKS = mp.get_context("forkserver")
-FORKS.set_forkserver_preload(["core.release.releases", "core.ranking.homepage", "core.model_runs"])
+FORKS.set_forkserver_preload(["core.release.releases", "core.release.snapshot", "core.ranking.homepage"])
 
 
 def start_publisher(head: int):

@@ -43,4 +43,4 @@ format: venv
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 bench: venv
-	$(PY) bench/ingest.py && $(PY) bench/infer.py && $(PY) bench/homepage.py && $(PY) bench/explain.py
+	$(PY) bench/ingest.py && $(PY) bench/infer.py && $(PY) bench/homepage.py && $(PY) bench/explain.py && $(PY) bench/publish.py

@@ -22,6 +22,12 @@ class Settings:
     db_path: Path | None = None  # HS_DB, else <data_dir>/shop.duckdb
     device: str = field(default_factory=lambda: os.environ.get("HS_DEVICE", "auto"))
     lock_wait_s: float = field(default_factory=lambda: float(os.environ.get("HS_LOCK_WAIT", "60")))
+    # the shop clock for previews of a log snapshot (ISO time); None = the latest event
+    now: str | None = field(default_factory=lambda: os.environ.get("HS_NOW") or None)
+    # torch threads for serving one homepage: single-user passes are tiny, and threads wait on each other
+    infer_threads: int = field(default_factory=lambda: int(os.environ.get("HS_INFER_THREADS", "1")))
+    # torch threads for training and benchmarks
+    train_threads: int = field(default_factory=lambda: int(os.environ.get("HS_THREADS", os.cpu_count() or 1)))
 
     def __post_init__(self) -> None:
         if self.db_path is None:
@@ -36,7 +42,7 @@ class Settings:
         return self.data_dir / "releases"
 
 
-ENV = ("HS_DATA", "HS_DB", "HS_DEVICE", "HS_LOCK_WAIT")
+ENV = ("HS_DATA", "HS_DB", "HS_DEVICE", "HS_LOCK_WAIT", "HS_NOW", "HS_INFER_THREADS", "HS_THREADS")
 
 
 def settings() -> Settings:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import threading
 import time
@@ -135,7 +134,7 @@ def train_run(
     cfg = settings()
     run_dir = cfg.models_dir / run_id
     started = time.perf_counter()
-    dev = str(pick_device(device))
+    dev = str(pick_device(device or settings().device))
     try:
         seqs = load_sequences(db_path)
         if sum(len(s) >= MIN_STEPS for s in seqs.items) == 0:
@@ -205,7 +204,7 @@ def train_run(
         (run_dir / "side_codes.json").write_text(json.dumps(codes))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (run_dir / "snapshot.json").write_text(json.dumps(snapshot, indent=2))
-        (run_dir / "history.json").write_text(json.dumps(getattr(model, "history", []), default=float))
+        (run_dir / "history.json").write_text(json.dumps(model.training_curve(), default=float))
         with store.transaction(db_path) as con:
             con.execute(
                 """INSERT INTO model_runs (run_id, created_at, kind, stage, status, path, config, metrics,
@@ -302,7 +301,7 @@ def load_active_model(db_path=None) -> ActiveModel:
     run_id, path = rows[0] if rows else (None, None)
     # one torch thread for serving: single-user forward passes are tiny, and on a small shared CPU
     # several threads wait on each other (training runs in its own process with its own setting)
-    torch.set_num_threads(int(os.environ.get("HS_INFER_THREADS", "1")))
+    torch.set_num_threads(settings().infer_threads)
     with _cache_lock:
         hit = _cache.get(key)
     if hit and hit.run_id == run_id and hit.catalog_size == n_items:
@@ -317,7 +316,7 @@ def load_active_model(db_path=None) -> ActiveModel:
         model = MostPop().fit(SequenceData(items=seqs.items))
         result = ActiveModel(model, catalog, None, "popularity baseline (no model trained yet)")
     else:
-        model = load_run(path, device=pick_device(None))
+        model = load_run(path, device=pick_device(settings().device))
         vocab = Vocab.load(Path(path) / "vocab.json")
         catalog = _align_catalog(catalog, vocab, model)
         result = ActiveModel(model, catalog, run_id, f"LSTM run {run_id}")

@@ -92,10 +92,41 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class Recommender(ABC):
-    """fit, score a batch of histories, top-k with exclusions."""
+    """fit, score a batch of histories, top-k with exclusions.
+
+    Everything a caller (evaluation, the homepage pipeline, SHAP, the registry) may use is declared here,
+    with a default that is right for a model without the capability, so no caller asks a model what it can
+    do (RecBole's ``AbstractRecommender``)."""
 
     name: str = "recommender"
     n_items: int = 0
+    train_seconds: float = 0.0  # wall time of the last fit
+    max_len: int = 50  # the most recent events a history is cut to before scoring
+    reads_gaps: bool = False  # whether time-gap buckets change the scores (SHAP makes them a player)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live; scoring inputs are moved there."""
+        return torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> Recommender:
+        """Move the model's tensors to ``device``; returns ``self``."""
+        return self
+
+    def item_embeddings(self) -> torch.Tensor | None:
+        """(N+1, D) item vectors the model scores with (row 0 = padding), for diversity and similar items;
+        None for a model without them (callers fall back to catalog features)."""
+        return None
+
+    context_features: tuple[str, ...] = ()  # names ``score_with_context`` reads; empty: it reads none
+
+    def score_with_context(self, histories: Histories, context: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``score`` with per-user context values (name -> (B,) tensor) for ``context_features``."""
+        raise NotImplementedError(f"{self.name} reads no context features")
+
+    def training_curve(self) -> list[dict]:
+        """One dict per epoch of the last fit (losses, validation metrics); empty without epochs."""
+        return []
 
     def fit(self, train, **kwargs) -> Recommender:
         """Learn from training sequences (``models.train.SequenceData`` or a list of dense-id sequences in

@@ -3,7 +3,8 @@
 Public API
 ----------
 ``pick_device(name=None) -> torch.device``
-    ``name`` or ``HS_DEVICE`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``), else cuda → mps → cpu.
+    ``name`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``; the app passes its Settings' device), else
+    cuda → mps → cpu. Models read no environment: the caller decides.
 ``score_users(model, histories, batch_size=1024, exclude=None, k=100, exclude_history=True, device=None)
     -> (scores (U, k) float32, indices (U, k) long)``, on the CPU.
     ``exclude`` is a (U, N+1) or (N+1,) bool mask applied before top-k, as is each user's own history.
@@ -18,7 +19,6 @@ Public API
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 
 import torch
@@ -29,7 +29,6 @@ from models.base import Histories, Recommender, mask_scores
 def pick_device(name: str | torch.device | None = None) -> torch.device:
     if isinstance(name, torch.device):
         return name
-    name = name or os.environ.get("HS_DEVICE", "auto")
     if name and name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
@@ -40,9 +39,7 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
 
 
 def _move(model: Recommender, device: torch.device) -> None:
-    if getattr(model, "device", None) == device:  # walking every module costs ~0.7 ms a call
-        return
-    if hasattr(model, "to") and callable(model.to):
+    if model.device != device:  # walking every module costs ~0.7 ms a call
         model.to(device)
 
 
@@ -102,7 +99,7 @@ def ranks_of_targets(
     exclude_history: bool = True,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    dev = pick_device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
+    dev = pick_device(device) if device is not None else model.device
     n = len(histories)
     out = []
     with torch.inference_mode():

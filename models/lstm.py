@@ -261,8 +261,20 @@ class LSTMRecommender(Recommender):
         self.n_items = config.n_items
         self.net = LSTMNet(config)
         self.net.set_side(side)
+        self.history: list[dict] = []  # per-epoch curve, set by models.train
 
     # --- Recommender ---
+    @property
+    def max_len(self) -> int:
+        return self.config.max_len
+
+    @property
+    def reads_gaps(self) -> bool:
+        return self.config.n_gap_buckets > 0
+
+    def training_curve(self) -> list[dict]:
+        return self.history
+
     @property
     def device(self) -> torch.device:
         return self.net.item_emb.weight.device

@@ -20,7 +20,7 @@ Public API
 ``save_run(model, directory, meta=None)`` / ``load_run(directory, device=None)``
     ``model.pt`` (state dict, loaded with ``weights_only=True``) + ``config.json``; a round trip gives
     identical scores. ``save`` / ``load`` are aliases.
-``pick_device(name=None)``: ``HS_DEVICE`` or cuda → mps → cpu.
+``pick_device(name=None)``: ``name``, else cuda → mps → cpu.
 
 The fitted model carries ``model.history`` (list of per-epoch dicts) and ``model.train_seconds``.
 """
@@ -383,7 +383,7 @@ def save_run(model: LSTMRecommender, directory: str | os.PathLike, meta: dict | 
         "model": "lstm",
         "config": model.config_dict(),
         "meta": meta or {},
-        "history": getattr(model, "history", []),
+        "history": model.training_curve(),
         "train_seconds": getattr(model, "train_seconds", None),
     }
     (d / "config.json.tmp").write_text(json.dumps(doc, indent=2))

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.config import settings
 from core.errors import InputError
 from models.base import Histories, Progress, ProgressCallback, Recommender
 from models.baselines import ItemKNN, MostPop
@@ -200,7 +201,7 @@ def evaluate(
             ranks.append(r)
     ranks_t = torch.cat(ranks) if ranks else torch.empty(0, dtype=torch.long)
     out = {
-        "model": getattr(model, "name", type(model).__name__),
+        "model": model.name,
         "protocol": PROTOCOLS[key],
         "split": eval_data.name,
         "users": len(eval_data),
@@ -235,7 +236,7 @@ def run_benchmark(
     for at most ``time_budget_min`` minutes, early-stopped on validation NDCG@10; results on the test item.
     Returns one row per (model, protocol): model, protocol, hr@10, ndcg@10, hr@20, ndcg@20, mrr@10, mrr@20,
     coverage@10/20 (protocol A), train_seconds, users, n_items."""
-    torch.set_num_threads(int(os.environ.get("HS_THREADS", os.cpu_count() or 1)))
+    torch.set_num_threads(settings().train_threads)
     data = read_sequence_file(path)
     cfg = replace(config) if config is not None else LSTMConfig()
     cfg.seed, cfg.n_items = seed, data.n_items
@@ -254,7 +255,7 @@ def run_benchmark(
             model = _make(name).fit(split.train, n_items=data.n_items)
             if progress is not None:
                 progress(Progress(stage="fit", epoch=0, step=1, steps_per_epoch=1, fraction=1.0))
-        t_train = float(getattr(model, "train_seconds", 0.0))
+        t_train = float(model.train_seconds)
         for p in protocols:
             t0 = time.perf_counter()
             res = evaluate(model, split.test, p, ks=(10, 20), seed=seed)

@@ -185,7 +185,10 @@ def test_itemknn_learns_the_successor():
 
 
 def test_infer_helpers(trained, monkeypatch):
+    from core.config import settings
+
     monkeypatch.setenv("HS_DEVICE", "cpu")
-    assert pick_device().type == "cpu"
+    assert pick_device(settings().device).type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
     name, ms = timed_score(trained, left_pad([[1, 2]], 10))
     assert name == "cpu" and ms >= 0.0

@@ -229,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
     p.set_defaults(func=cmd_first_run)
 
+    from core.insight.audit_cli import add_audit_command
+
+    add_audit_command(sub)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -27,6 +27,8 @@ from core.errors import InputError
 HOMEPAGE_COLUMNS = ("user_id", "rank", "item_id")
 ITEM_COLUMNS = ("item_id", "seller_id", "seller_tier", "brand", "category", "created_at", "interactions")
 ITEM_DIMENSIONS = ("seller_tier", "top_category", "item_age", "brand", "seller_id")
+USER_DIMENSIONS = ("activity", "tenure", "region", "device")
+LISTS = ("model", "draft", "live")  # unconstrained model-only lists, the draft rule set, the live release
 HEAD_SHARE = 0.8  # the short head: the most popular items that together make 80 % of interactions
 NEW_ITEM_DAYS = 30
 

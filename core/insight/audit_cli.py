@@ -10,8 +10,7 @@ import os
 from pathlib import Path
 
 from core.errors import InputError
-from core.insight.audit_population import AGAINST, DEFAULT_K
-from core.insight.audit_quality import USER_DIMENSIONS
+from core.insight.audit import LISTS, USER_DIMENSIONS  # light: polars and numpy only
 
 FORMATS = (".html", ".csv")
 
@@ -20,7 +19,7 @@ def add_audit_command(sub) -> None:
     """Register ``audit`` on the CLI's subparsers."""
     p = sub.add_parser("audit", help="bias audit: exposure, popularity bias, quality by user group")
     p.add_argument(
-        "--against", default="model,draft", help=f"comma-separated lists to compare: {', '.join(AGAINST)}"
+        "--against", default="model,draft", help=f"comma-separated lists to compare: {', '.join(LISTS)}"
     )
     p.add_argument("--sample", type=int, help="audit a seeded sample of this many shoppers (default: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -28,8 +27,8 @@ def add_audit_command(sub) -> None:
     p.add_argument(
         "--target", default="catalog", choices=("catalog", "relevance"), help="what a fair share is"
     )
-    p.add_argument("--k", type=int, default=DEFAULT_K, help="homepage length")
-    p.add_argument("--n-boot", type=int, default=100, help="bootstrap resamples for the intervals (0: none)")
+    p.add_argument("--k", type=int, help="homepage length (default: the storefront's)")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples for the intervals (default 1000; 0: none)")
     p.add_argument("--no-holdout", action="store_true", help="audit today's homepages (no quality numbers)")
     p.add_argument("--out", help="write the report: a .html or .csv path")
     p.set_defaults(func=cmd_audit)
@@ -54,6 +53,7 @@ def cmd_audit(args) -> int:
     from core.__main__ import _bar
     from core.insight.audit_export import report_csv, report_html
     from core.insight.audit_population import audit_inputs
+    from core.insight.audit_quality import N_BOOT
     from core.insight.audit_report import build_report
 
     out = _out_path(args.out)  # a bad path fails before minutes of work
@@ -67,7 +67,13 @@ def cmd_audit(args) -> int:
             holdout=not args.no_holdout,
             progress=progress,
         )
-        report = build_report(inputs, args.group, args.target, n_boot=args.n_boot, seed=args.seed)
+        report = build_report(
+            inputs,
+            args.group,
+            args.target,
+            seed=args.seed,
+            n_boot=N_BOOT if args.n_boot is None else args.n_boot,
+        )
         progress(1.0, "done")
     print(f"{report.population}; user groups by {report.grouping}; target: {report.target} share")
     for a in report.lists.values():

@@ -134,7 +134,7 @@ def exposure_figure(report: AuditReport, dimension: str = "seller_tier") -> go.F
             y=target["target_share"].to_list(),
             mode="markers",
             name=f"target ({report.target} share)",
-            marker=dict(symbol="line-ew-open", size=28, color="black"),
+            marker=dict(symbol="line-ew-open", size=36, color="black", line=dict(width=3)),
         )
     fig.update_layout(
         barmode="group",
@@ -186,7 +186,7 @@ def long_tail_figure(report: AuditReport) -> go.Figure:
         y=[a.tail_interaction_share for a in lists],
         mode="markers",
         name="long tail's share of interactions",
-        marker=dict(symbol="line-ew-open", size=40, color="black"),
+        marker=dict(symbol="line-ew-open", size=60, color="black", line=dict(width=3)),
     )
     tail = lists[0].tail_catalog_share if lists else 0.0
     fig.update_layout(
@@ -275,7 +275,7 @@ def report_html(report: AuditReport) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Homepage bias audit</title>"
         "<style>body{font-family:sans-serif;margin:24px;max-width:1100px}td,th{padding:4px 10px;"
         "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
-        f"<h1>Homepage bias audit</h1><p>{esc(report.population)}; as of {esc(str(report.now))}; "
+        f"<h1>Homepage bias audit</h1><p>{esc(report.population)}; as of {report.now:%Y-%m-%d %H:%M}; "
         f"user groups by {esc(report.grouping)}; target: {esc(report.target)} share.</p>"
         f"<h2>Summary</h2>{_summary_table(report)}<h2>Flags</h2><ul>{flags}</ul>"
         "<p>Formulas, sources and the flag rules: docs/METRICS.md.</p>"

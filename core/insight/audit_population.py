@@ -27,12 +27,11 @@ from core import store
 from core.config import settings
 from core.data.sequences import load_sequences
 from core.errors import InputError
+from core.insight.audit import LISTS
 from core.insight.audit_report import AuditInputs
-from core.ranking.homepage import homepages_for
+from core.ranking.homepage import DEFAULT_K, homepages_for
 from core.ranking.rules import RuleSet
 
-AGAINST = ("model", "draft", "live")
-DEFAULT_K = 24
 Progress = Callable[[float, str], None]
 CHUNK = 2000  # users per homepages_for call: one forward pass each, and bounded memory for the views
 COPIED_TABLES = ("items", "sellers", "users", "promotions", "model_runs", "ingests")  # constants, not input
@@ -165,7 +164,7 @@ def audit_inputs(
     rule_set: RuleSet | None = None,
     sample: int | None = None,
     seed: int = 0,
-    k: int = DEFAULT_K,
+    k: int | None = None,
     holdout: bool = True,
     db_path=None,
     progress: Progress | None = None,
@@ -179,7 +178,8 @@ def audit_inputs(
 
     from core.ranking.rule_sets import load_rule_set
 
-    unknown = [a for a in against if a not in AGAINST]
+    k = k or DEFAULT_K
+    unknown = [a for a in against if a not in LISTS]
     if unknown or not against:
         raise InputError(
             f"cannot audit against {', '.join(unknown) or 'nothing'}", fix="use model, draft or live"

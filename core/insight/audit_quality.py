@@ -17,17 +17,20 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 from fairlearn.metrics import MetricFrame
+from scipy import stats
 
 from core.errors import InputError
 from core.insight.audit import HOMEPAGE_COLUMNS, require
 
-USER_DIMENSIONS = ("activity", "tenure", "region", "device")
 QUALITY_K = 10
 NEW_USER_DAYS = 30
 CALIBRATION_ALPHA = (
     0.01  # Steck 2018: q̃ = (1 − α) q + α p keeps KL finite; he suggests a small α such as 0.01
 )
-CI = (0.025, 0.975)  # a 95 % percentile bootstrap interval
+GROUP_ORDER = ("light", "medium", "heavy", "new", "returning")  # groups with an order are shown in it
+CI_LEVEL = 0.95  # a 95 % percentile bootstrap interval
+N_BOOT = 1000  # resamples: enough for stable 2.5 % / 97.5 % percentiles
+BOOT_BATCH = 100  # resamples per vectorised batch: bounded memory for large groups
 
 
 def user_groups(
@@ -95,6 +98,18 @@ def held_out_ranks(homepages: pl.DataFrame, held_out: pl.DataFrame) -> pl.DataFr
     )
 
 
+def hits(ranks, k: int = QUALITY_K) -> np.ndarray:
+    """Per user: 1 when the held-out item is in the top K, else 0."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return ((r >= 1) & (r <= k)).astype(np.float64)
+
+
+def gains(ranks, k: int = QUALITY_K) -> np.ndarray:
+    """Per user: the DCG of the held-out item in the top K (1 / log2(1 + rank)), else 0."""
+    r = np.asarray(ranks, dtype=np.float64)
+    return np.where(hits(r, k) > 0, 1.0 / np.log2(1.0 + np.maximum(r, 1.0)), 0.0)
+
+
 def hit_rate_at_k(y_true, y_pred, k: int = QUALITY_K) -> float:
     """Hit rate@K over users, in fairlearn's metric signature.
 
@@ -107,8 +122,7 @@ def hit_rate_at_k(y_true, y_pred, k: int = QUALITY_K) -> float:
     Returns:
         float: in [0, 1].
     """
-    r = np.asarray(y_pred, dtype=np.float64)
-    return float(np.mean((r >= 1) & (r <= k))) if r.size else 0.0
+    return float(hits(y_pred, k).mean()) if np.size(y_pred) else 0.0
 
 
 def ndcg_at_k(y_true, y_pred, k: int = QUALITY_K) -> float:
@@ -119,9 +133,7 @@ def ndcg_at_k(y_true, y_pred, k: int = QUALITY_K) -> float:
     Returns:
         float: in [0, 1].
     """
-    r = np.asarray(y_pred, dtype=np.float64)
-    hit = (r >= 1) & (r <= k)
-    return float(np.mean(np.where(hit, 1.0 / np.log2(1.0 + np.maximum(r, 1.0)), 0.0))) if r.size else 0.0
+    return float(gains(y_pred, k).mean()) if np.size(y_pred) else 0.0
 
 
 @dataclass
@@ -136,13 +148,33 @@ class QualityByGroup:
     n_boot: int
 
 
+def bootstrap_interval(
+    values: np.ndarray, n_boot: int, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
+    """95 % percentile interval of the mean of ``values`` over ``n_boot`` resamples (scipy's bootstrap);
+    (None, None) for fewer than two values or ``n_boot`` 0."""
+    if n_boot < 1 or len(values) < 2:
+        return None, None
+    ci = stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=n_boot,
+        method="percentile",
+        confidence_level=CI_LEVEL,
+        vectorized=True,
+        batch=BOOT_BATCH,
+        rng=rng,
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
 def quality_by_group(
     homepages: pl.DataFrame,
     held_out: pl.DataFrame,
     users: pl.DataFrame,
     by: str,
     k: int = QUALITY_K,
-    n_boot: int = 100,
+    n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> QualityByGroup:
     """HR@K and NDCG@K on held-out next events per user group, with fairlearn's ``MetricFrame``.
@@ -150,15 +182,17 @@ def quality_by_group(
     Formula:
         M(g)    = 1/|g| Σ_{u∈g} m(u)                     (m = HR@K or NDCG@K of user u; MetricFrame.by_group)
         UGF     = max_g M(g) − min_g M(g)                (Li et al. 2021; MetricFrame.difference())
-        CI(g)   = the 2.5 % and 97.5 % quantiles of M(g) over ``n_boot`` resamples of the users with
-                  replacement (MetricFrame's bootstrap, ``n_boot`` / ``ci_quantiles``)
+        CI(g)   = the 2.5 % and 97.5 % percentiles of M(g) over ``n_boot`` resamples of g's users with
+                  replacement (scipy.stats.bootstrap, per group; MetricFrame's own ``n_boot`` re-runs the
+                  whole frame through pandas per resample: minutes for 20,000 users, see docs/METRICS.md)
 
     Args:
         by: a column of ``users`` (see ``user_groups``); a user missing from ``users`` is "unknown".
-        n_boot: bootstrap resamples (0: no intervals, the lo/hi columns are null).
+        n_boot: bootstrap resamples (0: no intervals; a group of one user has none either: null lo/hi).
 
     Returns:
-        QualityByGroup: the table (groups in name order), overall values and the UGF gap.
+        QualityByGroup: the table (groups in their natural order, see ``GROUP_ORDER``, then by name),
+        overall values and the UGF gap.
     """
     require(users, "users", ("user_id", by))
     ranks = (
@@ -166,28 +200,24 @@ def quality_by_group(
         .join(users.select("user_id", pl.col(by).cast(pl.Utf8).alias("group")), on="user_id", how="left")
         .with_columns(pl.col("group").fill_null("unknown"))
     )
+    per_user = {"hr": hits, "ndcg": gains}
     metrics = {"hr": lambda t, p: hit_rate_at_k(t, p, k), "ndcg": lambda t, p: ndcg_at_k(t, p, k)}
-    # integer group codes: pandas groups them about twice as fast as strings in every bootstrap resample
-    names, codes = np.unique(ranks["group"].to_numpy().astype(str), return_inverse=True)
-    boot = dict(n_boot=n_boot, ci_quantiles=list(CI), random_state=seed) if n_boot else {}
+    group = ranks["group"].to_numpy().astype(str)
     frame = MetricFrame(
         metrics=metrics,
         y_true=np.ones(ranks.height),
         y_pred=ranks["rank"].to_numpy(),
-        sensitive_features=codes,
-        **boot,
+        sensitive_features=pl.Series(by, group).to_numpy(),
     )
-    by_group = frame.by_group
-    groups = [str(names[g]) for g in by_group.index]
-    counts = dict(ranks.group_by("group").agg(pl.len()).iter_rows())
-    table = {"group": groups, "users": [int(counts[g]) for g in groups]}
-    lo, hi = frame.by_group_ci if n_boot else (None, None)
-    for name in metrics:
-        table[name] = by_group[name].to_numpy(dtype=float)
-        for end, ci in (("lo", lo), ("hi", hi)):
-            table[f"{name}_{end}"] = (
-                ci[name].to_numpy(dtype=float) if ci is not None else [None] * len(groups)
-            )
+    order = {g: n for n, g in enumerate(GROUP_ORDER)}
+    groups = sorted((str(g) for g in frame.by_group.index), key=lambda g: (order.get(g, len(order)), g))
+    table: dict[str, list] = {"group": groups, "users": [int((group == g).sum()) for g in groups]}
+    rng = np.random.default_rng(seed)
+    for name, values in per_user.items():
+        table[name] = [float(frame.by_group.loc[g, name]) for g in groups]
+        v = values(ranks["rank"].to_numpy(), k)
+        intervals = [bootstrap_interval(v[group == g], n_boot, rng) for g in groups]
+        table[f"{name}_lo"], table[f"{name}_hi"] = [i[0] for i in intervals], [i[1] for i in intervals]
     diff = frame.difference(method="between_groups")
     return QualityByGroup(
         by=by,

@@ -15,9 +15,10 @@ import polars as pl
 
 from core.errors import InputError
 from core.insight import audit as m
+from core.insight.audit import USER_DIMENSIONS
 from core.insight.audit_quality import (
+    N_BOOT,
     QUALITY_K,
-    USER_DIMENSIONS,
     QualityByGroup,
     calibration_kl,
     quality_by_group,
@@ -110,7 +111,7 @@ def audit_list(
     held_out: pl.DataFrame | None,
     grouping: str,
     target: str = "catalog",
-    n_boot: int = 100,
+    n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> ListAudit:
     """Every metric for one list; ``items`` carry the dimensions of ``m.item_groups``, ``users`` those of
@@ -151,7 +152,7 @@ def build_report(
     grouping: str = "activity",
     target: str = "catalog",
     thresholds: Thresholds | None = None,
-    n_boot: int = 100,
+    n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> AuditReport:
     """Audit every list of ``inputs`` the same way, and flag what crosses ``thresholds``."""

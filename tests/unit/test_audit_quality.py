@@ -159,3 +159,27 @@ def test_user_groups():
     assert [groups[u]["activity"] for u in "nrx"] == ["light", "medium", "heavy"]
     assert [groups[u]["tenure"] for u in "nrx"] == ["new", "returning", "unknown"]
     assert groups["r"]["region"] == "unknown"
+
+
+@pytest.fixture(scope="module")
+def ordered():
+    ranks = {"h1": 1, "h2": 2, "l1": 0, "l2": 0, "m1": 1, "m2": 0}
+    homepages, held_out = homepages_with_targets(ranks)
+    users = pl.DataFrame(
+        {"user_id": list(ranks), "activity": ["heavy", "heavy", "light", "light", "medium", "medium"]}
+    )
+    return q.quality_by_group(homepages, held_out, users, by="activity", n_boot=30, seed=1)
+
+
+def test_groups_with_an_order_are_shown_in_it(ordered):
+    assert ordered.table["group"].to_list() == ["light", "medium", "heavy"]
+
+
+def test_intervals_stay_with_their_group(ordered):
+    rows = {r["group"]: r for r in ordered.table.iter_rows(named=True)}
+    assert (rows["light"]["hr_hi"], rows["heavy"]["hr_lo"]) == (0.0, 1.0)  # all misses, all hits
+
+
+def test_a_group_of_one_has_no_interval(quality):
+    c = quality.table.filter(pl.col("group") == "c").row(0, named=True)
+    assert (c["hr_lo"], c["hr_hi"]) == (None, None)

@@ -15,8 +15,8 @@ from core.insight.audit import LISTS, USER_DIMENSIONS  # light: polars and numpy
 FORMATS = (".html", ".csv")
 
 
-def add_audit_command(sub) -> None:
-    """Register ``audit`` on the CLI's subparsers."""
+def add_audit_command(sub, bar) -> None:
+    """Register ``audit`` on the CLI's subparsers; ``bar(desc)`` makes the progress bar (the CLI's tqdm)."""
     p = sub.add_parser("audit", help="bias audit: exposure, popularity bias, quality by user group")
     p.add_argument(
         "--against", default="model,draft", help=f"comma-separated lists to compare: {', '.join(LISTS)}"
@@ -31,7 +31,7 @@ def add_audit_command(sub) -> None:
     p.add_argument("--n-boot", type=int, help="bootstrap resamples for the intervals (default 1000; 0: none)")
     p.add_argument("--no-holdout", action="store_true", help="audit today's homepages (no quality numbers)")
     p.add_argument("--out", help="write the report: a .html or .csv path")
-    p.set_defaults(func=cmd_audit)
+    p.set_defaults(func=lambda args: cmd_audit(args, bar))
 
 
 def _out_path(out: str | None) -> Path | None:
@@ -49,8 +49,7 @@ def _out_path(out: str | None) -> Path | None:
     return path
 
 
-def cmd_audit(args) -> int:
-    from core.__main__ import _bar
+def cmd_audit(args, bar) -> int:
     from core.insight.audit_export import report_csv, report_html
     from core.insight.audit_population import audit_inputs
     from core.insight.audit_quality import N_BOOT
@@ -58,7 +57,7 @@ def cmd_audit(args) -> int:
 
     out = _out_path(args.out)  # a bad path fails before minutes of work
     against = tuple(a.strip() for a in args.against.split(",") if a.strip())
-    with _bar("audit") as progress:
+    with bar("audit") as progress:
         inputs = audit_inputs(
             against,
             sample=args.sample,

@@ -15,7 +15,7 @@ import io
 import plotly.graph_objects as go
 import polars as pl
 
-from core.insight.audit_report import AuditReport, group_phrase
+from core.insight.audit_report import AuditReport, ListAudit, group_phrase
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 CSV_COLUMNS = (
@@ -44,65 +44,58 @@ def neutralise(cell):
 def report_rows(report: AuditReport) -> list[dict]:
     """The whole report as long rows (one number per row), in ``CSV_COLUMNS``."""
     rows: list[dict] = []
-    add = lambda **r: rows.append({c: r.get(c) for c in CSV_COLUMNS})  # noqa: E731
-    for key, value in (
+    about = (
         ("population", report.population),
         ("grouping", report.grouping),
         ("target", report.target),
         ("as of", report.now.isoformat(sep=" ", timespec="minutes")),
-    ):
-        add(list="", section="about", metric=key, note=value)
-    for name, a in report.lists.items():
-        for dim, shares in a.exposure.items():
-            for g, e, t in shares.select("group", "exposure_share", "target_share").iter_rows():
-                add(
-                    list=name,
-                    section="exposure",
-                    dimension=dim,
-                    group=g,
-                    metric="exposure_share",
-                    value=e,
-                    target=t,
-                )
-            for metric, value in a.disparity[dim].items():
-                add(list=name, section="exposure", dimension=dim, metric=metric, value=value)
-        for metric, value in (
-            ("gini_items", a.gini_items),
-            ("gini_sellers", a.gini_sellers),
-            (f"coverage@{a.k}", a.coverage),
-        ):
-            add(list=name, section="concentration", metric=metric, value=value)
-        add(list=name, section="popularity", metric="arp", value=a.arp)
-        add(list=name, section="popularity", metric="aplt", value=a.aplt, target=a.tail_interaction_share)
-        for g, lift in a.lift.select("group", "lift").iter_rows():
-            add(
-                list=name,
-                section="popularity",
-                dimension=a.grouping,
-                group=g,
-                metric="popularity_lift",
-                value=lift,
-            )
-        if a.quality is not None:
-            q = a.quality
-            for row in q.table.iter_rows(named=True):
-                for metric in ("hr", "ndcg"):
-                    add(
-                        list=name,
-                        section="quality",
-                        dimension=q.by,
-                        group=row["group"],
-                        metric=f"{metric}@{q.k}",
-                        value=row[metric],
-                        ci_low=row[f"{metric}_lo"],
-                        ci_high=row[f"{metric}_hi"],
-                    )
-            for metric, gap in q.ugf.items():
-                add(list=name, section="quality", dimension=q.by, metric=f"ugf_{metric}@{q.k}", value=gap)
-        add(list=name, section="calibration", metric="mean_kl", value=a.calibration)
-        for sentence in a.flags:
-            add(list=name, section="flag", note=sentence)
+    )
+    for key, value in about:
+        rows.append(_row(list="", section="about", metric=key, note=value))
+    for a in report.lists.values():
+        rows.extend(_list_rows(a))
     return rows
+
+
+def _row(**cells) -> dict:
+    return {c: cells.get(c) for c in CSV_COLUMNS}
+
+
+def _list_rows(a: ListAudit) -> list[dict]:
+    row = lambda section, **cells: _row(list=a.name, section=section, **cells)  # noqa: E731
+    rows = []
+    for dim, shares in a.exposure.items():
+        for g, e, t in shares.select("group", "exposure_share", "target_share").iter_rows():
+            rows.append(row("exposure", dimension=dim, group=g, metric="exposure_share", value=e, target=t))
+        rows += [row("exposure", dimension=dim, metric=k, value=v) for k, v in a.disparity[dim].items()]
+    for metric, value in (
+        ("gini_items", a.gini_items),
+        ("gini_sellers", a.gini_sellers),
+        (f"coverage@{a.k}", a.coverage),
+    ):
+        rows.append(row("concentration", metric=metric, value=value))
+    rows.append(row("popularity", metric="arp", value=a.arp))
+    rows.append(row("popularity", metric="aplt", value=a.aplt, target=a.tail_interaction_share))
+    for g, lift in a.lift.select("group", "lift").iter_rows():
+        rows.append(row("popularity", dimension=a.grouping, group=g, metric="popularity_lift", value=lift))
+    q = a.quality
+    for r in q.table.iter_rows(named=True) if q is not None else []:
+        for m in ("hr", "ndcg"):
+            rows.append(
+                row(
+                    "quality",
+                    dimension=q.by,
+                    group=r["group"],
+                    metric=f"{m}@{q.k}",
+                    value=r[m],
+                    ci_low=r[f"{m}_lo"],
+                    ci_high=r[f"{m}_hi"],
+                )
+            )
+    for metric, gap in q.ugf.items() if q is not None else []:
+        rows.append(row("quality", dimension=q.by, metric=f"ugf_{metric}@{q.k}", value=gap))
+    rows.append(row("calibration", metric="mean_kl", value=a.calibration))
+    return rows + [row("flag", note=sentence) for sentence in a.flags]
 
 
 def report_csv(report: AuditReport) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from core.ranking.homepage import DEFAULT_K, homepages_for
 from core.ranking.rules import RuleSet
 
 Progress = Callable[[float, str], None]
+_build_lock = threading.Lock()
 CHUNK = 2000  # users per homepages_for call: one forward pass each, and bounded memory for the views
 COPIED_TABLES = ("items", "sellers", "users", "promotions", "model_runs", "ingests")  # constants, not input
 
@@ -81,13 +84,22 @@ def _signature(db_path=None) -> str:
 def holdout_store(db_path=None) -> tuple[Path, pl.DataFrame]:
     """A copy of the store without each user's last step, and those steps (user_id, item_id).
 
-    Kept under ``<data>/audit/`` per store state and reused; written to a temporary name and renamed,
+    Kept under ``<data>/audit/`` per store state and reused; written under temporary names and renamed,
     so a failed build leaves nothing half-written. The store itself is only read."""
     folder = settings().data_dir / "audit"
     sig = _signature(db_path)
     path, targets_path = folder / f"holdout-{sig}.duckdb", folder / f"holdout-{sig}.parquet"
-    if path.exists() and targets_path.exists():
-        return path, pl.read_parquet(targets_path)
+    with _build_lock:  # two sessions auditing at once build the copy once
+        if not (path.exists() and targets_path.exists()):
+            folder.mkdir(parents=True, exist_ok=True)
+            _build_holdout(db_path, path, targets_path)
+            for old in folder.glob("holdout-*"):  # copies of older store states
+                if sig not in old.name:
+                    old.unlink(missing_ok=True)
+    return path, pl.read_parquet(targets_path)
+
+
+def _build_holdout(db_path, path: Path, targets_path: Path) -> None:
     steps = load_sequences(db_path)  # each user's steps as the model reads them, time order
     users = [u for u, s in zip(steps.user_ids, steps.items) if len(s)]
     last = np.array([s[-1] for s in steps.items if len(s)], dtype=np.int64)
@@ -100,21 +112,18 @@ def holdout_store(db_path=None) -> tuple[Path, pl.DataFrame]:
         tables["events"] = con.sql(
             "SELECT e.* FROM events e LEFT JOIN cut c USING (user_id) WHERE c.cut IS NULL OR epoch(e.ts) < c.cut"
         ).pl()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".holdout-{sig}-{os.getpid()}.duckdb"
-    tmp.unlink(missing_ok=True)
+    token = uuid.uuid4().hex
+    tmp, tmp_targets = path.with_name(f".{token}.duckdb"), targets_path.with_name(f".{token}.parquet")
     try:
         with store.transaction(tmp) as con:
             for name, frame in tables.items():  # noqa: B007 (the frame is read by name in the SQL)
                 con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM frame")
-        targets.write_parquet(targets_path)
+        targets.write_parquet(tmp_targets)
         os.replace(tmp, path)
+        os.replace(tmp_targets, targets_path)
     finally:
-        tmp.unlink(missing_ok=True)
-    for old in folder.glob("holdout-*"):  # copies of older store states
-        if sig not in old.name:
-            old.unlink(missing_ok=True)
-    return path, targets
+        for leftover in (tmp, tmp_targets, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
 
 
 def population(ids: list[str], sample: int | None, seed: int) -> tuple[list[str], str]:

@@ -11,6 +11,7 @@ categorical column of ``users`` as the grouping.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -148,6 +149,12 @@ class QualityByGroup:
     n_boot: int
 
 
+def in_order(groups) -> list[str]:
+    """Groups with a natural order (``GROUP_ORDER``: light, medium, heavy; new, returning) in it, the rest by name."""
+    order = {g: n for n, g in enumerate(GROUP_ORDER)}
+    return sorted(groups, key=lambda g: (order.get(g, len(order)), g))
+
+
 def bootstrap_interval(
     values: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> tuple[float | None, float | None]:
@@ -200,24 +207,23 @@ def quality_by_group(
         .join(users.select("user_id", pl.col(by).cast(pl.Utf8).alias("group")), on="user_id", how="left")
         .with_columns(pl.col("group").fill_null("unknown"))
     )
-    per_user = {"hr": hits, "ndcg": gains}
-    metrics = {"hr": lambda t, p: hit_rate_at_k(t, p, k), "ndcg": lambda t, p: ndcg_at_k(t, p, k)}
+    per_user, metrics = {"hr": hits, "ndcg": gains}, {"hr": hit_rate_at_k, "ndcg": ndcg_at_k}
     group = ranks["group"].to_numpy().astype(str)
     frame = MetricFrame(
-        metrics=metrics,
+        metrics={name: functools.partial(f, k=k) for name, f in metrics.items()},
         y_true=np.ones(ranks.height),
         y_pred=ranks["rank"].to_numpy(),
-        sensitive_features=pl.Series(by, group).to_numpy(),
+        sensitive_features=group,
     )
-    order = {g: n for n, g in enumerate(GROUP_ORDER)}
-    groups = sorted((str(g) for g in frame.by_group.index), key=lambda g: (order.get(g, len(order)), g))
+    groups = in_order(str(g) for g in frame.by_group.index)
     table: dict[str, list] = {"group": groups, "users": [int((group == g).sum()) for g in groups]}
     rng = np.random.default_rng(seed)
     for name, values in per_user.items():
         table[name] = [float(frame.by_group.loc[g, name]) for g in groups]
         v = values(ranks["rank"].to_numpy(), k)
-        intervals = [bootstrap_interval(v[group == g], n_boot, rng) for g in groups]
-        table[f"{name}_lo"], table[f"{name}_hi"] = [i[0] for i in intervals], [i[1] for i in intervals]
+        table[f"{name}_lo"], table[f"{name}_hi"] = zip(
+            *(bootstrap_interval(v[group == g], n_boot, rng) for g in groups)
+        )
     diff = frame.difference(method="between_groups")
     return QualityByGroup(
         by=by,

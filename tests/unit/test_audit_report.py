@@ -171,3 +171,8 @@ def test_figures_cover_exposure_lorenz_long_tail_and_quality(report):
 def test_lorenz_legend_carries_the_gini(report):
     names = [trace.name for trace in figures(report)["lorenz"].data]
     assert f"unconstrained model (Gini {report.lists['model'].gini_items:.2f})" in names
+
+
+def test_a_group_only_slightly_short_is_not_flagged():
+    strict_gap = build_report(shop(), grouping="region", n_boot=0, thresholds=Thresholds(min_gap=0.6))
+    assert not [f for f in strict_gap.lists["model"].flags if "sellers get" in f]  # 50 points short, not 60

@@ -175,3 +175,20 @@ def test_audit_page_before_a_run_says_what_to_do(use_demo):
     at = AppTest.from_file(str(ROOT / "pages/audit.py"), default_timeout=120)
     at.run()
     assert any("run the audit" in i.value for i in at.info)
+
+
+def test_a_failed_hold_out_build_leaves_nothing_behind(db, monkeypatch):
+    from core import store
+    from core.data.demo import build_demo_shop
+    from core.insight.audit_population import holdout_store
+
+    build_demo_shop(users=60, items=40, days=5, seed=1)
+    events = store.scalar("SELECT count(*) FROM events")
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            pl.DataFrame, "write_parquet", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))
+        )
+        with pytest.raises(OSError, match="disk full"):
+            holdout_store()
+    assert sorted((db.parent / "audit").iterdir()) == []
+    assert store.scalar("SELECT count(*) FROM events") == events

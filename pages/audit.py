@@ -17,7 +17,12 @@ st.caption(
 
 with st.form("audit_form"):
     c1, c2, c3 = st.columns(3)
-    everyone = c1.toggle("All shoppers", value=False, key="audit_all")
+    everyone = c1.toggle(
+        "All shoppers",
+        value=False,
+        key="audit_all",
+        help="every shopper with history: minutes on a large shop",
+    )
     size = c1.number_input(
         "Sample size", min_value=10, max_value=1_000_000, value=1000, step=500, key="audit_sample"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -32,6 +33,7 @@ from core.errors import InputError
 from core.insight.audit import LISTS
 from core.insight.audit_report import AuditInputs
 from core.ranking.homepage import DEFAULT_K, homepages_for
+from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
 
 Progress = Callable[[float, str], None]
@@ -61,12 +63,18 @@ def homepage_frames(
     return {name: pl.DataFrame(r, schema=schema, orient="row") for name, r in rows.items()}
 
 
-def live_homepage_frame(user_ids: list[str], k: int = DEFAULT_K, db_path=None) -> pl.DataFrame:
-    """The live release's homepages (from its artifact). Hook: releases do not exist yet."""
+def live_release(db_path=None) -> None:
+    """Hook: the live release the audit compares with. Releases do not exist yet, so none is live."""
     raise InputError(
         "no release is live yet, so there are no live homepages to audit",
         fix="audit against model or draft; publish a release first to compare with live",
     )
+
+
+def live_homepage_frame(user_ids: list[str], k: int = DEFAULT_K, db_path=None) -> pl.DataFrame:
+    """Hook: the live release's homepages (user_id, rank, item_id), from its artifact once it exists."""
+    live_release(db_path)
+    raise NotImplementedError("live homepages come from the release artifact")  # unreachable until then
 
 
 def _signature(db_path=None) -> str:
@@ -183,16 +191,14 @@ def audit_inputs(
     ``rule_set`` is the draft (default: the latest saved version). ``holdout`` (default) builds the
     homepages on the held-out copy and returns the held-out next events; without it the homepages are
     today's and there is no quality to measure."""
-    import time
-
-    from core.ranking.rule_sets import load_rule_set
-
     k = k or DEFAULT_K
     unknown = [a for a in against if a not in LISTS]
     if unknown or not against:
         raise InputError(
             f"cannot audit against {', '.join(unknown) or 'nothing'}", fix="use model, draft or live"
         )
+    if "live" in against:
+        live_release(db_path)  # before minutes of work
     report = progress or (lambda f, m="": None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -205,11 +211,11 @@ def audit_inputs(
         source, held_out = db_path, None
         ids = store.query("SELECT DISTINCT user_id FROM events", db_path=db_path)["user_id"].to_list()
     user_ids, label = population(ids, sample, seed)
-    if "live" in against:
-        live_homepage_frame(user_ids, k, source)
     timings["hold-out copy"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     frames = homepage_frames(user_ids, draft, k, source, progress=lambda f, m: report(0.05 + 0.85 * f, m))
+    if "live" in against:
+        frames["live"] = live_homepage_frame(user_ids, k, source)
     timings["homepages"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     items, users, history, now = _frames(source, user_ids)

@@ -41,7 +41,7 @@ def user_groups(
 
     activity  "light" / "medium" / "heavy": terciles of the number of history events (cut points are the
               33rd and 67th percentiles of this population; a user with no history is "light")
-    tenure    "new" when first seen within ``new_days`` of ``now`` (first event when first_seen is empty),
+    tenure    "new" when first seen within ``new_days`` of ``now`` ("unknown" when first_seen is empty),
               else "returning"
     region, device  as stored ("unknown" when empty)
     """

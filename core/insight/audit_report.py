@@ -34,9 +34,8 @@ class AuditInputs:
     """Everything the metrics need, as plain frames (see ``core.insight.audit`` for the schemas)."""
 
     homepages: dict[str, pl.DataFrame]  # list name → user_id, rank, item_id
-    items: (
-        pl.DataFrame
-    )  # item_id, seller_id, seller_tier, brand, category, created_at, in_stock, interactions
+    # item_id, seller_id, seller_tier, brand, category, created_at, in_stock, interactions
+    items: pl.DataFrame
     users: pl.DataFrame  # user_id, first_seen, region, device, segment
     history: pl.DataFrame  # user_id, item_id: the population's past events (held-out steps left out)
     held_out: pl.DataFrame | None  # user_id, item_id: each user's next step; None without hold-out
@@ -121,7 +120,7 @@ def audit_list(
         d: m.exposure_share(homepages, items, d, target) for d in m.ITEM_DIMENSIONS if d != "seller_id"
     }
     per_item = m.exposure_by(homepages, items, "item_id")
-    tail = m.long_tail(m.catalog(items))
+    tail = m.long_tail(items)  # the same split APLT uses
     total = max(1, tail["interactions"].sum())
     return ListAudit(
         name=name,

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import StudioError
+from core.insight.audit_cli import add_audit_command
 
 
 @contextmanager
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
     p.set_defaults(func=cmd_first_run)
 
+    add_audit_command(sub, _bar)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -29,6 +29,7 @@ ALLOWED = {
         "shap",
         "tqdm",
         "fairlearn",
+        "plotly",  # the audit's self-contained HTML report, written by the CLI too
         "fastapi",
         "uvicorn",
         "argon2",

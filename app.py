@@ -24,7 +24,7 @@ PAGES = [  # each page, and the permission that shows it (roles are cumulative)
     (st.Page("pages/explain.py", title="Explain", icon="🔍"), Permission.VIEW),
     (st.Page("pages/rules.py", title="Rules", icon="🎛️"), Permission.EDIT_RULES),
     (st.Page("pages/publish.py", title="Publish", icon="🚀"), Permission.PUBLISH),
-    # product manager and up: the bias audit page comes next — add (st.Page("pages/audit.py", …), Permission.AUDIT)
+    (st.Page("pages/audit.py", title="Audit", icon="⚖️"), Permission.AUDIT),
     (st.Page("pages/data.py", title="Data", icon="🗂️"), Permission.INGEST),
     (st.Page("pages/model.py", title="Model", icon="🧠"), Permission.TRAIN),
     (st.Page("pages/users.py", title="Users", icon="👥"), Permission.MANAGE_USERS),

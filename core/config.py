@@ -22,6 +22,12 @@ class Settings:
     db_path: Path | None = None  # HS_DB, else <data_dir>/shop.duckdb
     device: str = field(default_factory=lambda: os.environ.get("HS_DEVICE", "auto"))
     lock_wait_s: float = field(default_factory=lambda: float(os.environ.get("HS_LOCK_WAIT", "60")))
+    # the shop clock for previews of a log snapshot (ISO time); None = the latest event
+    now: str | None = field(default_factory=lambda: os.environ.get("HS_NOW") or None)
+    # torch threads for serving one homepage: single-user passes are tiny, and threads wait on each other
+    infer_threads: int = field(default_factory=lambda: int(os.environ.get("HS_INFER_THREADS", "1")))
+    # torch threads for training and benchmarks
+    train_threads: int = field(default_factory=lambda: int(os.environ.get("HS_THREADS", os.cpu_count() or 1)))
     # the CLI signs in as HS_USER with HS_PASSWORD, or with a token file made by `python -m core users token`
     user: str = field(default_factory=lambda: os.environ.get("HS_USER", ""))
     password: str = field(default_factory=lambda: os.environ.get("HS_PASSWORD", ""), repr=False)
@@ -55,6 +61,9 @@ ENV = (
     "HS_DB",
     "HS_DEVICE",
     "HS_LOCK_WAIT",
+    "HS_NOW",
+    "HS_INFER_THREADS",
+    "HS_THREADS",
     "HS_USER",
     "HS_PASSWORD",
     "HS_TOKEN_FILE",

@@ -111,17 +111,7 @@ class Explanation:
 
 
 def _window(model: Recommender, T: int) -> int:
-    cfg = getattr(model, "config", None)
-    w = getattr(cfg, "max_len", None) or getattr(model, "max_len", None)
-    return int(w) if w else T
-
-
-def _gaps_known(model: Recommender) -> bool | None:
-    """Whether the model reads time gaps, from its config; None = unknown (probe it)."""
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "n_gap_buckets"):
-        return int(cfg.n_gap_buckets) > 0
-    return None
+    return min(int(model.max_len), T)
 
 
 @dataclass
@@ -206,12 +196,12 @@ def make_game(model, history: Histories, targets: np.ndarray, context, baseline_
     ev = None if h.event_types is None else h.event_types[0].long() * (items_w != 0)
     gaps = None if h.gaps is None else h.gaps[0].long() * (items_w != 0)
     has_gaps = bool(gaps is not None and gaps.any())
-    known = _gaps_known(model)
     names = list(context or {})
-    if names and not callable(getattr(model, "score_with_context", None)):
+    unread = [n for n in names if n not in model.context_features]
+    if unread:
         raise InputError(
-            f"{type(model).__name__} takes no context features, but context {names} was given",
-            fix="explain without context, or give the model a score_with_context(histories, context)",
+            f"{type(model).__name__} reads no context feature {unread}",
+            fix=f"explain without context, or with the features it reads: {list(model.context_features)}",
         )
     base = baseline_context or {}
     game = _Game(
@@ -220,31 +210,19 @@ def make_game(model, history: Histories, targets: np.ndarray, context, baseline_
         event_types=ev,
         gaps=gaps,
         positions=in_window.numpy().astype(np.int64),
-        gap_player=has_gaps and bool(known),
+        gap_player=has_gaps and model.reads_gaps,
         context_names=names,
         context_values=np.array([float(context[k]) for k in names], dtype=np.float64),
         context_baseline=np.array([float(base.get(k, 0.0)) for k in names], dtype=np.float64),
         targets=np.asarray(targets, dtype=np.int64).reshape(-1),
         reduce_mean=reduce_mean,
     )
-    # one call: the untouched history (the reference score) and, for a model of unknown make with gaps,
-    # the same history with its gaps zeroed (does the model read them at all?)
-    probe = has_gaps and known is None
-    rows = 2 if probe else 1
-    batch = Histories(
-        h.items.repeat(rows, 1),
-        None if h.event_types is None else h.event_types.repeat(rows, 1),
-        None if h.gaps is None else torch.cat([h.gaps, torch.zeros_like(h.gaps)][:rows]),
-    )
     ctx = {
-        k: torch.full((rows,), v, dtype=torch.float64)
-        for k, v in zip(names, game.context_values, strict=True)
-    } or None
-    s = game.score(batch, ctx)
+        k: torch.full((1,), v, dtype=torch.float64) for k, v in zip(names, game.context_values, strict=True)
+    }
+    s = game.score(h, ctx or None)
     ref = s[0, torch.from_numpy(game.targets).to(s.device)].double().cpu().numpy()
     game.reference = np.array([ref.mean()]) if reduce_mean else ref
-    if probe:
-        game.gap_player = not torch.equal(s[0, 1:], s[1, 1:])
     return game
 
 

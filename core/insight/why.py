@@ -72,7 +72,7 @@ def explain_slot(
         )
     if ctx.active.is_fallback:
         raise NotFoundError("no model is trained yet: the popularity baseline has nothing to attribute")
-    max_len = model.config.max_len
+    max_len = model.max_len
     history = steps.histories([0], max_len=max_len)
     item_index = catalog.vocab.index[chosen.item_id]
     exp = explain_item(model, history, item_index, seed=seed)
@@ -121,7 +121,5 @@ def global_drivers(target: str, n_users: int = 100, seed: int = 0, db_path=None)
             raise InputError(f"'{target}' is neither an item id nor a category path in the catalog")
     users = sample_users(n_users, seed, db_path)
     # the snapshot's steps: the same histories the homepages are built from, no second read of the store
-    history = ctx.steps.histories(
-        [ctx.by_user[u] for u in users if u in ctx.by_user], max_len=model.config.max_len
-    )
+    history = ctx.steps.histories([ctx.by_user[u] for u in users if u in ctx.by_user], max_len=model.max_len)
     return global_importance(model, history, targets, _top_level(cats), n_users=n_users, seed=seed)

@@ -7,7 +7,6 @@ A user with no history gets the clearly labelled fallback: popular in their segm
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -96,8 +95,9 @@ _ctx: dict[str, ShopContext] = {}
 
 def shop_now(con) -> datetime:
     """The shop clock: ``HS_NOW``, else the latest event (a log snapshot is previewed as of its end)."""
-    if os.environ.get("HS_NOW"):
-        return datetime.fromisoformat(os.environ["HS_NOW"])
+    fixed = settings().now
+    if fixed:
+        return datetime.fromisoformat(fixed)
     latest = con.execute("SELECT max(ts) FROM events").fetchall()[0][0]
     return latest or datetime.now()
 
@@ -170,9 +170,9 @@ def shop_context(db_path=None, max_age_s: float = 30.0) -> ShopContext:
 
 
 def _embeddings(active: ActiveModel) -> np.ndarray:
-    model = active.model
-    if hasattr(model, "item_embeddings"):
-        return model.item_embeddings().float().cpu().numpy()
+    emb = active.model.item_embeddings()
+    if emb is not None:
+        return emb.float().cpu().numpy()
     # the popularity fallback has no embeddings: category one-hots still let diversity work
     side = active.catalog.side
     cat = side.category.numpy()
@@ -288,11 +288,11 @@ def prepare(
     ctx = shop_context(db_path)
     model, catalog = ctx.active.model, ctx.active.catalog
     steps, by_user = ctx.steps, ctx.by_user
-    max_len = getattr(getattr(model, "config", None), "max_len", 50)
+    max_len = model.max_len
     rows = [by_user.get(str(u)) for u in user_ids]
     known = [r for r in rows if r is not None]
     position = {r: n for n, r in enumerate(known)}
-    device = pick_device(None)
+    device = pick_device(settings().device)
     t0 = time.perf_counter()
     scores = (
         model.score(steps.histories(known, max_len=max_len).to(device)).float().cpu().numpy()

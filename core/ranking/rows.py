@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from core import store
+from core.config import settings
 from core.errors import NotFoundError
 from core.ranking.homepage import ShopContext, shop_context, user_steps
 from models.infer import pick_device
@@ -34,18 +35,21 @@ class Row:
 
 def _row(ctx: ShopContext, title: str, idx: np.ndarray, scores: np.ndarray, scored: int, ms: float) -> Row:
     frame = ctx.attrs[(idx - 1).tolist()].with_columns(pl.Series("score", scores.astype(float)))
-    return Row(title, frame, scored, pick_device(None).type, ms)
+    return Row(title, frame, scored, pick_device(settings().device).type, ms)
 
 
 def _user_scores(ctx: ShopContext, user_id: str) -> tuple[np.ndarray, np.ndarray, float]:
     """(scores (N+1,), history dense ids, ms) for one user; the fallback scores for an unknown one."""
     steps = user_steps(ctx, user_id)
     model = ctx.active.model
-    max_len = getattr(getattr(model, "config", None), "max_len", 50)
+    max_len = model.max_len
     t0 = time.perf_counter()
     if len(steps):
         scores = (
-            model.score(steps.histories([0], max_len=max_len).to(pick_device(None)))[0].float().cpu().numpy()
+            model.score(steps.histories([0], max_len=max_len).to(pick_device(settings().device)))[0]
+            .float()
+            .cpu()
+            .numpy()
         )
         history = steps.items[0]
     else:

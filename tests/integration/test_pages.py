@@ -121,6 +121,13 @@ def test_app_lists_no_publish_page_for_a_viewer(session_of):
 def test_app_lists_the_publish_page_for_a_merchandiser(session_of):
     at = signed_in_app(session_of("mia")).switch_page("pages/publish.py").run()
     assert at.title[0].value == "Publish"
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/audit.py")  # the bias audit: product managers and up
+
+
+def test_app_lists_the_audit_page_for_a_product_manager(session_of):
+    at = signed_in_app(session_of("pam")).switch_page("pages/audit.py").run()
+    assert at.title[0].value == "Bias audit"
 
 
 def test_app_without_a_session_shows_only_sign_in(use_demo):

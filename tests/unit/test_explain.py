@@ -36,6 +36,7 @@ class TinyLSTM(nn.Module, Recommender):
         super().__init__()
         torch.manual_seed(seed)
         self.n_items, self.max_len = n_items, max_len
+        self.reads_gaps = bool(n_gaps)
         self.item = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.event = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
         self.gap = nn.Embedding(n_gaps, dim, padding_idx=0) if n_gaps else None
@@ -76,6 +77,8 @@ class OnePosition(nn.Module, Recommender):
 
 class ContextModel(TinyLSTM):
     """TinyLSTM whose scores also shift with a 'segment' context value (models that take context)."""
+
+    context_features = ("segment",)
 
     def score_with_context(self, h: Histories, ctx: dict[str, torch.Tensor]) -> torch.Tensor:
         s = self.score(h)

@@ -18,3 +18,24 @@ def go_to(page, name: str) -> None:
     """Open a page from the sidebar (a reload would start a new, signed-out session)."""
     page.get_by_role("link", name=name, exact=True).first.click()
     page.wait_for_load_state("networkidle")
+
+
+def settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the app's script run has finished (Streamlit's running indicator is gone)."""
+    page.wait_for_timeout(300)  # the indicator appears a moment after the action that started the run
+    page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=timeout_ms)
+
+
+def choose_last_option(page, scope) -> str:
+    """Open the selectbox in ``scope``, pick its last option; returns the option's text."""
+    for _ in range(3):  # a click that lands while the box re-renders opens nothing: try again
+        scope.get_by_role("combobox").click()
+        try:
+            page.get_by_role("listbox").wait_for(timeout=5_000)
+            break
+        except Exception:
+            settle(page)
+    last = page.get_by_role("option").last
+    text = last.inner_text()
+    last.click()
+    return text

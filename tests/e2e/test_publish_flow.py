@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, using_data
-from tests.e2e.steps import go_to, submit_sign_in
+from tests.e2e.steps import choose_last_option, go_to, settle, submit_sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,12 +56,11 @@ def pin_an_item_to_slot_1(page) -> str:
     go_to(page, "Preview")
     page.get_by_role("button", name="Random shopper").click()
     page.locator(".hs-card").first.wait_for(timeout=60_000)
+    settle(page)
     quick = page.get_by_test_id("stExpander").filter(has_text="Add a rule from this homepage")
     quick.get_by_text("Add a rule from this homepage").click()
-    quick.get_by_test_id("stSelectbox").click()
-    last = page.get_by_role("option").last  # the item the model put last: slot 1 is news for it
-    item = last.inner_text().split(" — ")[0].strip()
-    last.click()
+    # the item the model put last: slot 1 is news for it
+    item = choose_last_option(page, quick).split(" — ")[0].strip()
     quick.get_by_role("button", name="Pin here").click()
     page.locator(".hs-badge.pinned").first.wait_for()  # the draft has the pin before we leave the page
     go_to(page, "Rules")

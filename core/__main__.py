@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.errors import StudioError
 from core.insight.audit_cli import add_audit_command
+from core.release import cli as release_cli
 
 
 @contextmanager
@@ -158,7 +159,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_first_run(args) -> int:
-    """What ``make run`` does before starting the app: demo shop and a first model, once."""
+    """What ``make run`` does before starting the app: demo shop, a first model and release 1, once; the
+    admin's one-time password while it is needed."""
     from core import store
     from core.data.demo import build_demo_shop
     from core.model_runs import active_run, train_run
@@ -172,7 +174,31 @@ def cmd_first_run(args) -> int:
         with _bar("train") as progress:
             run = train_run(time_budget_s=args.time_budget * 60, activate=True, progress=progress)
         print(run.summary())
+    _first_release_and_admin(args.url)
     return 0
+
+
+def _first_release_and_admin(url: str) -> None:
+    """Repair what an interrupted publish left, publish release 1 once, and print the admin's one-time
+    password while the admin has not chosen one (as Jupyter prints its token)."""
+    from core.release import releases, users
+    from core.release.roles import SYSTEM
+
+    for line in releases.reconcile():
+        print(f"releases: {line}")
+    if releases.release_state().head_id is None:
+        print("first run: publishing release 1 (the first model, no merchandising rules)")
+        releases.publish(SYSTEM, "first run: the first model, no merchandising rules", expected_head=None)
+    password = users.bootstrap_admin()
+    if password:
+        print(
+            f"\n    To sign in to Homepage Studio, open\n        {url}\n"
+            f"    as  admin  with the one-time password\n        {password}\n"
+            "    It works once: you choose your own password right after.\n",
+            flush=True,
+        )
+    else:
+        print(f"Homepage Studio: open {url} and sign in", flush=True)
 
 
 def _add_model_commands(sub) -> None:
@@ -200,8 +226,9 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=1337)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("first-run", help="demo shop and first model if missing (used by make run)")
+    p = sub.add_parser("first-run", help="demo shop, model, release and admin if missing (make run)")
     p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
+    p.add_argument("--url", default="http://localhost:8501", help="where the app listens (for the message)")
     p.set_defaults(func=cmd_first_run)
 
 
@@ -238,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_model_commands(sub)
 
     add_audit_command(sub, _bar)
+    release_cli.register(sub)  # publish, rollback, releases, cancel-release, audit-log, users, forget-user
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(demo_shop):
+@contextmanager
+def running_app(data: Path):
+    """``streamlit run app.py`` on the shop in ``data``, on a free port; yields its URL."""
     port = _free_port()
-    env = {**os.environ, "HS_DATA": str(demo_shop), "HS_DB": str(demo_shop / "shop.duckdb")}
-    log = open(demo_shop.parent / "streamlit.log", "w")
+    env = {**os.environ, "HS_DATA": str(data), "HS_DB": str(data / "shop.duckdb")}
+    log_path = data.parent / f"streamlit-{port}.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -61,19 +64,26 @@ def app_url(demo_shop):
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"streamlit exited: {(demo_shop.parent / 'streamlit.log').read_text()}"
-                ) from None
+                raise RuntimeError(f"streamlit exited: {log_path.read_text()}") from None
             time.sleep(0.5)
     else:
         proc.kill()
         raise RuntimeError("streamlit did not answer within 60 s")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(demo_shop):
+    with running_app(demo_shop) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def goto(page, url, name):
     page.goto(url)
+    # until app.py has run, Streamlit lists pages/ files as pages: a click then would bypass app.py
+    page.get_by_text("Signed in as").first.wait_for()
     page.get_by_role("link", name=name).first.click()
     page.wait_for_load_state("networkidle")
 

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.ranking import kinds
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,8 +62,62 @@ def test_preview_unknown_user_says_so(use_demo):
 def test_rules_page(use_demo):
     at = run_page("pages/rules.py")
     labels = {b.label for b in at.button}
-    assert {"Apply to draft", "Save as new version", "Measure impact"} <= labels
-    assert any("based on saved version 0" in c.value for c in at.caption)
+    assert {"Apply to draft", "Save as new version", "Discard draft", "Measure impact"} <= labels
+    assert any("the same as saved version 0" in c.value for c in at.caption)
+
+
+def _button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_a_validation_error_keeps_every_button(use_demo):
+    at = run_page("pages/rules.py")
+    at.selectbox(key="new_kind").select(kinds.get("pin")).run()
+    _button(at, "Apply to draft").click().run()  # no slot: the form says so
+    assert any("no slot" in e.value for e in at.error)
+    labels = {b.label for b in at.button}
+    assert {"Save as new version", "Discard draft", "Measure impact", "Apply to draft"} <= labels
+
+
+def test_saving_an_unchanged_draft_is_refused(use_demo):
+    at = run_page("pages/rules.py")
+    _button(at, "Save as new version").click().run()
+    assert any("nothing to save" in e.value for e in at.error)
+
+
+def test_a_draft_from_the_preview_with_blank_times_applies_and_redraws(use_demo):
+    """'Block item' on the preview, then 'Apply the table to the draft' with no edits: the grid gives NaT for
+    the blank times, which crashed the page for good before."""
+    from core.ranking.rule_sets import draft_with, load_rule_set
+
+    item = shop_item()
+    at = run_page("pages/rules.py", draft=draft_with(load_rule_set(), "block", item_id=item))
+    _button(at, "Apply the table to the draft").click().run()
+    assert not at.exception
+    assert [r.rule_id for r in at.session_state["draft"].rules] == ["block-1"]
+    at.run()
+    assert not at.exception
+    assert {"Save as new version", "Discard draft"} <= {b.label for b in at.button}
+
+
+def shop_item():
+    from core.ranking.shop import shop_context
+
+    return shop_context().active.catalog.vocab.item_ids[0]
+
+
+def test_explain_names_an_unknown_shopper(use_demo):
+    at = run_page("pages/explain.py", explain_user="no-such-shopper-zz")
+    assert any("no such shopper" in e.value for e in at.error)
+
+
+def test_explain_slot_takes_every_change(use_demo):
+    from core.ranking.impact import sample_users
+
+    at = run_page("pages/explain.py", user_id=sample_users(1, seed=2)[0])
+    for slot in (5, 2, 7, 3):
+        at.number_input(key="explain_slot").set_value(slot).run()
+        assert at.subheader[0].value.startswith(f"Slot {slot}:")
 
 
 def test_explain_renders_waterfall(use_demo):

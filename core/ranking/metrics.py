@@ -44,7 +44,8 @@ def list_metrics(
     index = {item: i for i, item in enumerate(c.item_ids)}
     idx = [index[s.item_id] for s in home.slots if s.item_id in index]
     out: dict = {"intra_list_diversity": rerank.intra_list_diversity(c.embeddings[idx]) if idx else 0.0}
-    out["categories_covered"] = len({c.shown_categories()[i] for i in idx})
+    shown = c.shown_categories()
+    out["categories_covered"] = len({shown[i] for i in idx})
     _, fair = fairness.in_force(rule_set.rules)
     # a day's resolution is enough for "new items", and keeps the condition cache warm
     now = now or datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)

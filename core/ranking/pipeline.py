@@ -32,10 +32,17 @@ class Invalid(ReasonCode):
     NOT_APPLIED = ("rule.invalid", "rule not applied", "rule {rule} was not applied: {problem}")
 
 
-def eligible(user: UserContext, c: Candidates, exclude_purchased: bool) -> np.ndarray:
-    """(M,) bool: in stock, scored, and (with ``exclude_purchased``) not bought before."""
+def in_stock(c: Candidates) -> np.ndarray:
+    """(M,) bool: in stock and scored (what a pin needs)."""
     ok = c.column("in_stock", True).astype(bool) if c.has("in_stock") else np.ones(len(c), bool)
-    ok &= np.isfinite(c.scores)
+    return ok & np.isfinite(c.scores)
+
+
+def eligible(
+    user: UserContext, c: Candidates, exclude_purchased: bool, stocked: np.ndarray | None = None
+) -> np.ndarray:
+    """(M,) bool: in stock, scored, and (with ``exclude_purchased``) not bought before."""
+    ok = (in_stock(c) if stocked is None else stocked).copy()
     if exclude_purchased and user.purchased:
         ok &= ~np.isin(np.array(c.item_ids, dtype=object), list(user.purchased))
     return ok
@@ -57,8 +64,8 @@ def plan(rules: list[Rule], state: RankingState | None = None) -> list[tuple[Kin
 
 
 def _candidates(s: RankingState) -> None:
-    s.stocked = eligible(s.user, s.c, False)
-    s.ok = eligible(s.user, s.c, s.exclude_purchased)
+    s.stocked = in_stock(s.c)
+    s.ok = eligible(s.user, s.c, s.exclude_purchased, s.stocked)
 
 
 def _exclude(s: RankingState) -> None:

@@ -83,13 +83,17 @@ class Rule:
 
     def sentence(self) -> str:
         """What the rule does, in words (its kind's sentence)."""
+        return self._words
+
+    @cached_property
+    def _words(self) -> str:
         try:
             return kinds.get(self.kind).sentence(self.spec)
         except InputError as exc:
             return f"{self.kind} — not applied: {exc}"
 
     def describe(self) -> str:
-        return f"{self.rule_id}: {self.sentence()}"
+        return f"{self.rule_id}: {self._words}"
 
     def to_dict(self) -> dict:
         d = asdict(self)

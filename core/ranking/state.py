@@ -135,6 +135,7 @@ class RankingState:
     reasons: dict[int, list[Reason]] = field(default_factory=dict)
     conflicts: list[Reason] = field(default_factory=list)
     swap_codes: set[ReasonCode] = field(default_factory=set)
+    swapped: set[int] = field(default_factory=set)  # items holding a re-ranker's swap note
 
     def note(self, i: int, reason: Reason) -> None:
         noted = self.reasons.setdefault(i, [])

@@ -18,6 +18,7 @@ from core.ranking.kinds.base import Kind, Stage
 from core.ranking.reasons import ReasonCode
 
 _kinds: dict[str, Kind] = {}
+_ordered: list[Kind] = []  # _kinds in pipeline order, kept with it
 _found = False
 _lock = threading.Lock()
 
@@ -31,7 +32,12 @@ def _discover() -> None:
             kind = vars(importlib.import_module(f"{__name__}.{module.name}")).get("KIND")
             if isinstance(kind, Kind):
                 _kinds.setdefault(kind.name, kind)
+        _order()
         _found = True
+
+
+def _order() -> None:
+    _ordered[:] = sorted(_kinds.values(), key=lambda k: (k.stage, k.order, k.name))
 
 
 def register(kind: Kind) -> Kind:
@@ -40,11 +46,13 @@ def register(kind: Kind) -> Kind:
     if kind.name in _kinds and _kinds[kind.name] is not kind:
         raise ValueError(f"a rule kind named {kind.name!r} is already registered")
     _kinds[kind.name] = kind
+    _order()
     return kind
 
 
 def unregister(name: str) -> None:
     _kinds.pop(name, None)
+    _order()
 
 
 @contextmanager
@@ -59,8 +67,9 @@ def registered(kind: Kind) -> Iterator[Kind]:
 
 def all_kinds() -> list[Kind]:
     """Every kind, in pipeline order (stage, then order within the stage)."""
-    _discover()
-    return sorted(_kinds.values(), key=lambda k: (k.stage, k.order, k.name))
+    if not _found:
+        _discover()
+    return list(_ordered)
 
 
 def names() -> tuple[str, ...]:

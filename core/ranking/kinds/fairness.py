@@ -109,7 +109,7 @@ def in_force(rules) -> tuple[str | None, Params]:
     for r in rules:
         if r.kind == "fairness" and r.enabled:
             try:
-                return r.rule_id, KIND.parse(r.params)
+                return r.rule_id, r.spec
             except InputError:  # an invalid saved rule: the next one, or the default
                 continue
     return None, Params(DEFAULT_GROUP, 0.25, 0.1)

@@ -79,6 +79,17 @@ def test_a_validation_error_keeps_every_button(use_demo):
     assert {"Save as new version", "Discard draft", "Measure impact", "Apply to draft"} <= labels
 
 
+def test_a_pathological_segment_is_a_message_on_the_rules_page(use_demo):
+    at = run_page("pages/rules.py")
+    at.selectbox(key="new_kind").select(kinds.get("block")).run()
+    at.radio(key="form0:block:scope").set_value("A segment").run()
+    at.toggle(key="form0:block:as_text").set_value(True).run()
+    at.text_input(key="form0:block:expr").input("(" * 5000 + 'region == "north"' + ")" * 5000).run()
+    _button(at, "Apply to draft").click().run()
+    assert not at.exception
+    assert any("nest more than 20 deep" in e.value for e in at.error)
+
+
 def test_saving_an_unchanged_draft_is_refused(use_demo):
     at = run_page("pages/rules.py")
     _button(at, "Save as new version").click().run()

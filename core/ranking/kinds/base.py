@@ -206,22 +206,10 @@ class Kind:
         whose own check failed is None here."""
         return []
 
-    def defaults(self) -> dict:
-        """A new rule's parameters: every field at its default (required ones left out)."""
-        return {f.name: f.default for f in self.fields if not f.required and f.default is not None}
-
     def values(self, p: Any) -> dict:
         """Typed parameters by field name (a dataclass field may differ from its name: ``lam`` for lambda)."""
         given = vars(p)
         return {f.name: given[attr.name] for f, attr in zip(self.fields, fields(p), strict=True)}
-
-    def to_params(self, p: Any) -> dict:
-        """Typed parameters → the JSON form (fields at None are left out)."""
-        return {
-            name: v.to_dict() if isinstance(v, Condition) else v
-            for name, v in self.values(p).items()
-            if v is not None
-        }
 
     # ---------------------------------------------------------------- the pipeline
 
@@ -279,6 +267,12 @@ class Kind:
             key, eq, value = (s.strip() for s in part.partition("="))
             if key:
                 raw[key] = value if eq else ""
+        for f in self.fields:  # cells are text and floats: store numbers as numbers (bad ones as given)
+            if f.widget in (Widget.NUMBER, Widget.INTEGER) and not missing(raw.get(f.name)):
+                try:
+                    raw[f.name] = f.coerce(raw[f.name], where)
+                except InputError:
+                    pass  # validation names it
         return raw
 
     def field(self, name: str) -> Field:

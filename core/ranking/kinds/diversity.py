@@ -97,7 +97,11 @@ class Diversity(Kind):
         state.swapped_in(Code.SWAP, rules[-1].rule_id)
 
     def to_row(self, p: Params) -> dict:
-        return {**super().to_row(p), "value": p.theta if p.method == "dpp" else p.lam}
+        """The method in the target, its weight (λ or θ) in the value column."""
+        return {
+            **super().to_row(replace(p, lam=None, theta=None)),
+            "value": p.theta if p.method == "dpp" else p.lam,
+        }
 
     def from_row(self, row: dict, where: str) -> dict:
         raw = super().from_row(row, where)

@@ -114,7 +114,11 @@ def number(field: Field, key: str, current) -> float | int | None:
     lo = None if field.lo is None or field.lo_open else cast(field.lo)
     hi = None if field.hi is None or field.hi_open else cast(field.hi)
     default = (
-        "required" if field.required else f"blank = {field.default if field.default is not None else 'none'}"
+        "required"
+        if field.required
+        else "optional"
+        if field.default is None
+        else f"blank = {field.default:g}"
     )
     unit = f"in {field.unit}s" if field.unit in ("slot", "share") else field.unit
     help_text = " · ".join(x for x in (field.help, unit, f"range {field.range_text()}", default) if x)

@@ -259,9 +259,10 @@ def test_calibration_strength_is_honoured(c):
 
     user = UserContext("u", {}, {"top3.mid.leaf3": 1.0}, set())
     kl = lambda h: list_metrics(h, c, RuleSet(), user)["calibration_kl"]  # noqa: E731
+    at = lambda s: rank(c, Rule("cal", "calibration", {"strength": s}), user=user)  # noqa: E731
     plain = rank(c, user=user)
-    assert rank(c, Rule("cal", "calibration", {"strength": 0.0}), user=user).item_ids == plain.item_ids
-    assert kl(rank(c, Rule("cal", "calibration", {"strength": 0.9}), user=user)) < kl(plain)
+    assert at(0.0).item_ids == plain.item_ids
+    assert kl(at(0.9)) < kl(at(0.2)) < kl(plain)
 
 
 def test_calibration_refuses_a_strength_above_one():

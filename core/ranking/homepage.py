@@ -126,10 +126,16 @@ def _fallback_scores(ctx: ShopContext, attrs: dict) -> tuple[np.ndarray, str]:
 
 
 def prepare(
-    user_ids: list[str], rule_set: RuleSet, m: int = DEFAULT_M, db_path=None, with_history: bool = True
+    user_ids: list[str],
+    rule_set: RuleSet,
+    m: int = DEFAULT_M,
+    db_path=None,
+    with_history: bool = True,
+    ctx: ShopContext | None = None,
 ) -> tuple[list[Prepared], str, float, int]:
-    """Candidates for many users from one batched forward pass: (prepared, device, ms per user, items)."""
-    ctx = shop_context(db_path)
+    """Candidates for many users from one batched forward pass: (prepared, device, ms per user, items).
+    ``ctx``: a snapshot built elsewhere (``shop.build_context`` from other frames); default the store's."""
+    ctx = ctx or shop_context(db_path)
     catalog, steps = ctx.active.catalog, ctx.steps
     rows = [ctx.by_user.get(str(u)) for u in user_ids]
     known = [r for r in rows if r is not None]
@@ -170,13 +176,14 @@ def homepages_for(
     m: int = DEFAULT_M,
     db_path=None,
     with_history: bool = False,
+    ctx: ShopContext | None = None,
 ) -> list[HomepageView]:
     """Batched: one forward pass for all users' scores, then the rules per user (the saved rule set when
-    ``rule_set`` is None)."""
+    ``rule_set`` is None). ``ctx``: a snapshot built from other frames than the store's (a release)."""
     if not 1 <= k <= SLOT_MAX:
         raise InputError(f"a homepage has 1 to {SLOT_MAX} slots, not {k}")
     rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
-    prepared, device, score_ms, n_items = prepare(user_ids, rule_set, m, db_path, with_history)
+    prepared, device, score_ms, n_items = prepare(user_ids, rule_set, m, db_path, with_history, ctx)
     views = []
     for p in prepared:
         ruled = rank_homepage(p.user, p.candidates, rule_set, k, p.now)

@@ -6,7 +6,8 @@
   per-process snapshot every homepage is ranked from without any I/O.
 
 Another source can supply the frames: the storefront API (next) builds them from a published release
-artifact's Parquet files and never opens the database, and then ranks exactly as the preview does.
+artifact's Parquet files and never opens the database, and then ranks exactly as the preview does
+(``homepages_for(..., ctx=build_context(frames, active))``; tests/integration/test_shop_frames.py).
 ``shop_context`` keeps one snapshot per database, refreshed after 30 s when the store changed, or on
 ``invalidate()`` (the app calls it after an ingest or an activation).
 """

@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.ranking import kinds
+from core.ranking.rules import Rule
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +89,29 @@ def test_a_pathological_segment_is_a_message_on_the_rules_page(use_demo):
     _button(at, "Apply to draft").click().run()
     assert not at.exception
     assert any("nest more than 20 deep" in e.value for e in at.error)
+
+
+def test_a_rule_is_changed_through_its_form(use_demo):
+    from core.ranking.rules import RuleSet
+
+    draft = RuleSet(rules=[Rule("sale", "boost", {"condition": {"brand": [shop_brand()]}, "factor": 1.5})])
+    at = run_page("pages/rules.py", draft=draft)
+    _button(at, "Edit").click().run()
+    assert any(h.value.startswith("Change sale") for h in at.subheader)
+    factor = next(n for n in at.number_input if n.label == "Factor")
+    assert factor.value == 1.5
+    factor.set_value(2.5).run()
+    _button(at, "Apply to draft").click().run()
+    assert [r.params for r in at.session_state["draft"].rules] == [
+        {"condition": {"brand": [shop_brand()]}, "factor": 2.5}
+    ]
+    assert any("Changed sale: boost items brand" in m.value for m in at.success)
+
+
+def shop_brand():
+    from core.ranking.shop import shop_context
+
+    return shop_context().attrs["brand"].drop_nulls()[0]
 
 
 def test_saving_an_unchanged_draft_is_refused(use_demo):

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.ranking import kinds
+from core.ranking.rules import Rule
 from tests.conftest import ACCOUNTS
 
 pytestmark = pytest.mark.slow
@@ -68,8 +70,96 @@ def test_preview_unknown_user_says_so(run_page):
 def test_rules_page(run_page):
     at = run_page("pages/rules.py")
     labels = {b.label for b in at.button}
-    assert {"Apply to draft", "Save as new version", "Measure impact"} <= labels
-    assert any("based on saved version 0" in c.value for c in at.caption)
+    assert {"Apply to draft", "Save as new version", "Discard draft", "Measure impact"} <= labels
+    assert any("the same as saved version 0" in c.value for c in at.caption)
+
+
+def _button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_a_validation_error_keeps_every_button(run_page):
+    at = run_page("pages/rules.py")
+    at.selectbox(key="new_kind").select(kinds.get("pin")).run()
+    _button(at, "Apply to draft").click().run()  # no slot: the form says so
+    assert any("no slot" in e.value for e in at.error)
+    labels = {b.label for b in at.button}
+    assert {"Save as new version", "Discard draft", "Measure impact", "Apply to draft"} <= labels
+
+
+def test_a_pathological_segment_is_a_message_on_the_rules_page(run_page):
+    at = run_page("pages/rules.py")
+    at.selectbox(key="new_kind").select(kinds.get("block")).run()
+    at.radio(key="form0:block:scope").set_value("A segment").run()
+    at.toggle(key="form0:block:as_text").set_value(True).run()
+    at.text_input(key="form0:block:expr").input("(" * 5000 + 'region == "north"' + ")" * 5000).run()
+    _button(at, "Apply to draft").click().run()
+    assert not at.exception
+    assert any("nest more than 20 deep" in e.value for e in at.error)
+
+
+def test_a_rule_is_changed_through_its_form(run_page):
+    from core.ranking.rules import RuleSet
+
+    draft = RuleSet(rules=[Rule("sale", "boost", {"condition": {"brand": [shop_brand()]}, "factor": 1.5})])
+    at = run_page("pages/rules.py", draft=draft)
+    _button(at, "Edit").click().run()
+    assert any(h.value.startswith("Change sale") for h in at.subheader)
+    factor = next(n for n in at.number_input if n.label == "Factor")
+    assert factor.value == 1.5
+    factor.set_value(2.5).run()
+    _button(at, "Apply to draft").click().run()
+    assert [r.params for r in at.session_state["draft"].rules] == [
+        {"condition": {"brand": [shop_brand()]}, "factor": 2.5}
+    ]
+    assert any("Changed sale: boost items brand" in m.value for m in at.success)
+
+
+def shop_brand():
+    from core.ranking.shop import shop_context
+
+    return shop_context().attrs["brand"].drop_nulls()[0]
+
+
+def test_saving_an_unchanged_draft_is_refused(run_page):
+    at = run_page("pages/rules.py")
+    _button(at, "Save as new version").click().run()
+    assert any("nothing to save" in e.value for e in at.error)
+
+
+def test_a_draft_from_the_preview_with_blank_times_applies_and_redraws(run_page):
+    """'Block item' on the preview, then 'Apply the table to the draft' with no edits: the grid gives NaT for
+    the blank times, which crashed the page for good before."""
+    from core.ranking.rule_sets import draft_with, load_rule_set
+
+    item = shop_item()
+    at = run_page("pages/rules.py", draft=draft_with(load_rule_set(), "block", item_id=item))
+    _button(at, "Apply the table to the draft").click().run()
+    assert not at.exception
+    assert [r.rule_id for r in at.session_state["draft"].rules] == ["block-1"]
+    at.run()
+    assert not at.exception
+    assert {"Save as new version", "Discard draft"} <= {b.label for b in at.button}
+
+
+def shop_item():
+    from core.ranking.shop import shop_context
+
+    return shop_context().active.catalog.vocab.item_ids[0]
+
+
+def test_explain_names_an_unknown_shopper(run_page):
+    at = run_page("pages/explain.py", explain_user="no-such-shopper-zz")
+    assert any("no such shopper" in e.value for e in at.error)
+
+
+def test_explain_slot_takes_every_change(run_page):
+    from core.ranking.impact import sample_users
+
+    at = run_page("pages/explain.py", user_id=sample_users(1, seed=2)[0])
+    for slot in (5, 2, 7, 3):
+        at.number_input(key="explain_slot").set_value(slot).run()
+        assert at.subheader[0].value.startswith(f"Slot {slot}:")
 
 
 def test_explain_renders_waterfall(run_page):
@@ -79,7 +169,7 @@ def test_explain_renders_waterfall(run_page):
     assert any(c.proto.spec and "waterfall" in c.proto.spec for c in at.get("plotly_chart"))
 
 
-def test_scoped_pin_reaches_a_shopper_the_store_does_not_know(use_demo):
+def test_scoped_pin_reaches_a_shopper_the_store_does_not_know(run_page):
     from core.ranking.homepage import homepage_for, shop_context
     from core.ranking.rules import Rule, RuleSet
 
@@ -92,7 +182,7 @@ def test_scoped_pin_reaches_a_shopper_the_store_does_not_know(use_demo):
     assert view.ruled.slots[1].item_id == item and not view.ruled.conflicts
 
 
-def test_sign_in_page_refuses_a_wrong_password_and_signs_in(use_demo):
+def test_sign_in_page_refuses_a_wrong_password_and_signs_in(run_page):
     from core.release.auth import session_account
 
     at = AppTest.from_file(str(ROOT / "pages/sign_in.py"), default_timeout=120).run()
@@ -130,7 +220,7 @@ def test_app_lists_the_audit_page_for_a_product_manager(session_of):
     assert at.title[0].value == "Bias audit"
 
 
-def test_app_without_a_session_shows_only_sign_in(use_demo):
+def test_app_without_a_session_shows_only_sign_in(run_page):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert at.title[0].value == "Sign in to Homepage Studio"
 
@@ -155,7 +245,7 @@ def test_users_page_creates_an_account_and_shows_its_one_time_password(run_page)
     assert "newbie" in at.dataframe[0].value["username"].to_list()
 
 
-def test_sign_in_offers_the_oidc_provider_when_one_is_configured(use_demo):
+def test_sign_in_offers_the_oidc_provider_when_one_is_configured(run_page):
     at = AppTest.from_file(str(ROOT / "pages/sign_in.py"), default_timeout=120)
     at.secrets["auth"] = {
         "redirect_uri": "http://localhost:8501/oauth2callback",

@@ -84,7 +84,7 @@ def _items(ctx) -> pl.DataFrame:
 def ranking_snapshot(forgotten: set[str], db_path=None) -> RankingSnapshot:
     """The draft's ranking inputs, fresh from the store; shoppers whose pseudonym is in ``forgotten`` are
     left out even when a process's snapshot or a later ingest still holds them."""
-    from core.ranking.homepage import _segment_popularity, shop_context
+    from core.ranking.shop import shop_context
 
     ctx = shop_context(db_path, max_age_s=0.0)
     rows = list(ctx.users.values())
@@ -102,7 +102,7 @@ def ranking_snapshot(forgotten: set[str], db_path=None) -> RankingSnapshot:
             "SELECT item_id, count(*) AS events FROM events WHERE ts >= ? GROUP BY item_id ORDER BY item_id",
             params=[ctx.now - timedelta(days=7)],
         ).pl()
-    popularity = _segment_popularity(ctx, db_path).sort("segment", "item_id")
+    popularity = ctx.popularity.sort("segment", "item_id")
     return RankingSnapshot(
         shop_clock=ctx.now,
         run_id=ctx.active.run_id,

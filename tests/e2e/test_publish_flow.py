@@ -62,7 +62,10 @@ def pin_an_item_to_slot_1(page) -> str:
     # the item the model put last: slot 1 is news for it
     item = choose_last_option(page, quick).split(" — ")[0].strip()
     quick.get_by_role("button", name="Pin here").click()
-    page.locator(".hs-badge.pinned").first.wait_for()  # the draft has the pin before we leave the page
+    # the draft has the pin before we leave the page
+    page.locator('[data-testid="stAlertContentSuccess"]').filter(
+        has_text=f"Pinned {item} to slot 1"
+    ).wait_for()
     go_to(page, "Rules")
     page.get_by_role("textbox", name="Note for this version").fill(f"pin {item} to slot 1")
     page.get_by_role("button", name="Save as new version").click()

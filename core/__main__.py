@@ -14,6 +14,8 @@ from pathlib import Path
 from core.errors import StudioError
 from core.insight.audit_cli import add_audit_command
 from core.release import cli as release_cli
+from core.release.auth import cli_actor
+from core.release.roles import SYSTEM
 
 
 @contextmanager
@@ -90,6 +92,7 @@ def cmd_train(args) -> int:
     try:
         with _bar("train") as progress:
             run = train_run(
+                actor=cli_actor(),
                 architecture=args.architecture,
                 finetune_on=args.finetune_on,
                 epochs=args.epochs,
@@ -119,7 +122,7 @@ def cmd_runs(args) -> int:
 def cmd_activate(args) -> int:
     from core.model_runs import activate_run
 
-    activate_run(args.run_id)
+    activate_run(args.run_id, cli_actor())
     print(f"run {args.run_id} is now active")
     return 0
 
@@ -172,7 +175,9 @@ def cmd_first_run(args) -> int:
     if active_run() is None:
         print("first run: training a first model (3-minute budget)")
         with _bar("train") as progress:
-            run = train_run(time_budget_s=args.time_budget * 60, activate=True, progress=progress)
+            run = train_run(
+                actor=SYSTEM, time_budget_s=args.time_budget * 60, activate=True, progress=progress
+            )
         print(run.summary())
     _first_release_and_admin(args.url)
     return 0

@@ -25,7 +25,7 @@ from core.config import settings
 from core.errors import InputError, RateLimited, SignInError
 from core.release import audit
 from core.release.audit import utcnow
-from core.release.roles import Account, Role
+from core.release.roles import SYSTEM, Account, Role
 
 MAX_FAILURES = 5  # failed sign-ins in a row before the account is locked for a while
 LOCK_S, MAX_LOCK_S = 30, 900  # the lock doubles with each further failure, up to 15 minutes
@@ -373,3 +373,13 @@ def cli_account(allow_one_time: bool = False, db_path=None) -> Account:
     if not cfg.password:
         raise SignInError(f"set HS_PASSWORD (or HS_TOKEN_FILE) for HS_USER={cfg.user}")
     return authenticate(cfg.user, cfg.password, "cli", allow_one_time, db_path)
+
+
+def cli_actor(db_path=None) -> Account:
+    """Who a data-changing CLI command (ingest, train, activate, demo) runs as. While the store has no
+    account yet (a fresh shop being set up at the shell, before ``first-run`` creates the admin) there is
+    nobody to check against, so it is the system, and the audit log says so; from the first account on it
+    is ``cli_account()``: HS_USER and their password or token."""
+    if not store.scalar("SELECT count(*) FROM app_users", db_path=db_path):
+        return SYSTEM
+    return cli_account(db_path=db_path)

@@ -61,6 +61,21 @@ def test_preview_user_switch_changes_grid(run_page):
     assert any("scored on cpu" in c.value for c in a.caption)
 
 
+def test_opening_a_shopper_is_audited_and_a_viewer_sees_a_pseudonym(run_page):
+    from core import store
+    from core.ranking.impact import sample_users
+    from core.release.privacy import pseudonym
+
+    (shopper,) = sample_users(1, seed=11)
+    seen = "SELECT count(*) FROM audit_log WHERE actor = ? AND action = 'view_shopper' AND target = ?"
+    before = store.scalar(seen, ["vic", pseudonym(shopper)])
+    viewer = run_page("pages/preview.py", as_user="vic", user_id=shopper)
+    assert f"Shopper {pseudonym(shopper)}" in [h.value for h in viewer.subheader]
+    assert store.scalar(seen, ["vic", pseudonym(shopper)]) == before + 1
+    merchandiser = run_page("pages/preview.py", as_user="mia", user_id=shopper)
+    assert f"Shopper {shopper}" in [h.value for h in merchandiser.subheader]
+
+
 def test_preview_unknown_user_says_so(run_page):
     at = run_page("pages/preview.py")
     at.text_input(key="user_query").input("no-such-shopper-zz").run()

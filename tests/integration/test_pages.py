@@ -247,6 +247,20 @@ def test_publish_page_shows_diff_history_and_audit_log(run_page):
     assert at.subheader[-1].value == "Audit log"
 
 
+def test_publish_page_shows_the_audits_flags_for_the_draft_before_the_button(run_page):
+    from core.insight.audit_population import draft_flags
+    from core.ranking.rule_sets import load_rule_set
+    from core.release.roles import Account, Role
+
+    at = run_page("pages/publish.py")
+    next(b for b in at.button if b.label == "Measure impact on 200 shoppers").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Bias audit of the draft" in m.value for m in at.markdown)
+    expected = draft_flags(Account("mia", Role.MERCHANDISER), load_rule_set(), sample=200)
+    assert [w.value for w in at.warning if w.value in expected] == expected
+    assert bool(expected) or any(c.value.startswith("No flags") for c in at.caption)
+
+
 def test_publish_page_refuses_a_viewer(run_page):
     at = run_page("pages/publish.py", as_user="vic")
     assert "may not publish" in at.error[0].value

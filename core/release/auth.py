@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -280,11 +281,20 @@ def session_account(token: str, db_path=None) -> Account:
                 f"you were signed out after {cfg.session_idle_min:g} idle minutes: sign in again"
             )
         if (now - last_seen).total_seconds() > 60:
-            con.execute("UPDATE app_sessions SET last_seen = ? WHERE token_hash = ?", [now, key])
+            _touch(con, key, now)
     account = Account(name, Role.parse(role), email, bool(must_change) and kind == "browser")
     with _cache_lock:
         _cache[key] = (account, time.monotonic())
     return account
+
+
+def _touch(con, key: str, now: datetime) -> None:
+    """Mark the session seen. Two reruns of one browser session can check it at the same moment, and
+    DuckDB then refuses the second update: the first one's time serves both, so that is not an error."""
+    try:
+        con.execute("UPDATE app_sessions SET last_seen = ? WHERE token_hash = ?", [now, key])
+    except duckdb.TransactionException:
+        pass
 
 
 def sign_out(token: str, db_path=None) -> None:

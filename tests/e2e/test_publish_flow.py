@@ -54,8 +54,9 @@ def pin_an_item_to_slot_1(page) -> str:
     """Pin an item to slot 1 and save the rule set, with today's pages (the Preview's quick rule, the Rules
     page's save): the one step to adapt when the Rules page changes. Returns the pinned item id."""
     go_to(page, "Preview")
-    page.get_by_role("button", name="Random shopper").click()
-    page.locator(".hs-card").first.wait_for(timeout=60_000)
+    # the app's first preview loads the model and the shop's snapshot: slow on a busy machine
+    page.get_by_role("button", name="Random shopper").click(timeout=180_000)
+    page.locator(".hs-card").first.wait_for(timeout=180_000)
     settle(page)
     quick = page.get_by_test_id("stExpander").filter(has_text="Add a rule from this homepage")
     quick.get_by_text("Add a rule from this homepage").click()

@@ -2,13 +2,14 @@
 
 ``MostPop().fit(train) -> self``
     Scores every item by log(1 + training count), the same for every user.
-``ItemKNN(window=5, backward_weight=0.5, recency=0.8, neighbours=200, alpha=0.5).fit(train)``
+``ItemKNN(window=5, backward_weight=0.5, recency=0.8, neighbours=200, alpha=0.5, tune=True).fit(train, valid)``
     Sequential item-to-item co-occurrence: within each sequence, item b at distance d after item a adds
     1/d to C[a, b] (and ``backward_weight``/d to C[b, a]); similarities are
     C[a, b] / (n_a^alpha n_b^(1-alpha)),
     pruned to the ``neighbours`` strongest per item and kept as a sparse CSR matrix. A user's scores are the
     sum of their history items' rows, weighted ``recency``^(steps from the end); a tiny popularity term
-    breaks ties and fills items without co-occurrence.
+    breaks ties and fills items without co-occurrence. Given a validation split, window, backward weight, alpha
+    and recency are chosen on it (``TUNING``) instead of the defaults.
 
 ``train`` is a ``models.base.SequenceData``; its ``n_items`` is the catalog size, so an item that is never a
 training step (a new item, one seen only as a held-out step) still has a score.
@@ -16,6 +17,7 @@ training step (a new item, one seen only as a held-out step) still has a score.
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from models.base import EvalSet, Histories, ItemSide, Progress, ProgressCallback, Recommender, SequenceData
+from models.metrics import metrics_from_ranks, rank_targets
 
 
 def _done(progress: ProgressCallback | None) -> None:
@@ -76,6 +79,15 @@ class MostPop(Recommender):
 
 class ItemKNN(Recommender):
     name = "itemknn"
+    # settings tried on the validation split when ``fit`` is given one (``tune``): window, backward weight,
+    # alpha, recency; every combination, on up to ``TUNING_USERS`` validation users
+    TUNING = {
+        "window": (3, 5, 8),
+        "backward_weight": (0.25, 0.5),
+        "alpha": (0.5, 0.7),
+        "recency": (0.5, 0.6, 0.8),
+    }
+    TUNING_USERS = 3000
 
     def __init__(
         self,
@@ -84,9 +96,10 @@ class ItemKNN(Recommender):
         recency: float = 0.8,
         neighbours: int = 200,
         alpha: float = 0.5,
+        tune: bool = True,
     ) -> None:
         self.window, self.backward_weight, self.recency = window, backward_weight, recency
-        self.neighbours, self.alpha = neighbours, alpha
+        self.neighbours, self.alpha, self.tune = neighbours, alpha, tune
         self.pairs = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))  # (rows, cols, similarity)
         self.sim: torch.Tensor | None = None  # (N+1, N+1) sparse CSR, row = history item
         self.pop = torch.zeros(1)
@@ -99,36 +112,64 @@ class ItemKNN(Recommender):
     def fit(
         self, train: SequenceData, valid: EvalSet | None = None, *, time_budget_s=None, progress=None
     ) -> ItemKNN:
-        """Count co-occurrences in ``train`` (see the module docstring)."""
+        """Count co-occurrences in ``train`` (see the module docstring); with ``valid`` (and ``tune``), the
+        settings are the combination of ``TUNING`` with the best validation NDCG@10."""
         t0 = time.perf_counter()
         n = self.n_items = int(train.n_items)
         flat = np.concatenate(train.items) if len(train.items) else np.zeros(0, np.int64)
+        uid = np.repeat(np.arange(len(train.items)), [len(s) for s in train.items])
         counts = np.bincount(flat[flat > 0], minlength=n + 1).astype(np.float64)
         self.pop = torch.as_tensor(counts / max(counts.max(), 1.0), dtype=torch.float32)
-        r, c, v = self._cooccurrence(
-            flat, np.repeat(np.arange(len(train.items)), [len(s) for s in train.items])
-        )
-        v = v / (np.power(counts[r], self.alpha) * np.power(counts[c], 1.0 - self.alpha) + 1e-12)
-        self.pairs = self._strongest(r, c, v)
+        if valid is not None and len(valid) and self.tune:
+            self._tune(flat, uid, counts, valid)
+        r, c, fwd, bwd = self._cooccurrence(flat, uid, self.window)
+        self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + self.backward_weight * bwd, counts))
         self._build()
         self.train_seconds = time.perf_counter() - t0
         _done(progress)
         return self
 
-    def _cooccurrence(self, flat: np.ndarray, uid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Distinct (a, b) pairs within ``window`` steps of one user, with their summed 1/d weights."""
-        rows, cols, vals = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
-        for d in range(1, self.window + 1):
+    def _tune(self, flat: np.ndarray, uid: np.ndarray, counts: np.ndarray, valid: EvalSet) -> None:
+        """Every combination of ``TUNING`` on a sample of validation users; keeps the best NDCG@10."""
+        n = min(len(valid), self.TUNING_USERS)
+        rows = torch.linspace(0, len(valid) - 1, n).long()
+        v = valid.histories
+        sample = EvalSet(Histories(v.items[rows]), valid.targets[rows])
+        best, chosen = -1.0, None
+        for window in self.TUNING["window"]:
+            r, c, fwd, bwd = self._cooccurrence(flat, uid, window)
+            for bw, alpha in itertools.product(self.TUNING["backward_weight"], self.TUNING["alpha"]):
+                self.alpha = alpha
+                self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + bw * bwd, counts))
+                self._build()
+                for recency in self.TUNING["recency"]:
+                    self.recency = recency
+                    score = metrics_from_ranks(rank_targets(self, sample)[0], ks=(10,))["ndcg@10"]
+                    if score > best:
+                        best, chosen = score, (window, bw, alpha, recency)
+        self.window, self.backward_weight, self.alpha, self.recency = chosen
+
+    def _cooccurrence(self, flat: np.ndarray, uid: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
+        """Distinct (a, b) pairs within ``window`` steps of one user: (rows, cols, summed 1/d with b after a,
+        summed 1/d with b before a)."""
+        rows, cols, fwd, bwd = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0)]
+        for d in range(1, window + 1):
             a, b = flat[:-d], flat[d:]
             ok = (uid[:-d] == uid[d:]) & (a > 0) & (b > 0) & (a != b)
             a, b = a[ok], b[ok]
             rows += [a, b]
             cols += [b, a]
-            vals += [np.full(len(a), 1.0 / d), np.full(len(a), self.backward_weight / d)]
-        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+            fwd += [np.full(len(a), 1.0 / d), np.zeros(len(a))]
+            bwd += [np.zeros(len(a)), np.full(len(a), 1.0 / d)]
+        r, c = np.concatenate(rows), np.concatenate(cols)
         key = r * (self.n_items + 1) + c  # sum duplicates
         uniq, inv = np.unique(key, return_inverse=True)
-        return uniq // (self.n_items + 1), uniq % (self.n_items + 1), np.bincount(inv, weights=v)
+        f, b = np.bincount(inv, weights=np.concatenate(fwd)), np.bincount(inv, weights=np.concatenate(bwd))
+        return uniq // (self.n_items + 1), uniq % (self.n_items + 1), f, b
+
+    def _similarity(self, r: np.ndarray, c: np.ndarray, v: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """C[a, b] / (n_a^alpha n_b^(1-alpha))."""
+        return v / (np.power(counts[r], self.alpha) * np.power(counts[c], 1.0 - self.alpha) + 1e-12)
 
     def _strongest(self, r: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
         """The ``neighbours`` strongest pairs per source item."""

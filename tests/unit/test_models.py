@@ -237,3 +237,18 @@ def test_the_callers_config_is_not_changed():
     config = tiny_config(n_categories=0)
     LSTMRecommender(config, _side(N, [1] * N)).add_items(2)
     assert (config.n_categories, config.n_items) == (0, N)
+
+
+def test_fused_cross_entropy_matches_torch():
+    from models.layers import FullSoftmaxCE
+
+    torch.manual_seed(0)
+    logits = torch.randn(7, 50, dtype=torch.float64) * 3
+    y = torch.randint(0, 50, (7,))
+    ours, ref = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    loss = FullSoftmaxCE.apply(ours * 1.0, y)  # * 1.0: the function overwrites its input buffer
+    loss.backward()
+    expected = torch.nn.functional.cross_entropy(ref, y)
+    expected.backward()
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-12)
+    torch.testing.assert_close(ours.grad, ref.grad)

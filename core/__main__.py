@@ -162,6 +162,7 @@ def cmd_bench(args) -> int:
                 models=tuple(args.models.split(",")),
                 seed=seed,
                 progress=lambda p: progress(p.fraction, f"{p.stage} epoch {p.epoch} step {p.step}"),
+                budget_clock=args.budget_clock,
             )
     summary = summarize(rows) if args.seeds > 1 else []
     if args.json:
@@ -225,6 +226,12 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--models", default="mostpop,itemknn,lstm,transformer,blend")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--seeds", type=int, default=1, help="repeat with this many seeds and add mean ± std rows")
+    p.add_argument(
+        "--budget-clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: count the time budget in CPU seconds per thread (measuring on a machine shared with other jobs)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("first-run", help="demo shop and first model if missing (used by make run)")

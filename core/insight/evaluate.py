@@ -24,6 +24,7 @@ Public API
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from models.base import EvalSet, ProgressCallback, Recommender, SequenceData
 from models.data import Split, leave_one_out
 from models.layers import NeuralConfig
 from models.metrics import metrics_from_ranks, rank_targets, validation_metrics
-from models.registry import build
+from models.registry import BLEND_NEURAL, NEURAL, build, sized_config
 
 PROTOCOLS = {
     "A": "A: full ranking, history excluded",
@@ -159,6 +160,7 @@ def run_benchmark(
     progress: ProgressCallback | None = None,
     protocols=("A", "B"),
     config: NeuralConfig | None = None,
+    budget_clock: str = "wall",
 ) -> list[dict]:
     """Leave-one-out benchmark on a sequence file, every model on the same split and the same masking.
 
@@ -180,7 +182,8 @@ def run_benchmark(
         )
     fitted: dict[str, Recommender] = {}
     for name in sorted(models, key=lambda m: m == "blend"):  # the blend last: it reuses the others
-        fitted[name] = _fit(name, split, data.n_items, seed, time_budget_min * 60.0, progress, config, fitted)
+        cfg = _config(name, config, split.train, budget_clock)
+        fitted[name] = _fit(name, split, data.n_items, seed, time_budget_min * 60.0, progress, cfg, fitted)
     valid = {name: validation_metrics(m, split.valid, ks=(10,)) for name, m in fitted.items()}
     default = max(valid, key=lambda name: valid[name]["ndcg@10"])
     rows = []
@@ -200,6 +203,18 @@ def run_benchmark(
             )
             rows.append(res)
     return rows
+
+
+def _config(
+    name: str, config: NeuralConfig | None, data: SequenceData, budget_clock: str
+) -> NeuralConfig | None:
+    """The config of ``name``'s neural model (the blend's own, when it trains one): ``config`` when it is of
+    that model's class, else the defaults sized from the data; with the budget's clock."""
+    neural = NEURAL.get(BLEND_NEURAL if name == "blend" else name)
+    if neural is None:
+        return None
+    base = config if isinstance(config, neural.config_class) else sized_config(neural, data)
+    return dataclasses.replace(base, budget_clock=budget_clock)
 
 
 def _fit(name, split: Split, n_items: int, seed, budget_s, progress, config, fitted) -> Recommender:

@@ -166,7 +166,7 @@ def train_candidates(seqs: ShopSequences, budget: float | None, device, relay: R
     """What first-run compares: a transformer and an LSTM (40 % of the budget each) and their blend with
     item-kNN and popularity (item-kNN's settings and the weights learned on validation in the rest), all on
     the same split. Returns name → (model, metrics)."""
-    out, fitted = {}, {}
+    out, fitted, started = {}, {}, time.perf_counter()
     for i, arch in enumerate(("transformer", "lstm")):
         model = new_model(arch, seqs, None, None, device)
         split = split_for_run(seqs, model.max_len)
@@ -174,7 +174,10 @@ def train_candidates(seqs: ShopSequences, budget: float | None, device, relay: R
         model.fit(split.train, split.valid, time_budget_s=share, progress=relay.part(0.45 * i, 0.45))
         fitted[arch] = model
     split = split_for_run(seqs, max(m.max_len for m in fitted.values()))
-    blend = build("blend", seqs.catalog.n_items, reuse=fitted).fit(split.train, split.valid)
+    left = max(10.0, budget - (time.perf_counter() - started)) if budget else None
+    blend = build("blend", seqs.catalog.n_items, reuse=fitted).fit(
+        split.train, split.valid, time_budget_s=left
+    )
     pop = _metrics(MostPop().fit(split.train), split.valid)
     for name, model in {**fitted, "blend": blend}.items():
         out[name] = (

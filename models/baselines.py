@@ -28,6 +28,11 @@ import torch
 from models.base import EvalSet, Histories, ItemSide, Progress, ProgressCallback, Recommender, SequenceData
 from models.metrics import metrics_from_ranks, rank_targets
 
+# torch says once per process that CSR tensors are "in beta"; item-kNN relies on them on purpose. A filter set
+# once here, not a catch_warnings() per call: that resets Python's warning registry, and every later warning
+# check in the process (torch's included) then takes the slow path, ~20 ms a homepage.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
 
 def _done(progress: ProgressCallback | None) -> None:
     """A fit without epochs reports once, when it is done."""
@@ -121,7 +126,7 @@ class ItemKNN(Recommender):
         counts = np.bincount(flat[flat > 0], minlength=n + 1).astype(np.float64)
         self.pop = torch.as_tensor(counts / max(counts.max(), 1.0), dtype=torch.float32)
         if valid is not None and len(valid) and self.tune:
-            self._tune(flat, uid, counts, valid)
+            self._tune(flat, uid, counts, valid, time_budget_s)
         r, c, fwd, bwd = self._cooccurrence(flat, uid, self.window)
         self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + self.backward_weight * bwd, counts))
         self._build()
@@ -129,24 +134,30 @@ class ItemKNN(Recommender):
         _done(progress)
         return self
 
-    def _tune(self, flat: np.ndarray, uid: np.ndarray, counts: np.ndarray, valid: EvalSet) -> None:
-        """Every combination of ``TUNING`` on a sample of validation users; keeps the best NDCG@10."""
+    def _tune(self, flat, uid, counts, valid: EvalSet, budget_s: float | None) -> None:
+        """Every combination of ``TUNING`` on a sample of validation users (the constructor's settings first,
+        so a ``budget_s`` that runs out keeps them unless something better was found); keeps the best NDCG@10."""
+        started = time.perf_counter()
         n = min(len(valid), self.TUNING_USERS)
         rows = torch.linspace(0, len(valid) - 1, n).long()
-        v = valid.histories
-        sample = EvalSet(Histories(v.items[rows]), valid.targets[rows])
-        best, chosen = -1.0, None
-        for window in self.TUNING["window"]:
-            r, c, fwd, bwd = self._cooccurrence(flat, uid, window)
-            for bw, alpha in itertools.product(self.TUNING["backward_weight"], self.TUNING["alpha"]):
-                self.alpha = alpha
+        sample = EvalSet(Histories(valid.histories.items[rows]), valid.targets[rows])
+        first = (self.window, self.backward_weight, self.alpha, self.recency)
+        grid = sorted(itertools.product(*self.TUNING.values()), key=lambda g: (g[0] != first[0], g != first))
+        best, chosen, counted, built = -1.0, first, None, None
+        for window, bw, alpha, recency in [first, *(g for g in grid if g != first)]:
+            if budget_s and time.perf_counter() - started > budget_s:
+                break
+            if counted is None or counted[0] != window:  # combinations come grouped by window
+                counted = (window, *self._cooccurrence(flat, uid, window))
+            _, r, c, fwd, bwd = counted
+            if built != (window, bw, alpha):
+                self.alpha, built = alpha, (window, bw, alpha)
                 self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + bw * bwd, counts))
                 self._build()
-                for recency in self.TUNING["recency"]:
-                    self.recency = recency
-                    score = metrics_from_ranks(rank_targets(self, sample)[0], ks=(10,))["ndcg@10"]
-                    if score > best:
-                        best, chosen = score, (window, bw, alpha, recency)
+            self.recency = recency
+            score = metrics_from_ranks(rank_targets(self, sample)[0], ks=(10,))["ndcg@10"]
+            if score > best:
+                best, chosen = score, (window, bw, alpha, recency)
         self.window, self.backward_weight, self.alpha, self.recency = chosen
 
     def _cooccurrence(self, flat: np.ndarray, uid: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
@@ -182,12 +193,10 @@ class ItemKNN(Recommender):
         r, c, v = self.pairs
         n = self.n_items + 1
         idx = torch.as_tensor(np.stack([r, c]), dtype=torch.long)
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore")
-            coo = torch.sparse_coo_tensor(
-                idx, torch.as_tensor(v, dtype=torch.float32), (n, n), check_invariants=False
-            )
-            self.sim = coo.coalesce().to_sparse_csr()  # (N+1, N+1)
+        coo = torch.sparse_coo_tensor(
+            idx, torch.as_tensor(v, dtype=torch.float32), (n, n), check_invariants=False
+        )
+        self.sim = coo.coalesce().to_sparse_csr()  # (N+1, N+1)
 
     def score(self, histories: Histories) -> torch.Tensor:
         items = histories.items.long().cpu()  # (B, T)
@@ -198,12 +207,10 @@ class ItemKNN(Recommender):
         w = torch.pow(torch.tensor(self.recency), after) * nz  # (B, T)
         keep = (items > 0) & (items <= self.n_items)
         b_idx = torch.arange(B).unsqueeze(1).expand(B, T)[keep]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            u = torch.sparse_coo_tensor(
-                torch.stack([b_idx, items[keep]]), w[keep], (B, self.n_items + 1), check_invariants=False
-            )
-            s = (u.coalesce().to_sparse_csr() @ self.sim).to_dense()  # (B, N+1): only history rows touched
+        u = torch.sparse_coo_tensor(
+            torch.stack([b_idx, items[keep]]), w[keep], (B, self.n_items + 1), check_invariants=False
+        )
+        s = (u.coalesce().to_sparse_csr() @ self.sim).to_dense()  # (B, N+1): only history rows touched
         s = s + 1e-6 * self.pop  # tie-break by popularity
         s[:, 0] = float("-inf")
         return s.contiguous()

@@ -108,9 +108,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from core.model_runs import list_runs
+    from core.model_runs import runs_table
 
-    print(list_runs())
+    table = runs_table()
+    if table.is_empty():
+        print("no model runs yet: python -m core train")
+        return 0
+    cols = ["run_id", "architecture", "stage", "status", "active", "train_seconds", "hr@10", "ndcg@10", "data"]
+    print(format_table(table.to_dicts(), cols))
     return 0
 
 

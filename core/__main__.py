@@ -12,6 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import StudioError
+from core.insight.audit_cli import add_audit_command
+from core.release import cli as release_cli
+from core.release.auth import cli_actor
+from core.release.roles import SYSTEM
 
 
 @contextmanager
@@ -88,6 +92,7 @@ def cmd_train(args) -> int:
     try:
         with _bar("train") as progress:
             run = train_run(
+                actor=cli_actor(),
                 architecture=args.architecture,
                 finetune_on=args.finetune_on,
                 epochs=args.epochs,
@@ -114,7 +119,17 @@ def cmd_runs(args) -> int:
     if table.is_empty():
         print("no model runs yet: python -m core train")
         return 0
-    cols = ["run_id", "architecture", "stage", "status", "active", "train_seconds", "hr@10", "ndcg@10", "data"]
+    cols = [
+        "run_id",
+        "architecture",
+        "stage",
+        "status",
+        "active",
+        "train_seconds",
+        "hr@10",
+        "ndcg@10",
+        "data",
+    ]
     print(format_table(table.to_dicts(), cols))
     return 0
 
@@ -122,7 +137,7 @@ def cmd_runs(args) -> int:
 def cmd_activate(args) -> int:
     from core.model_runs import activate_run
 
-    activate_run(args.run_id)
+    activate_run(args.run_id, cli_actor())
     print(f"run {args.run_id} is now active")
     return 0
 
@@ -185,7 +200,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_first_run(args) -> int:
-    """What ``make run`` does before starting the app: demo shop and a first model, once."""
+    """What ``make run`` does before starting the app: demo shop, a first model and release 1, once; the
+    admin's one-time password while it is needed."""
     from core import store
     from core.data.demo import build_demo_shop
     from core.model_runs import active_run, train_best
@@ -199,10 +215,34 @@ def cmd_first_run(args) -> int:
             f"first run: training a transformer, an LSTM and their blend ({args.time_budget:g}-minute budget)"
         )
         with _bar("train") as progress:
-            runs = train_best(time_budget_s=args.time_budget * 60, progress=progress)
+            runs = train_best(actor=SYSTEM, time_budget_s=args.time_budget * 60, progress=progress)
         for run in runs:
             print(run.summary())
+    _first_release_and_admin(args.url)
     return 0
+
+
+def _first_release_and_admin(url: str) -> None:
+    """Repair what an interrupted publish left, publish release 1 once, and print the admin's one-time
+    password while the admin has not chosen one (as Jupyter prints its token)."""
+    from core.release import releases, users
+    from core.release.roles import SYSTEM
+
+    for line in releases.reconcile():
+        print(f"releases: {line}")
+    if releases.release_state().head_id is None:
+        print("first run: publishing release 1 (the first model, no merchandising rules)")
+        releases.publish(SYSTEM, "first run: the first model, no merchandising rules", expected_head=None)
+    password = users.bootstrap_admin()
+    if password:
+        print(
+            f"\n    To sign in to Homepage Studio, open\n        {url}\n"
+            f"    as  admin  with the one-time password\n        {password}\n"
+            "    It works once: you choose your own password right after.\n",
+            flush=True,
+        )
+    else:
+        print(f"Homepage Studio: open {url} and sign in", flush=True)
 
 
 def _add_model_commands(sub) -> None:
@@ -239,8 +279,9 @@ def _add_model_commands(sub) -> None:
     )
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("first-run", help="demo shop and first model if missing (used by make run)")
+    p = sub.add_parser("first-run", help="demo shop, model, release and admin if missing (make run)")
     p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
+    p.add_argument("--url", default="http://localhost:8501", help="where the app listens (for the message)")
     p.set_defaults(func=cmd_first_run)
 
 
@@ -276,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_model_commands(sub)
 
+    add_audit_command(sub, _bar)
+    release_cli.register(sub)  # publish, rollback, releases, cancel-release, audit-log, users, forget-user
     args = parser.parse_args(argv)
     try:
         return args.func(args)

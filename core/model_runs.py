@@ -9,7 +9,7 @@ training. A failed training is recorded as failed (with what failed) and leaves 
 
 ``train_run(*, architecture="lstm", finetune_on=None, epochs=None, device=None, time_budget_s=None,
             activate=True, progress=None, on_epoch=None, config=None, db_path=None) -> RunResult``
-``activate_run(run_id)``, ``list_runs()``, ``runs_table()``, ``active_run()``, ``load_active_model()``
+``activate_run(run_id, actor)``, ``list_runs()``, ``runs_table()``, ``active_run()``, ``load_active_model()``
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from core import store
 from core.config import settings
 from core.data.sequences import Catalog, ShopSequences, Vocab, load_catalog, load_sequences
 from core.errors import InputError, NotFoundError
+from core.release.roles import Account, Permission, require
 from core.training import ARCHITECTURE_LABELS, Relay, check_trainable, train_candidates, train_model
 from models.base import Progress, Recommender, SequenceData
 from models.baselines import MostPop
@@ -77,7 +78,9 @@ def _snapshot(seqs: ShopSequences) -> dict:
     }
 
 
-def _record(run: RunResult, stage: str, model: Recommender, snapshot: dict, finetune_on, db_path) -> None:
+def _record(
+    run: RunResult, stage: str, model: Recommender, snapshot: dict, finetune_on, actor: Account, db_path
+) -> None:
     with store.transaction(db_path) as con:
         con.execute(
             """INSERT INTO model_runs (run_id, created_at, kind, stage, status, path, config, metrics,
@@ -95,9 +98,9 @@ def _record(run: RunResult, stage: str, model: Recommender, snapshot: dict, fine
             ],
         )
         details = {"architecture": run.architecture, "metrics": run.metrics, "finetune_on": finetune_on}
-        store.audit(con, "trainer", "train", run.run_id, details)
+        store.audit(con, actor, "train", run.run_id, details)
         if run.active:
-            _activate(con, run.run_id)
+            _activate(con, run.run_id, actor)
 
 
 def _record_failure(
@@ -119,6 +122,7 @@ def _record_failure(
 
 def train_run(
     *,
+    actor: Account,
     architecture: str = "lstm",
     finetune_on: str | None = None,
     epochs: int | None = None,
@@ -130,7 +134,9 @@ def train_run(
     config: NeuralConfig | None = None,
     db_path=None,
 ) -> RunResult:
-    """Train a model of ``architecture`` on the store and record it as a run (see module docstring)."""
+    """Train a model of ``architecture`` on the store and record it as a run in ``actor``'s name (see
+    module docstring). Who may train is checked before any work."""
+    require(actor, Permission.TRAIN)
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = settings().models_dir / run_id
     dev = str(pick_device(device or settings().device))
@@ -146,7 +152,7 @@ def train_run(
         seconds = time.perf_counter() - started
         _save(run_dir, model, seqs.catalog, {"run_id": run_id, "finetune_on": finetune_on})
         run = RunResult(run_id, run_dir, metrics, seconds, dev, activate, architecture)
-        _record(run, stage, model, _snapshot(seqs), finetune_on, db_path)
+        _record(run, stage, model, _snapshot(seqs), finetune_on, actor, db_path)
     except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         _record_failure(run_id, architecture, stage, dev, exc, db_path)
@@ -157,11 +163,16 @@ def train_run(
 
 
 def train_best(
-    *, time_budget_s: float | None = None, progress: Callable[[float, str], None] | None = None, db_path=None
+    *,
+    actor: Account,
+    time_budget_s: float | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    db_path=None,
 ) -> list[RunResult]:
     """first-run's choice: train the candidates of ``core.training.train_candidates`` (a transformer, an LSTM,
     their blend with item-kNN and popularity) on the same split within ``time_budget_s``, record each as a run
     (shown side by side on the Model page) and activate the best on validation NDCG@10."""
+    require(actor, Permission.TRAIN)
     dev = str(pick_device(settings().device))
     seqs = load_sequences(db_path)
     check_trainable(seqs.items)
@@ -173,26 +184,28 @@ def train_best(
         run_dir = settings().models_dir / run_id
         run = RunResult(run_id, run_dir, metrics, model.train_seconds, dev, name == best, name)
         _save(run_dir, model, seqs.catalog, {"run_id": run_id, "chosen_from": list(candidates)})
-        _record(run, "pretrain", model, _snapshot(seqs), None, db_path)
+        _record(run, "pretrain", model, _snapshot(seqs), None, actor, db_path)
         runs.append(run)
     if progress:
         progress(1.0, f"done: {best} is the best on validation")
     return runs
 
 
-def _activate(con, run_id: str) -> None:
+def _activate(con, run_id: str, actor: Account) -> None:
+    require(actor, Permission.ACTIVATE_MODEL, con)
     found = con.execute("SELECT status FROM model_runs WHERE run_id = ?", [run_id]).fetchall()
     if not found:
         raise NotFoundError(f"no model run '{run_id}' — see `python -m core runs`")
     if found[0][0] != "done":
         raise InputError(f"model run '{run_id}' {found[0][0]}; only a finished run can be activated")
     con.execute("UPDATE model_runs SET active = (run_id = ?)", [run_id])
-    store.audit(con, "merchandiser", "activate_run", run_id)
+    store.audit(con, actor, "activate_run", run_id)
 
 
-def activate_run(run_id: str, db_path=None) -> None:
+def activate_run(run_id: str, actor: Account, db_path=None) -> None:
+    """Make ``run_id`` the draft's model (what the preview uses; shoppers get it with the next publish)."""
     with store.transaction(db_path) as con:
-        _activate(con, run_id)
+        _activate(con, run_id, actor)
 
 
 def list_runs(db_path=None) -> pl.DataFrame:

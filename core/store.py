@@ -26,6 +26,8 @@ import polars as pl
 
 from core.config import settings
 from core.errors import StoreBusyError
+from core.release.chain import append
+from core.release.roles import Account
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +206,67 @@ MIGRATIONS: list[str] = [
     DROP TABLE users;
     ALTER TABLE users_v4 RENAME TO users;
     """,
+    # 5: sign-in and roles, releases (migration 3's table was never written: replaced), a hash-chained
+    # append-only audit log (core.release.audit), forgotten shoppers (core.release.privacy).
+    # Times in these tables are UTC.
+    """
+    CREATE TABLE app_users (
+        username VARCHAR PRIMARY KEY,
+        email VARCHAR,                      -- an OIDC sign-in maps this e-mail to the account
+        role VARCHAR NOT NULL,              -- viewer | merchandiser | product_manager | admin
+        password_hash VARCHAR,              -- argon2id; NULL for an account that signs in by OIDC only
+        must_change BOOLEAN NOT NULL DEFAULT FALSE,  -- the password is a one-time password
+        one_time_used BOOLEAN NOT NULL DEFAULT FALSE,
+        disabled BOOLEAN NOT NULL DEFAULT FALSE,
+        failed_sign_ins INTEGER NOT NULL DEFAULT 0,
+        locked_until TIMESTAMP,
+        created_at TIMESTAMP NOT NULL,
+        created_by VARCHAR,
+        last_sign_in TIMESTAMP
+    );
+    CREATE TABLE app_sessions (
+        token_hash VARCHAR PRIMARY KEY,     -- sha256 of the token; the token itself is never stored
+        username VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,              -- browser | oidc | token (a CLI token file)
+        created_at TIMESTAMP NOT NULL,
+        expires_at TIMESTAMP NOT NULL,
+        last_seen TIMESTAMP NOT NULL,
+        ended_at TIMESTAMP
+    );
+    DROP TABLE releases;
+    CREATE TABLE releases (
+        release_id INTEGER PRIMARY KEY,
+        kind VARCHAR NOT NULL,              -- publish | rollback
+        artifact VARCHAR NOT NULL,          -- folder under data/releases/
+        content_hash VARCHAR NOT NULL,
+        rule_set_id VARCHAR NOT NULL,
+        rule_set_version INTEGER NOT NULL,
+        run_id VARCHAR,                     -- NULL: the popularity fallback
+        rollback_of INTEGER,
+        based_on INTEGER,                   -- the newest release when the publisher reviewed the diff
+        published_by VARCHAR NOT NULL,
+        published_at TIMESTAMP NOT NULL,
+        starts_at TIMESTAMP,                -- scheduled go-live; NULL: at once
+        note VARCHAR NOT NULL
+    );
+    CREATE TABLE release_cancellations (
+        release_id INTEGER PRIMARY KEY,
+        cancelled_by VARCHAR NOT NULL,
+        cancelled_at TIMESTAMP NOT NULL,
+        note VARCHAR NOT NULL
+    );
+    ALTER TABLE audit_log ADD COLUMN before JSON;
+    ALTER TABLE audit_log ADD COLUMN after JSON;
+    ALTER TABLE audit_log ADD COLUMN prev_hash VARCHAR;
+    ALTER TABLE audit_log ADD COLUMN row_hash VARCHAR;
+    CREATE TABLE audit_head (id INTEGER PRIMARY KEY, first_id BIGINT, last_id BIGINT, last_hash VARCHAR);
+    INSERT INTO audit_head SELECT 1, coalesce(max(audit_id), 0), coalesce(max(audit_id), 0), '' FROM audit_log;
+    CREATE TABLE forgotten_users (
+        user_key VARCHAR PRIMARY KEY,       -- keyed hash of the shopper id (core.release.privacy.pseudonym)
+        forgotten_at TIMESTAMP NOT NULL,
+        forgotten_by VARCHAR NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -324,12 +387,8 @@ def scalar(sql: str, params: list | tuple | None = None, db_path: str | Path | N
 
 
 def audit(
-    con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None
+    con: duckdb.DuckDBPyConnection, actor: Account | str, action: str, target: str, detail: dict | None = None
 ) -> None:
-    """Append one row to the audit log inside the caller's transaction."""
-    import json
-
-    con.execute(
-        "INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (now(), ?, ?, ?, ?)",
-        [actor, action, target, json.dumps(detail or {}, default=str)],
-    )
+    """Append one row to the audit log inside the caller's transaction (kept for older callers: the
+    one writer is ``core.release.chain.append``, which chains each row to the one before)."""
+    append(con, actor, action, target, after=detail)

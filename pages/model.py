@@ -8,9 +8,12 @@ from core.errors import StudioError
 from core.jobs import finetune_spec, job_output, list_jobs, start_training
 from core.model_runs import activate_run, active_run, compare_runs, runs_table
 from core.ranking.homepage import invalidate
+from core.release.roles import Permission
 from core.training import ARCHITECTURE_LABELS, ARCHITECTURES
+from pages._session import require_account
 
 st.title("Model")
+actor = require_account(Permission.TRAIN)
 
 current = active_run()
 if current is None:
@@ -33,6 +36,7 @@ if submitted:
     if mode.startswith("Pretrain +"):
         finetune_on = finetune_spec(slice_kind, slice_arg)
     job = start_training(
+        actor=actor,
         architecture=architecture,
         finetune_on=finetune_on,
         epochs=int(epochs) or None,
@@ -109,10 +113,12 @@ else:
         pick = c1.selectbox("Run to activate", done)
         if c2.button("Activate", width="stretch"):
             try:
-                activate_run(pick)
+                activate_run(pick, actor)
             except StudioError as exc:
                 st.error(str(exc))
                 st.stop()
             invalidate()
-            st.success(f"Run {pick} is now active: every homepage uses it.")
+            st.success(
+                f"Run {pick} is now the draft's model: the preview uses it; shoppers get it when you publish."
+            )
             st.rerun()

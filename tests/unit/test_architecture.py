@@ -29,6 +29,7 @@ ALLOWED = {
         "shap",
         "tqdm",
         "fairlearn",
+        "plotly",  # the audit's self-contained HTML report, written by the CLI too
         "fastapi",
         "uvicorn",
         "argon2",
@@ -129,3 +130,28 @@ def test_checkers_see_violations(tmp_path):
     assert imported_roots(bad) == {"duckdb", "models", "streamlit"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {("a", "b", "c")}
     assert cycles({"a": {"b"}, "b": set()}) == set()
+
+
+# the audit log is append-only: no source file may change or remove its rows (core.release.audit)
+AUDIT_TAMPERING = re.compile(
+    r"\b(UPDATE\s+audit_log|DELETE\s+FROM\s+audit_log|TRUNCATE\s+(TABLE\s+)?audit_log)\b", re.I
+)
+SOURCE_LAYERS = ("core", "pages", "models", "bench")
+
+
+def audit_tampering(path: Path) -> list[str]:
+    return [m.group(0) for m in AUDIT_TAMPERING.finditer(path.read_text())]
+
+
+def test_no_source_updates_or_deletes_audit_rows():
+    files = [ROOT / "app.py", *(f for layer in SOURCE_LAYERS for f in sorted((ROOT / layer).rglob("*.py")))]
+    bad = {str(f.relative_to(ROOT)): audit_tampering(f) for f in files if audit_tampering(f)}
+    assert not bad, f"the audit log is append-only: {bad}"
+
+
+def test_audit_checker_sees_tampering(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        'sql = """DELETE  FROM audit_log WHERE 1"""\ncon.execute("update audit_log set actor = ?")\n'
+    )
+    assert audit_tampering(bad) == ["DELETE  FROM audit_log", "update audit_log"]

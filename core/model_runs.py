@@ -7,7 +7,7 @@ data snapshot, seconds, device). Training reads the store in one unit of work, c
 opens it again to record the run, so the app and other jobs are never locked out for the length of a
 training. A failed training is recorded as failed (with what failed) and leaves the active run untouched.
 
-``train_run(*, architecture="lstm", finetune_on=None, epochs=None, device=None, time_budget_s=None,
+``train_run(*, actor, architecture="lstm", finetune_on=None, epochs=None, device=None, time_budget_s=None,
             activate=True, progress=None, on_epoch=None, config=None, db_path=None) -> RunResult``
 ``activate_run(run_id, actor)``, ``list_runs()``, ``runs_table()``, ``active_run()``, ``load_active_model()``
 """

@@ -1,7 +1,8 @@
 """Amazon Beauty leave-one-out benchmark: MostPop, item-kNN, LSTM, transformer and their blend (the same code
 as ``python -m core bench``); protocols A and B; the best on validation is starred.
 
-python bench/beauty.py [--data /work/shared/data/benchmarks/amazon-beauty.txt] [--time-budget 30] [--json]
+python bench/beauty.py [--data ../shared/data/benchmarks/amazon-beauty.txt] [--time-budget 30] [--json]
+python bench/beauty.py --quick     # make bench: 2 minutes per neural model, the transformer and the blend
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODEL_NAMES))
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="2 minutes, no LSTM row (make bench)")
     args = ap.parse_args()
+    if args.quick:
+        args.time_budget, args.models = 2.0, "mostpop,itemknn,transformer,blend"
+    if not Path(args.data).is_file():
+        sys.exit(f"{args.data}: no such file — pass --data with a sequence file (user_id item_id … per line)")
 
     def progress(p: Progress) -> None:
         if p.metrics and not args.json:

@@ -188,3 +188,29 @@ def test_a_failure_to_record_the_failure_is_named(db, monkeypatch):
     assert any(
         "could not be recorded either: OSError: database is read-only" in n for n in info.value.__notes__
     )
+
+
+def test_blend_run_loads_and_its_parts_add_up(db):
+    make_shop()
+    run = train_run(actor=SYSTEM, architecture="blend", config=TransformerConfig(**SMALL), time_budget_s=60)
+    active = load_active_model()
+    assert active.run_id == run.run_id
+    assert active.model.name == "blend"
+    from core.data.sequences import load_sequences
+
+    h = load_sequences(catalog=active.catalog).histories([0, 1], max_len=active.model.max_len)
+    parts = active.model.score_parts(h)
+    assert set(parts) <= {"transformer", "itemknn", "mostpop"}
+    torch.testing.assert_close(sum(parts.values())[:, 1:], active.model.score(h)[:, 1:])
+
+
+def test_first_run_choice_records_every_candidate_and_activates_the_best(db):
+    from core.model_runs import train_best
+
+    make_shop()
+    runs = train_best(actor=SYSTEM, time_budget_s=30)
+    table = runs_table()
+    assert sorted(table["architecture"].to_list()) == ["blend", "lstm", "transformer"]
+    best = max(runs, key=lambda r: r.metrics["valid"]["ndcg@10"])
+    assert active_run()["run_id"] == best.run_id
+    assert table.filter(pl.col("active"))["run_id"].to_list() == [best.run_id]

@@ -38,6 +38,21 @@ class Settings:
         default_factory=lambda: float(os.environ.get("HS_SESSION_IDLE_MIN", "60"))
     )
 
+    # the storefront API (python -m core serve): an API key the /v1 endpoints require when set (header
+    # X-API-Key), the browser origins CORS allows (comma-separated; none: CORS off), worker processes,
+    # and how often each worker looks at the live pointer (seconds)
+    api_key: str = field(default_factory=lambda: os.environ.get("HS_API_KEY", ""), repr=False)
+    cors_origins: tuple[str, ...] = field(
+        default_factory=lambda: tuple(
+            o.strip() for o in os.environ.get("HS_CORS_ORIGINS", "").split(",") if o.strip()
+        )
+    )
+    serve_workers: int = field(default_factory=lambda: int(os.environ.get("HS_SERVE_WORKERS", "2")))
+    serve_poll_s: float = field(default_factory=lambda: float(os.environ.get("HS_SERVE_POLL", "1")))
+    # where the API's worker processes keep their metrics for /metrics to add up: prometheus-client's own
+    # variable, set by `python -m core serve` for its workers (empty: one process, metrics in memory)
+    metrics_dir: str = field(default_factory=lambda: os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+
     def __post_init__(self) -> None:
         if self.db_path is None:
             self.db_path = _env_path("HS_DB", self.data_dir / "shop.duckdb")
@@ -69,6 +84,11 @@ ENV = (
     "HS_TOKEN_FILE",
     "HS_SESSION_HOURS",
     "HS_SESSION_IDLE_MIN",
+    "HS_API_KEY",
+    "HS_CORS_ORIGINS",
+    "HS_SERVE_WORKERS",
+    "HS_SERVE_POLL",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 

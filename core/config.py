@@ -101,3 +101,9 @@ def settings() -> Settings:
 @functools.lru_cache(maxsize=64)
 def _settings_for(cwd: str, env: tuple) -> Settings:
     return Settings()
+
+
+def share_metrics_dir(path: str) -> None:
+    """Give the storefront API's worker processes (started after this call) one folder for their metrics:
+    prometheus-client's multi-process mode reads this variable when each worker imports it."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path

@@ -10,11 +10,10 @@ the workers share a metrics folder so ``/metrics`` reports the whole server.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 
-from core.config import settings
+from core.config import settings, share_metrics_dir
 from core.errors import ArtifactError
 
 
@@ -37,9 +36,8 @@ def cmd_serve(args) -> int:
     workers = max(1, args.workers or settings().serve_workers)
     metrics_dir = None
     if workers > 1 and not settings().metrics_dir:
-        # prometheus-client's multi-process mode reads this variable when each worker imports it
         metrics_dir = tempfile.mkdtemp(prefix="hs-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        share_metrics_dir(metrics_dir)
     print(
         f"storefront API on http://{args.host}:{args.port} ({workers} worker(s)); {_served_now()}", flush=True
     )

@@ -1,15 +1,15 @@
 """Storefront API under load: Locust (headless) against ``python -m core serve`` on loopback.
 
-    .venv/bin/python bench/serve.py [--data DIR] [--users 200] [--seconds 60] [--steps 200,400,800,1200]
+    .venv/bin/python bench/serve.py [--data DIR] [--users 200] [--seconds 60] [--steps 25,50,100,200,400]
 
 The shop: a copy of ``--data`` (a data folder with a trained model) in a temporary folder, or, without
 ``--data``, the demo shop built there (``--shop-users/--shop-items/--shop-days``, default the full demo
-shop) with an LSTM trained for ``--train-s`` seconds. Release 1 (no rules) and release 2 (a boost rule)
-are published; the API serves release 2 with its default worker processes.
+shop) with an LSTM trained for ``--train-s`` seconds. Two releases are published on top of what
+it has (the model; the model and a boost rule); the API serves the second with its default workers.
 
 The run: ``--users`` Locust shoppers for ``--seconds`` s, each 0.5–1.5 s on a page between requests,
 mixing GET and POST homepage (up to 20 visit events), similar items and search
-(``bench/locustfiles/storefront.py``). Halfway, a rollback to release 1 makes release 3 live: the
+(``bench/locustfiles/storefront.py``). Halfway, a rollback to the first release makes a third live: the
 workers switch while the shoppers keep asking. A response fails unless it is a 200 whose body and
 ``X-Release-Id`` name the same release. Then the limit: shorter runs at growing user counts (``--steps``)
 until p95 passes 100 ms, giving the requests/s where it crosses. Prints markdown for docs/BENCHMARKS.md.
@@ -37,8 +37,8 @@ LOCUSTFILE = ROOT / "bench" / "locustfiles" / "storefront.py"
 LIMIT_MS = 100.0
 
 
-def prepare_shop(args, work: Path) -> None:
-    """A trained shop in ``work`` (HS_DATA points there) with releases 1 and 2 published."""
+def prepare_shop(args, work: Path) -> tuple[int, int]:
+    """A trained shop in ``work`` (HS_DATA points there) with two more releases published: their ids."""
     os.environ["HS_DATA"], os.environ["HS_DB"] = str(work), str(work / "shop.duckdb")
     if args.data:
         from bench.publish import copy_shop
@@ -59,11 +59,11 @@ def prepare_shop(args, work: Path) -> None:
     from core.release.roles import SYSTEM
 
     head = releases.release_state().head_id
-    head = releases.publish(SYSTEM, "bench: the model", expected_head=head).release_id
+    first = releases.publish(SYSTEM, "bench: the model", expected_head=head).release_id
     rules = load_rule_set()
     boost = Rule("bench-boost", "boost", {"condition": {"seller_tier": "small"}, "factor": 1.3})
     save_rule_set(rules.with_rules([*rules.rules, boost]), rules.version, "bench", "bench: a boost")
-    releases.publish(SYSTEM, "bench: a boost", expected_head=head)
+    return first, releases.publish(SYSTEM, "bench: a boost", expected_head=first).release_id
 
 
 def write_ids(path: Path) -> dict:
@@ -131,8 +131,8 @@ def figures(row: dict) -> dict:
     }
 
 
-def switch_midway(seconds: int, result: dict) -> threading.Thread:
-    """Roll back to release 1 halfway through the run (a new release 3 on release 1's artifact)."""
+def switch_midway(seconds: int, ids: tuple[int, int], result: dict) -> threading.Thread:
+    """Roll back to the first of ``ids`` halfway through the run (a new release on its artifact)."""
 
     def roll_back() -> None:
         from core.release import releases
@@ -140,7 +140,7 @@ def switch_midway(seconds: int, result: dict) -> threading.Thread:
 
         time.sleep(seconds / 2)
         t0 = time.perf_counter()
-        made = releases.rollback(SYSTEM, 1, "bench: switch under load", expected_head=2)
+        made = releases.rollback(SYSTEM, ids[0], "bench: switch under load", expected_head=ids[1])
         result.update(release=made.release_id, at_s=seconds / 2, rollback_s=time.perf_counter() - t0)
 
     thread = threading.Thread(target=roll_back, daemon=True)
@@ -185,18 +185,18 @@ def main() -> None:
     p.add_argument("--train-s", type=int, default=60)
     p.add_argument("--users", type=int, default=200)
     p.add_argument("--seconds", type=int, default=60)
-    p.add_argument("--steps", default="200,400,800,1200")
+    p.add_argument("--steps", default="25,50,100,200,400")
     p.add_argument("--step-seconds", type=int, default=20)
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hs-bench-serve-"))
-    prepare_shop(args, work / "data")
+    ids = prepare_shop(args, work / "data")
     shop = write_ids(work / "ids.json")
     port = free_port()
     server = start_server(port)
     try:
         load_before = os.getloadavg()
         switch: dict = {}
-        thread = switch_midway(args.seconds, switch)
+        thread = switch_midway(args.seconds, ids, switch)
         run = run_locust(port, args.users, args.seconds, work, "main")
         thread.join(timeout=60)
         print(f"\nshop: {shop['users']:,} shoppers, {shop['items']:,} items; the API: `python -m core serve` "

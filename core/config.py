@@ -107,3 +107,15 @@ def share_metrics_dir(path: str) -> None:
     """Give the storefront API's worker processes (started after this call) one folder for their metrics:
     prometheus-client's multi-process mode reads this variable when each worker imports it."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+
+# thread pools of the numeric libraries, each sized to the core count by default
+MATH_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
+
+
+def single_threaded_math() -> None:
+    """One thread per numeric library in processes started after this call (the API's workers): with one
+    worker per core, every library's own pool of core-count threads only contends with the other workers
+    (on 2 busy cores a homepage took 3x longer). A variable already set is left as it is."""
+    for name in MATH_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")

@@ -1,7 +1,9 @@
 """``python -m core serve``: the storefront API under uvicorn (see ``core.serve.api``).
 
 Server setup for a small machine: one worker process per core (``HS_SERVE_WORKERS``, default 2), each
-answering one request at a time on its event loop with one torch thread (``HS_INFER_THREADS``). The work
+answering one request at a time on its event loop with one torch thread (``HS_INFER_THREADS``) and one
+thread for numpy's BLAS, OpenMP and polars (``core.config.single_threaded_math``; with a single worker,
+run in this process, polars and BLAS keep the pools they started with). The work
 per request is CPU bound Python, numpy and torch: two processes use two cores, while threads in one
 process would wait on the GIL and on each other. uvicorn's access log is off (one line per request costs
 more than a similar-items answer), the listen backlog holds a burst of a few thousand connections, and
@@ -13,7 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 
-from core.config import settings, share_metrics_dir
+from core.config import settings, share_metrics_dir, single_threaded_math
 from core.errors import ArtifactError
 
 
@@ -38,6 +40,7 @@ def cmd_serve(args) -> int:
     if workers > 1 and not settings().metrics_dir:
         metrics_dir = tempfile.mkdtemp(prefix="hs-metrics-")
         share_metrics_dir(metrics_dir)
+    single_threaded_math()  # the workers are new processes: they start with these limits
     print(
         f"storefront API on http://{args.host}:{args.port} ({workers} worker(s)); {_served_now()}", flush=True
     )

@@ -107,7 +107,7 @@ def run_locust(port: int, users: int, seconds: int, work: Path, name: str) -> di
     env = {**os.environ, "HS_BENCH_IDS": str(work / "ids.json"), "HS_BENCH_SEEN": str(seen)}
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "-u", str(users), "-r", str(max(1, users // 4)), "-t", f"{seconds}s", "--reset-stats",
+        "-u", str(users), "-r", str(max(5, users // 4)), "-t", f"{seconds}s", "--reset-stats",
         "--host", f"http://127.0.0.1:{port}", "--csv", str(prefix), "--stop-timeout", "10",
         "--loglevel", "WARNING",
     ]  # fmt: skip

@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 HS_PORT ?= 8501
 # the app listens on this address only; set HS_ADDRESS=0.0.0.0 to serve a network (put TLS in front)
 HS_ADDRESS ?= localhost
+# the storefront API (make serve): port, and the address it listens on (this machine only by default)
+HS_API_PORT ?= 8600
+HS_API_ADDRESS ?= 127.0.0.1
 
-.PHONY: run test test-fast lint format bench venv browser clean-data
+.PHONY: run serve test test-fast lint format bench venv browser clean-data
 
 venv: $(STAMP)
 
@@ -28,6 +31,13 @@ browser:
 run: venv
 	$(PY) -m core first-run --url http://$(HS_ADDRESS):$(HS_PORT)
 	$(PY) -m streamlit run app.py --server.address $(HS_ADDRESS) --server.port $(HS_PORT)
+
+# The storefront API over the live release; the first run (demo shop, model, release 1) only when nothing
+# is published yet, since it needs the database the dashboard may hold.
+serve: venv
+	@$(PY) -c "from core.release.artifact import read_pointer; raise SystemExit(read_pointer() is None)" \
+	  || $(PY) -m core first-run --url http://$(HS_ADDRESS):$(HS_PORT)
+	$(PY) -m core serve --host $(HS_API_ADDRESS) --port $(HS_API_PORT)
 
 test: venv browser
 	$(PY) -m ruff check .

@@ -16,6 +16,7 @@ from core.insight.audit_cli import add_audit_command
 from core.release import cli as release_cli
 from core.release.auth import cli_actor
 from core.release.roles import SYSTEM
+from core.serve import cli as serve_cli
 
 
 @contextmanager
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add_audit_command(sub, _bar)
     release_cli.register(sub)  # publish, rollback, releases, cancel-release, audit-log, users, forget-user
+    serve_cli.register(sub)  # serve: the storefront API
     args = parser.parse_args(argv)
     try:
         return args.func(args)

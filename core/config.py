@@ -38,6 +38,21 @@ class Settings:
         default_factory=lambda: float(os.environ.get("HS_SESSION_IDLE_MIN", "60"))
     )
 
+    # the storefront API (python -m core serve): an API key the /v1 endpoints require when set (header
+    # X-API-Key), the browser origins CORS allows (comma-separated; none: CORS off), worker processes,
+    # and how often each worker looks at the live pointer (seconds)
+    api_key: str = field(default_factory=lambda: os.environ.get("HS_API_KEY", ""), repr=False)
+    cors_origins: tuple[str, ...] = field(
+        default_factory=lambda: tuple(
+            o.strip() for o in os.environ.get("HS_CORS_ORIGINS", "").split(",") if o.strip()
+        )
+    )
+    serve_workers: int = field(default_factory=lambda: int(os.environ.get("HS_SERVE_WORKERS", "2")))
+    serve_poll_s: float = field(default_factory=lambda: float(os.environ.get("HS_SERVE_POLL", "1")))
+    # where the API's worker processes keep their metrics for /metrics to add up: prometheus-client's own
+    # variable, set by `python -m core serve` for its workers (empty: one process, metrics in memory)
+    metrics_dir: str = field(default_factory=lambda: os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+
     def __post_init__(self) -> None:
         if self.db_path is None:
             self.db_path = _env_path("HS_DB", self.data_dir / "shop.duckdb")
@@ -69,6 +84,11 @@ ENV = (
     "HS_TOKEN_FILE",
     "HS_SESSION_HOURS",
     "HS_SESSION_IDLE_MIN",
+    "HS_API_KEY",
+    "HS_CORS_ORIGINS",
+    "HS_SERVE_WORKERS",
+    "HS_SERVE_POLL",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 
@@ -81,3 +101,21 @@ def settings() -> Settings:
 @functools.lru_cache(maxsize=64)
 def _settings_for(cwd: str, env: tuple) -> Settings:
     return Settings()
+
+
+def share_metrics_dir(path: str) -> None:
+    """Give the storefront API's worker processes (started after this call) one folder for their metrics:
+    prometheus-client's multi-process mode reads this variable when each worker imports it."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+
+# thread pools of the numeric libraries, each sized to the core count by default
+MATH_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
+
+
+def single_threaded_math() -> None:
+    """One thread per numeric library in processes started after this call (the API's workers): with one
+    worker per core, every library's own pool of core-count threads only contends with the other workers
+    (on 2 busy cores a homepage took 3x longer). A variable already set is left as it is."""
+    for name in MATH_THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")

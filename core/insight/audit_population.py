@@ -3,7 +3,9 @@
 - "model": the unconstrained model-only lists; "draft": the lists under a draft rule set — both from ONE
   batched ``core.ranking.homepage.homepages_for`` call per chunk of users (``homepage_frames``, the only
   function here that knows the ranking code).
-- "live": the live release's artifact — not there yet: ``live_homepage_frame`` says so.
+- "live": the live release, loaded from its artifact as the storefront API loads it (``live_release``,
+  ``core.serve.context``): its model and rule set; its own snapshot without a hold-out, the same held-out
+  histories as the other lists with one (``live_homepage_frame``).
 
 Held-out next events: a homepage built from a history that already holds the event it should predict
 scores that event far too well (on the demo shop HR@10 rises from about 0.37 to 0.63). So by default the
@@ -29,13 +31,16 @@ import polars as pl
 from core import store
 from core.config import settings
 from core.data.sequences import load_sequences
-from core.errors import InputError
+from core.errors import ArtifactError, InputError
 from core.insight.audit import LISTS
 from core.insight.audit_report import AuditInputs
 from core.ranking.homepage import DEFAULT_K, homepages_for
 from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
+from core.ranking.shop import build_context, read_shop
+from core.release.artifact import open_live, read_pointer
 from core.release.roles import Account, Permission, allowed, require
+from core.serve.context import ServedRelease, load_release
 
 Progress = Callable[[float, str], None]
 _build_lock = threading.Lock()
@@ -64,18 +69,40 @@ def homepage_frames(
     return {name: pl.DataFrame(r, schema=schema, orient="row") for name, r in rows.items()}
 
 
-def live_release(db_path=None) -> None:
-    """Hook: the live release the audit compares with. Releases do not exist yet, so none is live."""
-    raise InputError(
-        "no release is live yet, so there are no live homepages to audit",
-        fix="audit against model or draft; publish a release first to compare with live",
-    )
+def live_release() -> ServedRelease:
+    """The release live now, from its artifact (verified against its manifest), as the storefront serves it;
+    an InputError when nothing is published yet or its artifact cannot be read."""
+    try:
+        pointer = read_pointer()
+        if pointer is None:
+            raise InputError(
+                "no release is live yet, so there are no live homepages to audit",
+                fix="audit against model or draft; publish a release first to compare with live",
+            )
+        entry, artifact = open_live()
+        return load_release(entry, artifact)
+    except ArtifactError as exc:
+        raise InputError(
+            f"the live release cannot be read: {exc}", fix="check it with python -m core releases --check"
+        ) from None
 
 
-def live_homepage_frame(user_ids: list[str], k: int = DEFAULT_K, db_path=None) -> pl.DataFrame:
-    """Hook: the live release's homepages (user_id, rank, item_id), from its artifact once it exists."""
-    live_release(db_path)
-    raise NotImplementedError("live homepages come from the release artifact")  # unreachable until then
+def live_homepage_frame(
+    user_ids: list[str], k: int = DEFAULT_K, histories=None, release: ServedRelease | None = None
+) -> pl.DataFrame:
+    """The live release's homepages (user_id, rank, item_id) under its own rule set and model. Without
+    ``histories``: on the release's snapshot, exactly what the storefront answers. With a store path (the
+    held-out copy): on that store's histories, so the live lists are measured on the same held-out events
+    as the model and draft lists (the release's snapshot may hold those events, which would flatter it)."""
+    release = release or live_release()
+    ctx = release.ctx if histories is None else build_context(read_shop(histories), release.ctx.active)
+    rows = [
+        (view.user_id, s.slot, s.item_id)
+        for start in range(0, len(user_ids), CHUNK)
+        for view in homepages_for(user_ids[start : start + CHUNK], release.rule_set, k=k, ctx=ctx)
+        for s in view.ruled.slots
+    ]
+    return pl.DataFrame(rows, schema={"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8}, orient="row")
 
 
 def _signature(db_path=None) -> str:
@@ -208,8 +235,7 @@ def audit_inputs(
         raise InputError(
             f"cannot audit against {', '.join(unknown) or 'nothing'}", fix="use model, draft or live"
         )
-    if "live" in against:
-        live_release(db_path)  # before minutes of work
+    live = live_release() if "live" in against else None  # before minutes of work
     report = progress or (lambda f, m="": None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -226,7 +252,7 @@ def audit_inputs(
     t0 = time.perf_counter()
     frames = homepage_frames(user_ids, draft, k, source, progress=lambda f, m: report(0.05 + 0.85 * f, m))
     if "live" in against:
-        frames["live"] = live_homepage_frame(user_ids, k, source)
+        frames["live"] = live_homepage_frame(user_ids, k, source if holdout else None, release=live)
     timings["homepages"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     items, users, history, now = _frames(source, user_ids)

@@ -2,13 +2,16 @@
 
 "Because you viewed", "Trending in", "Deals for you", similar items (a product page) and a
 personalized keyword search. Each row says which device scored it and how long it took.
+
+Every function ranks from a shop snapshot (``ctx``: the store's by default, or one built from a release
+artifact by the storefront API) and never reads the database when given one and a rule set. ``scored``
+passes one shopper's scores (``user_scores``) to several rows, so a page of rows costs one forward pass.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -16,10 +19,20 @@ import polars as pl
 from core import category_paths, store
 from core.errors import NotFoundError
 from core.ranking.pipeline import rank_list
+from core.ranking.reasons import Reason
 from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
 from core.ranking.shop import ShopContext, shop_context, user_steps
 from core.ranking.state import Candidates, UserContext
+
+
+@dataclass
+class UserScores:
+    """One shopper's model scores, shared by the rows of one page."""
+
+    scores: np.ndarray  # (N+1,)
+    history: np.ndarray  # the shopper's steps, dense ids, time order
+    ms: float
 
 
 @dataclass
@@ -29,6 +42,7 @@ class Row:
     scored: int
     device: str
     ms: float
+    reasons: list[list[Reason]] = field(default_factory=list)  # per item, in display order (the rules')
 
     @property
     def note(self) -> str:
@@ -43,10 +57,10 @@ def _ranked(
     k: int,
     rule_set: RuleSet | None,
     db_path=None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[list[Reason]]]:
     """Dense ids of the best ``k`` allowed items by ``scores`` (N+1,) under the rule set's exclusions and
     scores — the same stages the homepage runs first (``core.ranking.pipeline.rank_list``); the saved rule
-    set when ``rule_set`` is None."""
+    set when ``rule_set`` is None; with each item's reasons."""
     rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
     allowed = allowed & ctx.in_stock & np.isfinite(scores)
     allowed[0] = False
@@ -63,16 +77,20 @@ def _ranked(
     )
     listed = rank_list(user, c, rule_set, k, ctx.now)
     position = {item: i for i, item in enumerate(c.item_ids)}
-    return idx[[position[s.item_id] for s in listed.slots]].astype(np.int64)
+    top = idx[[position[s.item_id] for s in listed.slots]].astype(np.int64)
+    return top, [s.reasons for s in listed.slots]
 
 
-def _row(ctx: ShopContext, title: str, idx: np.ndarray, scores: np.ndarray, scored: int, ms: float) -> Row:
+def _row(
+    ctx: ShopContext, title: str, ranked: tuple[np.ndarray, list], scores: np.ndarray, scored: int, ms: float
+) -> Row:
+    idx, reasons = ranked
     frame = ctx.attrs[(idx - 1).tolist()].with_columns(pl.Series("score", scores[idx].astype(float)))
-    return Row(title, frame, scored, ctx.active.model.device.type, ms)
+    return Row(title, frame, scored, ctx.active.model.device.type, ms, reasons)
 
 
-def _user_scores(ctx: ShopContext, user_id: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """(scores (N+1,), history dense ids, ms) for one user; zeros for a shopper without history."""
+def user_scores(ctx: ShopContext, user_id: str) -> UserScores:
+    """One shopper's scores (N+1,), history (dense ids) and ms; zeros for a shopper without history."""
     steps = user_steps(ctx, user_id)
     model = ctx.active.model
     t0 = time.perf_counter()
@@ -83,15 +101,20 @@ def _user_scores(ctx: ShopContext, user_id: str) -> tuple[np.ndarray, np.ndarray
     else:
         scores = np.zeros(ctx.active.catalog.n_items + 1)
         history = np.zeros(0, dtype=np.int64)
-    return scores, history, (time.perf_counter() - t0) * 1000.0
+    return UserScores(scores, history, (time.perf_counter() - t0) * 1000.0)
 
 
 def similar_items(
-    item_id: str, k: int = 12, db_path=None, rule_set: RuleSet | None = None, user_id: str | None = None
+    item_id: str,
+    k: int = 12,
+    db_path=None,
+    rule_set: RuleSet | None = None,
+    user_id: str | None = None,
+    ctx: ShopContext | None = None,
 ) -> Row:
     """What a product page would show: nearest items by the model's item embeddings (cosine), under the
     rule set (a blocked item is never similar; rules scoped to ``user_id`` apply to that shopper)."""
-    ctx = shop_context(db_path)
+    ctx = ctx or shop_context(db_path)
     i = ctx.active.catalog.vocab.index.get(str(item_id))
     if not i:
         raise NotFoundError(f"item '{item_id}' is not in the catalog")
@@ -100,22 +123,22 @@ def similar_items(
     sims = (norm @ norm[i]).astype(np.float64)
     allowed = np.ones(len(sims), dtype=bool)
     allowed[i] = False
-    top = _ranked(ctx, user_id, sims, allowed, k, rule_set, db_path)
+    ranked = _ranked(ctx, user_id, sims, allowed, k, rule_set, db_path)
     ms = (time.perf_counter() - t0) * 1000.0
     title = ctx.attrs["title"][i - 1] or item_id
-    return _row(ctx, f"Similar to {title}", top, sims, len(sims) - 1, ms)
+    return _row(ctx, f"Similar to {title}", ranked, sims, len(sims) - 1, ms)
 
 
 def because_you_viewed(
-    user_id: str, k: int = 12, db_path=None, rule_set: RuleSet | None = None
+    user_id: str, k: int = 12, db_path=None, rule_set: RuleSet | None = None, ctx: ShopContext | None = None
 ) -> Row | None:
     """Item-to-item for the user's latest viewed item; None without history."""
-    ctx = shop_context(db_path)
+    ctx = ctx or shop_context(db_path)
     steps = user_steps(ctx, user_id)
     if not len(steps):
         return None
     latest = int(steps.items[0][-1])
-    row = similar_items(ctx.active.catalog.vocab.decode([latest])[0], k, db_path, rule_set, user_id)
+    row = similar_items(ctx.active.catalog.vocab.decode([latest])[0], k, db_path, rule_set, user_id, ctx)
     row.title = (
         f"Because you viewed {ctx.attrs['title'][latest - 1] or ctx.active.catalog.vocab.decode([latest])[0]}"
     )
@@ -130,54 +153,70 @@ def _top_category(ctx: ShopContext, history: np.ndarray) -> str:
 
 
 def trending_in_top_category(
-    user_id: str, k: int = 12, days: int = 7, db_path=None, rule_set: RuleSet | None = None
+    user_id: str,
+    k: int = 12,
+    db_path=None,
+    rule_set: RuleSet | None = None,
+    ctx: ShopContext | None = None,
+    scored: UserScores | None = None,
 ) -> Row | None:
-    """Trending (most events in the last ``days``) in the user's most frequent top-level category,
-    ordered for this user by the model."""
-    ctx = shop_context(db_path)
-    scores, history, ms = _user_scores(ctx, user_id)
-    top_cat = _top_category(ctx, history)
+    """Trending (most events in the snapshot's last ``TRENDING_DAYS``) in the user's most frequent
+    top-level category, ordered for this user by the model."""
+    ctx = ctx or shop_context(db_path)
+    scored = scored or user_scores(ctx, user_id)
+    top_cat = _top_category(ctx, scored.history)
     if not top_cat:
         return None
-    trending = store.query(
-        f"""SELECT e.item_id, count(*) AS n FROM events e JOIN items i USING (item_id)
-           WHERE e.ts >= ? AND {category_paths.sql_under("i.category")}
-           GROUP BY e.item_id ORDER BY n DESC, e.item_id LIMIT 200""",
-        [ctx.now - timedelta(days=days), *category_paths.sql_params(top_cat)],
-        db_path=db_path,
-    )
-    idx = ctx.active.catalog.vocab.encode(trending["item_id"].to_list())
-    allowed = np.zeros(len(scores), dtype=bool)
+    idx = ctx.active.catalog.vocab.encode(ctx.trending["item_id"].to_list())
+    known = idx > 0
+    in_cat = np.zeros(len(idx), dtype=bool)
+    in_cat[known] = category_paths.under_series(ctx.attrs["category"], [top_cat]).to_numpy()[idx[known] - 1]
+    trending = ctx.trending.filter(pl.Series(in_cat)).sort(["events", "item_id"], descending=[True, False])
+    idx = ctx.active.catalog.vocab.encode(trending["item_id"].head(200).to_list())
+    allowed = np.zeros(len(scored.scores), dtype=bool)
     allowed[idx[idx > 0]] = True
-    allowed[history] = False
-    top = _ranked(ctx, user_id, scores, allowed, k, rule_set, db_path)
-    return _row(ctx, f"Trending in {top_cat}", top, scores, len(scores) - 1, ms)
+    allowed[scored.history] = False
+    ranked = _ranked(ctx, user_id, scored.scores, allowed, k, rule_set, db_path)
+    return _row(ctx, f"Trending in {top_cat}", ranked, scored.scores, len(scored.scores) - 1, scored.ms)
 
 
-def deals_for_you(user_id: str, k: int = 12, db_path=None, rule_set: RuleSet | None = None) -> Row:
+def deals_for_you(
+    user_id: str,
+    k: int = 12,
+    db_path=None,
+    rule_set: RuleSet | None = None,
+    ctx: ShopContext | None = None,
+    scored: UserScores | None = None,
+) -> Row:
     """Items under an active promotion, ranked by the model for this user."""
-    ctx = shop_context(db_path)
-    scores, history, ms = _user_scores(ctx, user_id)
+    ctx = ctx or shop_context(db_path)
+    scored = scored or user_scores(ctx, user_id)
     allowed = np.concatenate([[False], ctx.attrs["promoted"].to_numpy().astype(bool)])
-    allowed[history] = False
-    top = _ranked(ctx, user_id, scores, allowed, k, rule_set, db_path)
-    return _row(ctx, "Deals for you", top, scores, len(scores) - 1, ms)
+    allowed[scored.history] = False
+    ranked = _ranked(ctx, user_id, scored.scores, allowed, k, rule_set, db_path)
+    return _row(ctx, "Deals for you", ranked, scored.scores, len(scored.scores) - 1, scored.ms)
 
 
 def personalized_search(
-    user_id: str, query: str, k: int = 12, db_path=None, rule_set: RuleSet | None = None
+    user_id: str,
+    query: str,
+    k: int = 12,
+    db_path=None,
+    rule_set: RuleSet | None = None,
+    ctx: ShopContext | None = None,
 ) -> Row:
     """Keyword search over titles (every word must match), re-ranked by the model for this user."""
-    ctx = shop_context(db_path)
+    ctx = ctx or shop_context(db_path)
     words = [w for w in query.lower().split() if w]
     titles = ctx.attrs["title"].fill_null("").str.to_lowercase()
     match = pl.Series([True] * len(titles))
     for w in words:
         match = match & titles.str.contains(w, literal=True)
-    scores, _, ms = _user_scores(ctx, user_id)
+    scored = user_scores(ctx, user_id)
     allowed = np.concatenate([[False], match.to_numpy().astype(bool)])
-    top = _ranked(ctx, user_id, scores, allowed, k, rule_set, db_path)
-    return _row(ctx, f"Search: “{query}” — personalized", top, scores, len(scores) - 1, ms)
+    ranked = _ranked(ctx, user_id, scored.scores, allowed, k, rule_set, db_path)
+    title = f"Search: “{query}” — personalized"
+    return _row(ctx, title, ranked, scored.scores, len(scored.scores) - 1, scored.ms)
 
 
 def search_users(fragment: str, limit: int = 20, db_path=None) -> list[str]:

@@ -1,13 +1,13 @@
 """The shop as ranking sees it, in two steps: reading and building.
 
 - ``read_shop``: the store → ``ShopFrames``, plain frames (users, their recent steps, promotions, the
-  segment popularity of the fallback, the shop clock). One unit of work on the database.
+  segment popularity of the fallback, the trending counts, the shop clock). One unit of work on the database.
 - ``build_context``: ``ShopFrames`` + the active model (with its catalog) → ``ShopContext``, the
   per-process snapshot every homepage is ranked from without any I/O.
 
-Another source can supply the frames: the storefront API (next) builds them from a published release
-artifact's Parquet files and never opens the database, and then ranks exactly as the preview does
-(``homepages_for(..., ctx=build_context(frames, active))``; tests/integration/test_shop_frames.py).
+Another source can supply the frames: the storefront API (``core.serve.context``) builds them from a
+published release artifact's Parquet files and never opens the database, and then ranks exactly as the
+preview does (``homepages_for(..., ctx=build_context(frames, active))``; tests/integration/test_shop_frames.py).
 ``shop_context`` keeps one snapshot per database, refreshed after 30 s when the store changed, or on
 ``invalidate()`` (the app calls it after an ingest or an activation).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,12 @@ POPULARITY_SQL = """
     WHERE e.ts >= ? - INTERVAL 30 DAY
     GROUP BY ALL
 """
+TRENDING_DAYS = 7  # the window of the "Trending in" row
+# events per item over the trending window to the shop clock
+TRENDING_SQL = """
+    SELECT item_id, count(*) AS events FROM events WHERE ts >= ? GROUP BY item_id ORDER BY item_id
+"""
+TRENDING_SCHEMA = {"item_id": pl.Utf8, "events": pl.Int64}
 
 
 @dataclass
@@ -50,6 +56,8 @@ class ShopFrames:
     )  # user_id, items, evs, ts: each user's recent steps (``core.data.sequences.read_steps``)
     promotions: pl.DataFrame  # promotion_id, item_id, category, discount, starts_at, ends_at
     popularity: pl.DataFrame  # segment, item_id, weight
+    # item_id, events: the last TRENDING_DAYS to the shop clock (the trending row)
+    trending: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TRENDING_SCHEMA))
     signature: tuple = ()  # what the frames were read from (a store's counts), to tell when to read again
 
 
@@ -71,6 +79,7 @@ class ShopContext:
     categories: np.ndarray  # (N+1,) object, leaf category path per dense id ("unknown" when missing)
     popularity: pl.DataFrame  # segment, item_id, weight
     promotions: pl.DataFrame  # item_id, category, starts_at, ends_at: every promotion, active or not
+    trending: pl.DataFrame  # item_id, events: the last TRENDING_DAYS to the shop clock
     signature: tuple = ()
     loaded_at: float = field(default_factory=time.time)
 
@@ -109,6 +118,7 @@ def read_shop(db_path=None) -> ShopFrames:
                 "SELECT promotion_id, item_id, category, discount, starts_at, ends_at FROM promotions"
             ).pl(),
             popularity=con.sql(POPULARITY_SQL, params=[now]).pl(),
+            trending=con.sql(TRENDING_SQL, params=[now - timedelta(days=TRENDING_DAYS)]).pl(),
             signature=signature,
         )
 
@@ -166,6 +176,7 @@ def build_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
         categories=np.array(["unknown", *attrs["category"].fill_null("unknown").to_list()], dtype=object),
         popularity=frames.popularity,
         promotions=frames.promotions,
+        trending=frames.trending,
         signature=frames.signature,
     )
 

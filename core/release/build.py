@@ -74,7 +74,10 @@ def write_artifact(root: Path, name: str, snap: RankingSnapshot, rule_set: RuleS
             "release_id": int(name),
             "created_at": datetime.now(UTC).isoformat(),
             "rule_set": {"id": rule_set.rule_set_id, "version": rule_set.version},
-            "model": {"run_id": snap.run_id, "kind": "lstm" if snap.run_id else "popularity"},
+            "model": {
+                "run_id": snap.run_id,
+                "kind": (snap.run_kind or "lstm") if snap.run_id else "popularity",
+            },
             "shop_clock": snap.shop_clock.isoformat(),
             "counts": {"items": snap.items.height, "users": snap.users.height, "steps": snap.history.height},
             "files": {n: {"sha256": digests[n], "bytes": sizes[n]} for n in sorted(digests)},

@@ -9,7 +9,7 @@ draft that the preview shows; shoppers get it only through a publish, which snap
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class RankingSnapshot:
     shop_clock: datetime
     run_id: str | None  # None: the popularity fallback
     run_path: Path | None
+    run_kind: str | None  # the run's architecture (lstm, transformer, …); None for the fallback
     items: pl.DataFrame
     promotions: pl.DataFrame
     users: pl.DataFrame
@@ -96,21 +97,20 @@ def ranking_snapshot(forgotten: set[str], db_path=None) -> RankingSnapshot:
         users = users.filter(~pl.col("user_id").is_in(gone))
         history = history.filter(~pl.col("user_id").is_in(gone))
     with store.connect(db_path) as con:
-        run = con.execute("SELECT path FROM model_runs WHERE run_id = ?", [ctx.active.run_id]).fetchall()
+        run = con.execute(
+            "SELECT path, kind FROM model_runs WHERE run_id = ?", [ctx.active.run_id]
+        ).fetchall()
         promotions = con.sql("SELECT * FROM promotions ORDER BY promotion_id").pl()
-        trending = con.sql(
-            "SELECT item_id, count(*) AS events FROM events WHERE ts >= ? GROUP BY item_id ORDER BY item_id",
-            params=[ctx.now - timedelta(days=7)],
-        ).pl()
     popularity = ctx.popularity.sort("segment", "item_id")
     return RankingSnapshot(
         shop_clock=ctx.now,
         run_id=ctx.active.run_id,
         run_path=Path(run[0][0]) if run else None,
+        run_kind=run[0][1] if run else None,
         items=_items(ctx),
         promotions=promotions,
         users=users.sort("user_id"),
         history=history,
         popularity=popularity,
-        trending=trending,
+        trending=ctx.trending.sort("item_id"),
     )

@@ -1,14 +1,18 @@
 """One-click publish in a real browser: the first-run admin, a merchandiser who pins and publishes, a
 viewer who cannot, and a rollback. Core is asked afterwards what really went live."""
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
 from tests.conftest import ROOT, using_data
+from tests.e2e.conftest import _free_port
 from tests.e2e.steps import choose_last_option, go_to, settle, submit_sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -83,7 +87,52 @@ def live_rules(data) -> tuple[int, list[dict]]:
         return entry.release_id, artifact.rules()["rules"]
 
 
-def test_admin_merchandiser_viewer_publish_and_rollback(page, own_app):
+@pytest.fixture
+def storefront_api(own_app):
+    """`python -m core serve` (what `make serve` starts) on a free port over the test's data folder: it
+    answers 503 until release 1 exists, then follows the live pointer by itself. Yields its URL."""
+    _, shop = own_app
+    port = _free_port()
+    env = {**os.environ, "HS_DATA": str(shop), "HS_DB": str(shop / "shop.duckdb"), "HS_SERVE_POLL": "0.5"}
+    with open(shop.parent / f"serve-{port}.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", "serve", "--port", str(port), "--workers", "1"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def api_get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def api_homepage_of(api: str, release_id: int, data) -> list[tuple[str, list[str]]]:
+    """The For-you slots (item id, reason codes) a running `core serve` answers for a shopper of the shop, once it serves
+    ``release_id`` (it switches within about a second of the pointer changing)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if api_get(f"{api}/v1/release")["release_id"] == release_id:
+                break
+        except OSError:  # not listening yet, or 503 before anything it can serve
+            pass
+        assert time.monotonic() < deadline, f"the storefront API never served release {release_id}"
+        time.sleep(0.5)
+    with using_data(data):
+        from core.release.artifact import open_live
+
+        shopper = open_live()[1].table("users")["user_id"][0]
+    page = api_get(f"{api}/v1/homepage/{shopper}?row_k=0")
+    assert page["release_id"] == release_id
+    return [(s["item_id"], [r["code"] for r in s["reasons"]]) for s in page["slots"] if s["row"] == "for_you"]
+
+
+def test_admin_merchandiser_viewer_publish_and_rollback(page, own_app, storefront_api):
     app_url, shop = own_app
     one_time = first_run_password(shop, app_url)
     first_sign_in(page, app_url, "admin", one_time, "admin-chose-this-1")
@@ -108,6 +157,9 @@ def test_admin_merchandiser_viewer_publish_and_rollback(page, own_app):
         for r in rules
     ]
     page.get_by_text(f"Live now: release {published}").wait_for()
+    slot_1 = api_homepage_of(storefront_api, published, shop)[0]
+    assert slot_1[0] == item
+    assert "pin.pinned" in slot_1[1]
     sign_out(page)
 
     first_sign_in(page, app_url, "val", viewer, "val-chose-this-1")
@@ -123,3 +175,6 @@ def test_admin_merchandiser_viewer_publish_and_rollback(page, own_app):
     rolled_back, rules = live_rules(shop)
     assert rolled_back > published
     assert item not in [r["params"].get("item_id") for r in rules]
+    after = api_homepage_of(storefront_api, rolled_back, shop)
+    assert after[0][0] != item  # the model may still show the item lower down, but never pinned
+    assert not any("pin.pinned" in codes for _, codes in after)

@@ -30,8 +30,10 @@ ALLOWED = {
         "tqdm",
         "fairlearn",
         "plotly",  # the audit's self-contained HTML report, written by the CLI too
-        "fastapi",
+        "fastapi",  # the storefront API (core/serve), with its request shapes and metrics
+        "pydantic",
         "uvicorn",
+        "prometheus_client",
         "argon2",
     },
     "models": {"models", "torch", "numpy"},

@@ -1,0 +1,162 @@
+"""What the storefront API answers, as plain JSON-ready dicts: the domain logic behind each endpoint.
+
+Every answer is computed from ONE served release (``ServedRelease``, picked once per request) with the
+preview's ranking code — ``core.ranking.homepage.homepages_for`` for the "For you" row and
+``core.ranking.rows`` for the others, similar items and search — and carries that release's id. No
+request changes any state: a visit's events and device make a per-request view of the snapshot
+(``core.serve.visit``).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from core.ranking import rows
+from core.ranking.homepage import homepages_for
+from core.ranking.limits import DEFAULT_K
+from core.ranking.reasons import Reason
+from core.ranking.shop import ShopContext
+from core.ranking.state import Homepage
+from core.serve.context import ServedRelease
+from core.serve.visit import VisitEvent, visit_context
+
+ROW_K = 12  # items per row besides "For you" (the preview's rows)
+FOR_YOU, BECAUSE, TRENDING, DEALS = "for_you", "because_you_viewed", "trending", "deals"
+ROW_IDS = (FOR_YOU, BECAUSE, TRENDING, DEALS)
+
+
+def _number(x) -> float | None:
+    """A JSON number (None for a missing, infinite or NaN value)."""
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def _json_value(v):
+    if isinstance(v, bool | int | str) or v is None:
+        return v
+    if isinstance(v, float):
+        return _number(v)
+    if isinstance(v, list | tuple | set):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    return v.isoformat() if isinstance(v, datetime) else str(v)
+
+
+def reason_dict(reason: Reason) -> dict:
+    """``Reason.to_dict`` with the badge label, params made JSON-safe."""
+    out = reason.to_dict()
+    return {**out, "label": reason.label, "params": _json_value(out["params"])}
+
+
+def _slot(row: str, position: int, attrs: dict, score, reasons: list[Reason]) -> dict:
+    return {
+        "row": row,
+        "position": position,
+        "item_id": attrs["item_id"],
+        "title": attrs.get("title") or "",
+        "price": _number(attrs.get("price")),
+        "category": attrs.get("category"),
+        "promoted": bool(attrs.get("promoted")),
+        "score": _number(score),
+        "reasons": [reason_dict(r) for r in reasons],
+    }
+
+
+def row_slots(row_id: str, row: rows.Row) -> list[dict]:
+    """A ``core.ranking.rows.Row`` as API slots."""
+    reasons = row.reasons or [[] for _ in range(row.items.height)]
+    return [
+        _slot(row_id, n + 1, attrs, attrs.get("score"), why)
+        for n, (attrs, why) in enumerate(zip(row.items.to_dicts(), reasons))
+    ]
+
+
+def for_you_slots(page: Homepage, ctx: ShopContext) -> list[dict]:
+    """The homepage's slots with their items' attributes (one gather from the snapshot's item table)."""
+    dense = ctx.active.catalog.vocab.encode(page.item_ids)
+    attrs = ctx.attrs[(dense - 1).tolist()].to_dicts()
+    return [_slot(FOR_YOU, s.slot, a, s.model_score, s.reasons) for s, a in zip(page.slots, attrs)]
+
+
+def homepage(
+    release: ServedRelease,
+    user_id: str,
+    k: int = DEFAULT_K,
+    device: str | None = None,
+    events: list[VisitEvent] | None = None,
+    row_k: int = ROW_K,
+) -> dict:
+    """The shopper's homepage from this release: "For you" (``k`` slots, the preview's homepage, reasons
+    and all), then "Because you viewed", "Trending in …" and "Deals for you" (``row_k`` each; a row the
+    shopper has no basis for is left out). ``events``: this visit's, not yet in the snapshot."""
+    ctx = visit_context(release.ctx, user_id, events, device)
+    view = homepages_for([user_id], release.rule_set, k=k, ctx=ctx)[0]
+    slots = for_you_slots(view.ruled, ctx)
+    titles = [{"row": FOR_YOU, "title": "For you"}]
+    if row_k:
+        scored = rows.user_scores(ctx, user_id)
+        others = (
+            (BECAUSE, rows.because_you_viewed(user_id, row_k, rule_set=release.rule_set, ctx=ctx)),
+            (TRENDING, rows.trending_in_top_category(user_id, row_k, None, release.rule_set, ctx, scored)),
+            (DEALS, rows.deals_for_you(user_id, row_k, None, release.rule_set, ctx, scored)),
+        )
+        for row_id, row in others:
+            if row is not None and row.items.height:
+                titles.append({"row": row_id, "title": row.title})
+                slots.extend(row_slots(row_id, row))
+    return {
+        "release_id": release.release_id,
+        "user_id": user_id,
+        "known_shopper": user_id in release.ctx.by_user or user_id in release.ctx.users,
+        "events_applied": len(events or ()),
+        "source": view.source,
+        "rows": titles,
+        "slots": slots,
+        "conflicts": [reason_dict(c) for c in view.ruled.conflicts],
+    }
+
+
+def similar(release: ServedRelease, item_id: str, k: int = ROW_K, user_id: str | None = None) -> dict:
+    """A product page's similar items (NotFoundError for an item the release does not know)."""
+    row = rows.similar_items(item_id, k, rule_set=release.rule_set, user_id=user_id, ctx=release.ctx)
+    return {"release_id": release.release_id, "item_id": item_id, "title": row.title,
+            "slots": row_slots("similar", row)}  # fmt: skip
+
+
+def search(release: ServedRelease, query: str, user_id: str | None = None, k: int = ROW_K) -> dict:
+    """Titles holding every word of ``query``, ordered for the shopper by the model (under the rules)."""
+    row = rows.personalized_search(user_id or "", query, k, rule_set=release.rule_set, ctx=release.ctx)
+    return {"release_id": release.release_id, "query": query, "user_id": user_id,
+            "slots": row_slots("search", row)}  # fmt: skip
+
+
+def release_info(release: ServedRelease, upcoming: list | None = None) -> dict:
+    """What is served: the release, its rule set and model, its shop clock, and what goes live next."""
+    entry, manifest = release.entry, release.artifact.manifest
+    time_text = lambda t: t.isoformat() if t else None  # noqa: E731
+    return {
+        "release_id": entry.release_id,
+        "kind": entry.kind,
+        "content_hash": entry.content_hash,
+        "published_at": time_text(entry.published_at),
+        "starts_at": time_text(entry.starts_at),
+        "rollback_of": entry.rollback_of,
+        "rule_set": {
+            "id": release.rule_set.rule_set_id,
+            "version": release.rule_set.version,
+            "rules": len(release.rule_set.rules),
+        },  # fmt: skip
+        "model": {
+            "run_id": release.ctx.active.run_id,
+            "kind": manifest["model"].get("kind"),
+            "label": release.ctx.active.label,
+        },  # fmt: skip
+        "shop_clock": release.ctx.now.isoformat(),
+        "items": release.ctx.active.catalog.n_items,
+        "shoppers": len(release.ctx.by_user),
+        "loaded_seconds": round(release.load_seconds, 3),
+        "upcoming": [
+            {"release_id": e.release_id, "starts_at": time_text(e.effective_at)} for e in upcoming or ()
+        ],
+    }

@@ -24,7 +24,6 @@ def actor(shop):
 def publish_rules(rules: list, note: str) -> int:
     """Save ``rules`` as the next rule-set version and publish it; returns the release id."""
     from core.ranking.rule_sets import load_rule_set, save_rule_set
-    from core.release.roles import SYSTEM
     from core.release import releases
     from core.release.roles import SYSTEM
 

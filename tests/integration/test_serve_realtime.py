@@ -22,7 +22,6 @@ def phone_shop(tmp_path_factory):
     trained for 10 epochs and release 1 of it; yields an API client over that release."""
     from core.data.demo import build_demo_shop
     from core.model_runs import train_run
-    from core.release.roles import SYSTEM
     from core.release import releases
     from core.release.roles import SYSTEM
     from models.lstm import LSTMConfig

@@ -1,0 +1,37 @@
+"""The rule set a new shop starts with, in one place: saved as version 1 by the first run
+(``python -m core first-run``), then changed by merchandisers like any other version.
+
+It holds one light calibration rule (Steck, "Calibrated Recommendations", RecSys 2018): the "For you" list
+follows the mix of the shopper's top-level categories instead of the model's single strongest interest.
+The strength was chosen on the demo shop's validation step (``bench/calibration.py``, docs/BENCHMARKS.md,
+"Beyond accuracy"): the smallest that keeps most shoppers' interests on the page at a small cost in HR@10.
+"""
+
+from __future__ import annotations
+
+from core.ranking.rule_sets import load_rule_set, save_rule_set
+from core.ranking.rules import Rule, RuleSet
+from core.release.roles import Account
+
+CALIBRATION_STRENGTH = 0.5  # Steck's λ for the default list (0 = the model's order, 1 = the mix only)
+DEFAULT_NOTE = "first run: the default rule set (a light calibration to each shopper's category mix)"
+
+
+def default_rule_set(rule_set_id: str = "default") -> RuleSet:
+    """The default rules, unsaved (version 0)."""
+    calibration = Rule(
+        "calibration-default",
+        "calibration",
+        {"strength": CALIBRATION_STRENGTH},
+        note="default: the list follows the shopper's mix of interests",
+    )
+    return RuleSet(rule_set_id=rule_set_id, version=0, name="default", rules=[calibration])
+
+
+def ensure_default_rule_set(actor: Account, db_path=None) -> RuleSet:
+    """Save the default rules as version 1 when the shop has no saved version yet; otherwise leave the
+    saved rules alone. Returns the latest version either way."""
+    saved = load_rule_set(db_path=db_path)
+    if saved.version:
+        return saved
+    return save_rule_set(default_rule_set(saved.rule_set_id), 0, actor.name, DEFAULT_NOTE, db_path=db_path)

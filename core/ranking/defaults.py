@@ -34,4 +34,7 @@ def ensure_default_rule_set(actor: Account, db_path=None) -> RuleSet:
     saved = load_rule_set(db_path=db_path)
     if saved.version:
         return saved
-    return save_rule_set(default_rule_set(saved.rule_set_id), 0, actor.name, DEFAULT_NOTE, db_path=db_path)
+    # ``saved_by`` is a name on this branch; where ``save_rule_set`` takes the Account, pass ``actor`` itself
+    return save_rule_set(
+        default_rule_set(saved.rule_set_id), 0, actor.username, DEFAULT_NOTE, db_path=db_path
+    )

@@ -130,7 +130,9 @@ def main() -> None:
     )
     sets = [("default", default_rule_set())]
     for s in filter(None, args.strengths.split(",")):
-        sets.append((f"λ={s}", RuleSet(rules=[Rule("cal", "calibration", {"strength": float(s)})])))
+        sets.append(
+            (f"λ={s}", RuleSet(rules=[Rule("cal", "calibration", {"strength": float(s), "pool": "mix"})]))
+        )
     print(
         "rule set   | ≥3 of their top levels (model → rules) | KL (model → rules) | HR@10 (model → rules, loss)"
     )

@@ -13,7 +13,9 @@ from core.ranking.rule_sets import load_rule_set, save_rule_set
 from core.ranking.rules import Rule, RuleSet
 from core.release.roles import Account
 
-CALIBRATION_STRENGTH = 0.6  # Steck's λ for the default list: the demo shop's KL 0.37 (0.5: 0.46, near the bar)
+CALIBRATION_STRENGTH = (
+    0.6  # Steck's λ for the default list: the demo shop's KL 0.37 (0.5: 0.46, near the bar)
+)
 DEFAULT_NOTE = "first run: the default rule set (a light calibration to each shopper's category mix)"
 
 
@@ -22,7 +24,7 @@ def default_rule_set(rule_set_id: str = "default") -> RuleSet:
     calibration = Rule(
         "calibration-default",
         "calibration",
-        {"strength": CALIBRATION_STRENGTH},
+        {"strength": CALIBRATION_STRENGTH, "pool": "mix"},
         note="default: the list follows the shopper's mix of interests",
     )
     return RuleSet(rule_set_id=rule_set_id, version=0, name="default", rules=[calibration])

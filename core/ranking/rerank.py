@@ -171,16 +171,17 @@ def calibrate(
     target: dict[str, float],
     k: int,
     lam: float,
+    every_category: bool = False,
     smooth: float = 0.01,
 ) -> list[int]:
     """Steck 2018: greedily maximise (1−λ)·Σ relevance − λ·KL(target || list's category mix),
-    relevance scaled to [0, 1] over the pool. The pool is the best 4k items plus the best k of every target
-    category, so a category the model ranks low can still get its share. Adding a candidate changes one
-    category's share, so its KL is the list's KL plus that category's change: O(categories) per step, not
-    O(pool × categories)."""
+    relevance scaled to [0, 1] over the pool. The pool is the best 4k items; ``every_category`` adds the best
+    k of every target category, so a category the model ranks low can still get its share. Adding a
+    candidate changes one category's share, so its KL is the list's KL plus that category's change:
+    O(categories) per step, not O(pool × categories)."""
     if not target or lam <= 0 or not order:
         return list(order)
-    pool = np.array(_calibration_pool(order, categories, target, k))
+    pool = np.array(_calibration_pool(order, categories, target, k) if every_category else order[: 4 * k])
     names = sorted(set(categories[pool].tolist()) | set(target))
     position = {c: i for i, c in enumerate(names)}
     code = np.array([position[c] for c in categories[pool].tolist()])  # (P,)

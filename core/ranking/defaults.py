@@ -1,10 +1,11 @@
 """The rule set a new shop starts with, in one place: saved as version 1 by the first run
 (``python -m core first-run``), then changed by merchandisers like any other version.
 
-It holds one light calibration rule (Steck, "Calibrated Recommendations", RecSys 2018): the "For you" list
-follows the mix of the shopper's top-level categories instead of the model's single strongest interest.
-The strength was chosen on the demo shop's validation step (``bench/calibration.py``, docs/BENCHMARKS.md,
-"Beyond accuracy"): the smallest that keeps most shoppers' interests on the page at a small cost in HR@10.
+It holds one light calibration rule (Steck, "Calibrated Recommendations", RecSys 2018) that chooses from
+every category of the shopper's mix (pool "mix"): the "For you" list follows the mix of the shopper's
+top-level categories instead of the model's single strongest interest. The strength was chosen on the demo
+shop's validation step (``bench/calibration.py``, docs/BENCHMARKS.md, "Beyond accuracy"): all three targets
+met with a margin on the KL, at 1.2 % of HR@10.
 """
 
 from __future__ import annotations

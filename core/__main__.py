@@ -201,11 +201,12 @@ def cmd_bench(args) -> int:
 
 
 def cmd_first_run(args) -> int:
-    """What ``make run`` does before starting the app: demo shop, a first model and release 1, once; the
-    admin's one-time password while it is needed."""
+    """What ``make run`` does before starting the app: demo shop, a first model, the default rule set
+    (``core.ranking.defaults``) and release 1, once; the admin's one-time password while it is needed."""
     from core import store
     from core.data.demo import build_demo_shop
     from core.model_runs import active_run, train_best
+    from core.ranking.defaults import ensure_default_rule_set
 
     if not store.scalar("SELECT count(*) FROM events"):
         print("first run: building the demo shop (once)")
@@ -219,6 +220,7 @@ def cmd_first_run(args) -> int:
             runs = train_best(actor=SYSTEM, time_budget_s=args.time_budget * 60, progress=progress)
         for run in runs:
             print(run.summary())
+    ensure_default_rule_set(SYSTEM)  # version 1 of the rules, before release 1 publishes them
     _first_release_and_admin(args.url)
     return 0
 
@@ -232,8 +234,8 @@ def _first_release_and_admin(url: str) -> None:
     for line in releases.reconcile():
         print(f"releases: {line}")
     if releases.release_state().head_id is None:
-        print("first run: publishing release 1 (the first model, no merchandising rules)")
-        releases.publish(SYSTEM, "first run: the first model, no merchandising rules", expected_head=None)
+        print("first run: publishing release 1 (the first model and the default rule set)")
+        releases.publish(SYSTEM, "first run: the first model and the default rule set", expected_head=None)
     password = users.bootstrap_admin()
     if password:
         print(

@@ -119,7 +119,7 @@ if "preview_flash" in st.session_state:
 
 # --- the rest of the storefront --------------------------------------------------------------
 for row in (
-    rows.because_you_viewed(user_id, rule_set=rule_set),
+    *rows.rows_per_interest(user_id, rule_set=rule_set),
     rows.trending_in_top_category(user_id, rule_set=rule_set),
     rows.deals_for_you(user_id, rule_set=rule_set),
 ):

@@ -171,14 +171,17 @@ def calibrate(
     target: dict[str, float],
     k: int,
     lam: float,
+    every_category: bool = False,
     smooth: float = 0.01,
 ) -> list[int]:
     """Steck 2018: greedily maximise (1−λ)·Σ relevance − λ·KL(target || list's category mix),
-    relevance scaled to [0, 1] over the pool. Adding a candidate changes one category's share, so its KL is
-    the list's KL plus that category's change: O(categories) per step, not O(pool × categories)."""
+    relevance scaled to [0, 1] over the pool. The pool is the best 4k items; ``every_category`` adds the best
+    k of every target category, so a category the model ranks low can still get its share. Adding a
+    candidate changes one category's share, so its KL is the list's KL plus that category's change:
+    O(categories) per step, not O(pool × categories)."""
     if not target or lam <= 0 or not order:
         return list(order)
-    pool = np.array(order[: max(4 * k, k)])
+    pool = np.array(_calibration_pool(order, categories, target, k) if every_category else order[: 4 * k])
     names = sorted(set(categories[pool].tolist()) | set(target))
     position = {c: i for i, c in enumerate(names)}
     code = np.array([position[c] for c in categories[pool].tolist()])  # (P,)
@@ -206,6 +209,21 @@ def calibrate(
         rel_sum += rel[j]
     taken = set(chosen)
     return chosen + [i for i in order if i not in taken]
+
+
+def _calibration_pool(
+    order: list[int], categories: np.ndarray, target: dict[str, float], k: int
+) -> list[int]:
+    """The best ``4k`` of ``order``, then the best ``k`` of each target category not yet among them, in order."""
+    head = set(order[: 4 * k])
+    room = {c: k - sum(1 for i in head if categories[i] == c) for c in target}
+    extra = set()
+    for i in order[4 * k :]:
+        c = categories[i]
+        if room.get(c, 0) > 0:
+            extra.add(i)
+            room[c] -= 1
+    return [i for i in order if i in head or i in extra]
 
 
 def intra_list_diversity(embeddings: np.ndarray) -> float:

@@ -1,7 +1,7 @@
 """The storefront's other rows and applications, all scored by the active model.
 
-"Because you viewed", "Trending in", "Deals for you", similar items (a product page) and a
-personalized keyword search. Each row says which device scored it and how long it took.
+Rows per interest ("Because you viewed keyboards", up to three: ``core.ranking.interests``), "Trending
+in", "Deals for you", similar items (a product page) and a personalized keyword search. Each row says which device scored it and how long it took.
 
 Every function ranks from a shop snapshot (``ctx``: the store's by default, or one built from a release
 artifact by the storefront API) and never reads the database when given one and a rule set. ``scored``
@@ -18,6 +18,7 @@ import polars as pl
 
 from core import category_paths, store
 from core.errors import NotFoundError
+from core.ranking.interests import Interest, recent_interests
 from core.ranking.pipeline import rank_list
 from core.ranking.reasons import Reason
 from core.ranking.rule_sets import load_rule_set
@@ -129,20 +130,61 @@ def similar_items(
     return _row(ctx, f"Similar to {title}", ranked, sims, len(sims) - 1, ms)
 
 
-def because_you_viewed(
-    user_id: str, k: int = 12, db_path=None, rule_set: RuleSet | None = None, ctx: ShopContext | None = None
-) -> Row | None:
-    """Item-to-item for the user's latest viewed item; None without history."""
+def interest_scores(ctx: ShopContext, interest: Interest, scores: np.ndarray, k: int) -> np.ndarray:
+    """(N+1,) the shopper's scores conditioned on one interest: inside the interest's neighbourhood (its
+    category; its top level when that holds too few items for a row) the model's score plus the cosine to
+    the interest's items, each standardised over the neighbourhood; -inf outside it."""
+    inside = category_paths.under_series(ctx.attrs["category"], [interest.path]).to_numpy()
+    if inside.sum() < k + len(interest.items):
+        top = category_paths.top_level(interest.path)
+        inside = category_paths.under_series(ctx.attrs["category"], [top]).to_numpy()
+    near = np.concatenate([[False], inside])  # (N+1,)
+    centre = ctx.unit_embeddings[list(interest.items)].mean(axis=0)  # (D,)
+    sims = (ctx.unit_embeddings @ centre).astype(np.float64)  # (N+1,)
+    out = np.full(len(scores), -np.inf)
+    out[near] = _standardised(scores[near]) + _standardised(sims[near])
+    return out
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    x = np.where(np.isfinite(x), x, np.nan)
+    centred = x - np.nanmean(x)
+    return np.nan_to_num(centred / max(float(np.nanstd(x)), 1e-12), nan=-np.inf)
+
+
+def rows_per_interest(
+    user_id: str,
+    k: int = 12,
+    db_path=None,
+    rule_set: RuleSet | None = None,
+    ctx: ShopContext | None = None,
+    scored: UserScores | None = None,
+) -> list[Row]:
+    """Up to ``MAX_INTERESTS`` rows, one per distinct recent interest of the shopper ("Because you viewed
+    keyboards", heaviest interest first), each ranked by the model conditioned on that interest
+    (``interest_scores``) under the rule set; the interest's own items are left out. No rows for a shopper
+    without recent history."""
     ctx = ctx or shop_context(db_path)
     steps = user_steps(ctx, user_id)
     if not len(steps):
-        return None
-    latest = int(steps.items[0][-1])
-    row = similar_items(ctx.active.catalog.vocab.decode([latest])[0], k, db_path, rule_set, user_id, ctx)
-    row.title = (
-        f"Because you viewed {ctx.attrs['title'][latest - 1] or ctx.active.catalog.vocab.decode([latest])[0]}"
+        return []
+    found = recent_interests(
+        steps.items[0], steps.event_types[0], steps.ts[0], ctx.categories, ctx.now.timestamp()
     )
-    return row
+    if not found:
+        return []
+    scored = scored or user_scores(ctx, user_id)
+    rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
+    out = []
+    for interest in found:
+        t0 = time.perf_counter()
+        conditioned = interest_scores(ctx, interest, scored.scores, k)
+        allowed = np.isfinite(conditioned)
+        allowed[list(interest.items)] = False
+        ranked = _ranked(ctx, user_id, conditioned, allowed, k, rule_set, db_path)
+        ms = scored.ms + (time.perf_counter() - t0) * 1000.0
+        out.append(_row(ctx, interest.title, ranked, conditioned, len(conditioned) - 1, ms))
+    return out
 
 
 def _top_category(ctx: ShopContext, history: np.ndarray) -> str:

@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 
 from core.serve.visit import MAX_EVENTS, VISIT_EVENT_TYPES
 
-RowId = Literal["for_you", "because_you_viewed", "trending", "deals", "similar", "search"]
+RowId = Literal[
+    "for_you", "interest_1", "interest_2", "interest_3", "trending", "deals", "similar", "search"
+]  # interest_n: the rows per interest ("Because you viewed keyboards"), heaviest interest first
 EventType = Literal[VISIT_EVENT_TYPES]  # type: ignore[valid-type]
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # any id without control characters
 

@@ -22,8 +22,9 @@ from core.serve.context import ServedRelease
 from core.serve.visit import VisitEvent, visit_context
 
 ROW_K = 12  # items per row besides "For you" (the preview's rows)
-FOR_YOU, BECAUSE, TRENDING, DEALS = "for_you", "because_you_viewed", "trending", "deals"
-ROW_IDS = (FOR_YOU, BECAUSE, TRENDING, DEALS)
+FOR_YOU, TRENDING, DEALS = "for_you", "trending", "deals"
+INTERESTS = ("interest_1", "interest_2", "interest_3")  # the rows per interest, heaviest interest first
+ROW_IDS = (FOR_YOU, *INTERESTS, TRENDING, DEALS)
 
 
 def _number(x) -> float | None:
@@ -88,16 +89,18 @@ def homepage(
     row_k: int = ROW_K,
 ) -> dict:
     """The shopper's homepage from this release: "For you" (``k`` slots, the preview's homepage, reasons
-    and all), then "Because you viewed", "Trending in …" and "Deals for you" (``row_k`` each; a row the
-    shopper has no basis for is left out). ``events``: this visit's, not yet in the snapshot."""
+    and all), then up to three rows per interest ("Because you viewed keyboards"), "Trending in …" and
+    "Deals for you" (``row_k`` each; a row the shopper has no basis for is left out). ``events``: this
+    visit's, not yet in the snapshot."""
     ctx = visit_context(release.ctx, user_id, events, device)
     view = homepages_for([user_id], release.rule_set, k=k, ctx=ctx)[0]
     slots = for_you_slots(view.ruled, ctx)
     titles = [{"row": FOR_YOU, "title": "For you"}]
     if row_k:
         scored = rows.user_scores(ctx, user_id)
+        per_interest = rows.rows_per_interest(user_id, row_k, None, release.rule_set, ctx, scored)
         others = (
-            (BECAUSE, rows.because_you_viewed(user_id, row_k, rule_set=release.rule_set, ctx=ctx)),
+            *zip(INTERESTS, per_interest),
             (TRENDING, rows.trending_in_top_category(user_id, row_k, None, release.rule_set, ctx, scored)),
             (DEALS, rows.deals_for_you(user_id, row_k, None, release.rule_set, ctx, scored)),
         )

@@ -6,7 +6,7 @@ this one shopper's steps are the snapshot's plus the new events, collapsed exact
 ``core.data.sequences`` makes steps (consecutive events on one item are one step at its strongest type;
 remove-from-cart counts as a cart step), and their ``device`` attribute is the one given. Everything else
 is the release's own objects, shared, never copied or changed: the ranking code then runs unchanged, so the
-model's state is recomputed over snapshot + new events and "Because you viewed" follows the latest step.
+model's state is recomputed over snapshot + new events, and the rows per interest follow the new steps.
 """
 
 from __future__ import annotations

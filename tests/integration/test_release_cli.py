@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from core.ranking.rule_sets import load_rule_set
 from tests.conftest import ACCOUNTS, ROOT
 
 pytestmark = pytest.mark.slow
@@ -39,6 +40,7 @@ def test_first_run_password_then_publish_rollback_and_the_log(cli):
     first = cli("first-run")
     assert first.returncode == 0, first.stderr
     assert "publishing release 1" in first.stdout
+    assert [(r.kind, load_rule_set().version) for r in load_rule_set().rules] == [("calibration", 1)]
     one_time = re.search(r"one-time password\s+(\S+)", first.stdout).group(1)
     assert "users passwd" in one_sentence(cli("releases", user="admin", password=one_time))
     changed = cli("users", "passwd", user="admin", password=one_time, stdin="admin-own-passphrase\n")

@@ -40,7 +40,7 @@ def test_similar_items_leave_blocked_items_out(shopper):
 
 
 def test_the_other_rows_leave_blocked_items_out(shopper):
-    for make in (rows.because_you_viewed, rows.deals_for_you, rows.trending_in_top_category):
+    for make in (rows.deals_for_you, rows.trending_in_top_category):
         row = make(shopper, rule_set=RuleSet())
         if row is None or row.items.is_empty():
             continue

@@ -218,3 +218,22 @@ def test_calibrate_matches_a_from_scratch_greedy():
             chosen.append(best)
         got = calibrate(order, relevance, categories, target, k, lam)[:k]
         assert got == [int(i) for i in chosen], trial
+
+
+def calibrated_low_category(every_category: bool) -> list[str]:
+    """k = 4 from 40 items, the first 36 of category a and the last 4 of b; the shopper's mix is half b."""
+    from core.ranking.rerank import calibrate
+
+    categories = np.array(["a"] * 36 + ["b"] * 4, dtype=object)
+    relevance = np.linspace(1.0, 0.5, 40)
+    order = list(range(40))
+    chosen = calibrate(order, relevance, categories, {"a": 0.5, "b": 0.5}, 4, 0.9, every_category)[:4]
+    return sorted(categories[chosen].tolist())
+
+
+def test_calibration_from_the_best_4k_cannot_reach_a_low_category():
+    assert calibrated_low_category(every_category=False) == ["a", "a", "a", "a"]
+
+
+def test_calibration_from_every_category_gives_a_low_category_its_share():
+    assert calibrated_low_category(every_category=True) == ["a", "a", "b", "b"]

@@ -13,6 +13,7 @@ from core.ranking.reasons import ReasonCode
 @dataclass(frozen=True)
 class Params:
     strength: float  # Steck's λ: 0 = relevance only, 1 = the category mix only
+    pool: str = "best"  # "best": the best 4k candidates; "mix": also the best k of each category of the mix
 
 
 class Code(ReasonCode):
@@ -43,6 +44,15 @@ class Calibration(Kind):
             1,
             default=0.3,
         ),
+        Field(
+            "pool",
+            "Choose from",
+            Widget.CHOICE,
+            "best: the model's best 4k items · mix: also the best k of every category the shopper "
+            "browses, so a category the model ranks low still gets its share",
+            options=("best", "mix"),
+            default="best",
+        ),
     )
     table = {"value": "strength"}
 
@@ -52,12 +62,13 @@ class Calibration(Kind):
             return
         target = mix_by_top_level(state.user.category_mix)
         state.order = rerank.calibrate(
-            state.order, state.rel, state.c.top_categories(), target, state.k, p.strength
+            state.order, state.rel, state.c.top_categories(), target, state.k, p.strength, p.pool == "mix"
         )
         state.swapped_in(Code.SWAP, rules[-1].rule_id)
 
     def sentence(self, p: Params) -> str:
-        return f"match each shopper's category mix (strength {p.strength:g})"
+        every = ", choosing from every category of the mix" if p.pool == "mix" else ""
+        return f"match each shopper's category mix (strength {p.strength:g}{every})"
 
 
 KIND = Calibration()

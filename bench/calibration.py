@@ -1,0 +1,151 @@
+"""Beyond accuracy (issue 15): does the default "For you" list reflect the whole shopper, and at what cost?
+
+    HS_DATA=/tmp/ba/data .venv/bin/python -m core first-run      # the demo shop, first-run defaults
+    .venv/bin/python bench/calibration.py --data /tmp/ba/data [--strengths 0.3,0.5,0.7] [--hr-users 5000]
+
+For the default rule set (``core.ranking.defaults``), or a calibration rule of each ``--strengths`` in its
+place, against the model alone, on the same candidates:
+
+(a) among shoppers whose last 30 days (to the shop clock) span >= 3 top-level categories, the share that get
+    >= 3 of them in the top 24 (target: most of them; reported against the model alone);
+(b) the mean calibration KL (``core.ranking.metrics``) over ``--users`` shoppers (target <= 0.5);
+(c) HR@10 on the demo validation split — each shopper's last step held out, the homepage ranked from the
+    steps before it, a hit when the held-out item is in the first 10 slots — and its relative loss
+    (target <= 5 %). The first-run model was trained without that last step (``core.training``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+K = 24  # the default homepage
+HR_K = 10
+SPAN_DAYS, SPAN_MIN = 30, 3
+
+
+def spanning_users(ctx, limit: int, seed: int) -> dict[str, set[str]]:
+    """Shoppers whose last ``SPAN_DAYS`` span >= ``SPAN_MIN`` top-level categories → those categories."""
+    from core.category_paths import top_level
+
+    since = (ctx.now - timedelta(days=SPAN_DAYS)).timestamp()
+    out = {}
+    for user, items, ts in zip(ctx.steps.user_ids, ctx.steps.items, ctx.steps.ts):
+        recent = items[(ts >= since) & (items > 0)]
+        tops = {top_level(c) for c in ctx.categories[recent] if c != "unknown"}
+        if len(tops) >= SPAN_MIN:
+            out[user] = tops
+    rng = np.random.default_rng(seed)
+    keep = sorted(rng.choice(sorted(out), min(limit, len(out)), replace=False).tolist()) if out else []
+    return {u: out[u] for u in keep}
+
+
+def validation_context(ctx):
+    """The snapshot with each shopper's last step held out (shoppers with enough steps), and the held-out
+    items by shopper."""
+    from core.ranking.shop import build_context, read_shop
+    from models.data import MIN_STEPS
+
+    frames = read_shop()
+    steps = frames.steps.filter(pl.col("items").list.len() >= MIN_STEPS)
+    held = dict(zip(steps["user_id"].to_list(), steps["items"].list.last().to_list()))
+    cut = {c: pl.col(c).list.head(pl.col(c).list.len() - 1) for c in ("items", "evs", "ts")}
+    frames.steps = frames.steps.with_columns(
+        **{
+            c: pl.when(pl.col("items").list.len() >= MIN_STEPS).then(e).otherwise(pl.col(c))
+            for c, e in cut.items()
+        }
+    )
+    return build_context(frames, ctx.active), held
+
+
+def measure(rule_set, ctx, users, spans, vctx, held, hr_users) -> dict:
+    from core.category_paths import top_level
+    from core.ranking.homepage import homepages_for
+    from core.ranking.metrics import list_metrics
+
+    out: dict = {}
+    views = homepages_for(users, rule_set, k=K, ctx=ctx)
+    out["kl_model"] = np.mean(
+        [list_metrics(v.model_only, v.pool, rule_set, v.user)["calibration_kl"] for v in views]
+    )
+    out["kl_rules"] = np.mean([v.metrics["calibration_kl"] for v in views])
+    for name in ("model", "rules"):
+        covered = []
+        for v in homepages_for(list(spans), rule_set, k=K, ctx=ctx):
+            page = v.model_only if name == "model" else v.ruled
+            dense = ctx.active.catalog.vocab.encode(page.item_ids)
+            shown = {top_level(c) for c in ctx.categories[dense]}
+            covered.append(len(shown & spans[v.user_id]) >= SPAN_MIN)
+        out[f"span_{name}"] = float(np.mean(covered)) if covered else float("nan")
+    hits = {"model": [], "rules": []}
+    for start in range(0, len(hr_users), 1000):
+        for v in homepages_for(hr_users[start : start + 1000], rule_set, k=K, ctx=vctx):
+            target = held[v.user_id]
+            hits["model"].append(target in v.model_only.item_ids[:HR_K])
+            hits["rules"].append(target in v.ruled.item_ids[:HR_K])
+    out["hr_model"], out["hr_rules"] = float(np.mean(hits["model"])), float(np.mean(hits["rules"]))
+    out["hr_loss"] = 1 - out["hr_rules"] / out["hr_model"] if out["hr_model"] else float("nan")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=os.environ.get("HS_DATA", "data"))
+    parser.add_argument("--users", type=int, default=500, help="shoppers for the calibration KL")
+    parser.add_argument("--span-users", type=int, default=500, help="multi-interest shoppers for (a)")
+    parser.add_argument("--hr-users", type=int, default=5000, help="shoppers of the validation split for (c)")
+    parser.add_argument("--strengths", default="", help="calibration strengths to try instead of the default")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    os.environ["HS_DATA"] = str(Path(args.data).resolve())
+    os.environ["HS_DB"] = str(Path(args.data).resolve() / "shop.duckdb")
+
+    from core.ranking.defaults import default_rule_set
+    from core.ranking.impact import sample_users
+    from core.ranking.rules import Rule, RuleSet
+    from core.ranking.shop import shop_context
+
+    t0 = time.perf_counter()
+    ctx = shop_context()
+    users = sample_users(args.users, seed=args.seed)
+    spans = spanning_users(ctx, args.span_users, args.seed)
+    vctx, held = validation_context(ctx)
+    rng = np.random.default_rng(args.seed)
+    hr_users = sorted(rng.choice(sorted(held), min(args.hr_users, len(held)), replace=False).tolist())
+    print(
+        f"shop: {ctx.active.catalog.n_items:,} items, {len(ctx.steps.user_ids):,} shoppers; {ctx.active.label}; "
+        f"{len(spans)} shoppers span >= {SPAN_MIN} top levels in {SPAN_DAYS} days (sampled); "
+        f"{len(hr_users)} validation shoppers; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    sets = [("default", default_rule_set())]
+    for s in filter(None, args.strengths.split(",")):
+        sets.append(
+            (f"λ={s}", RuleSet(rules=[Rule("cal", "calibration", {"strength": float(s), "pool": "mix"})]))
+        )
+    print(
+        "rule set   | ≥3 of their top levels (model → rules) | KL (model → rules) | HR@10 (model → rules, loss)"
+    )
+    for name, rule_set in sets:
+        m = measure(rule_set, ctx, users, spans, vctx, held, hr_users)
+        print(
+            f"{name:10} | {m['span_model']:.1%} → {m['span_rules']:.1%} | {m['kl_model']:.3f} → {m['kl_rules']:.3f}"
+            f" {'met' if m['kl_rules'] <= 0.5 else 'NOT met'} | {m['hr_model']:.4f} → {m['hr_rules']:.4f},"
+            f" {m['hr_loss']:.1%} {'met' if m['hr_loss'] <= 0.05 else 'NOT met'}",
+            flush=True,
+        )
+    print(f"{time.perf_counter() - t0:.0f} s; load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

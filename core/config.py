@@ -119,3 +119,13 @@ def single_threaded_math() -> None:
     (on 2 busy cores a homepage took 3x longer). A variable already set is left as it is."""
     for name in MATH_THREAD_VARIABLES:
         os.environ.setdefault(name, "1")
+
+
+# what a child process must not inherit: it signs in with what its parent hands it, nothing more
+SIGN_IN_VARIABLES = ("HS_USER", "HS_PASSWORD", "HS_TOKEN_FILE")
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a child process (a training job) without this process's sign-in, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in SIGN_IN_VARIABLES}
+    return {**env, **extra}

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import ROOT, settings
+from core.config import ROOT, child_environment, settings
 from core.release import auth
 from core.release.roles import Account, Permission, require
 from models.base import Progress
@@ -138,19 +138,10 @@ def start_training(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={
-            **_env_without_secrets(),
-            "PYTHONUNBUFFERED": "1",
-            "HS_USER": actor.username,
-            "HS_TOKEN_FILE": str(token_file),
-        },  # fmt: skip
+        env=child_environment(PYTHONUNBUFFERED="1", HS_USER=actor.username, HS_TOKEN_FILE=str(token_file)),
     )
     (job_dir / "job.json").write_text(json.dumps({"args": args, "pid": proc.pid, "started": time.time()}))
     return read_job(job_dir)
-
-
-def _env_without_secrets() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("HS_PASSWORD", "HS_USER", "HS_TOKEN_FILE")}
 
 
 def read_job(job_dir: Path) -> Job:

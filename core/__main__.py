@@ -1,6 +1,7 @@
 """The CLI for every batch job: ``python -m core <command>``.
 
-Errors meant for people (``StudioError``) are printed without a traceback and exit 2.
+Errors meant for people (``StudioError``) are printed as one sentence, without a traceback, and exit 2;
+so is any other failure (with ``--traceback`` to see where it came from).
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import StudioError
+from core.config import settings
+from core.errors import StudioError, storage_error
 
 
 @contextmanager
@@ -229,15 +232,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
     p.set_defaults(func=cmd_first_run)
 
+    parser.add_argument("--traceback", action="store_true", help="show where an unexpected error came from")
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted — nothing half-written was kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 — every failure ends in one sentence, never a traceback
+        if args.traceback:
+            traceback.print_exc()
+        print(f"error: {_sentence(exc)}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc.filename or exc}: no such file — check the path", file=sys.stderr)
-        return 2
+
+
+def _sentence(exc: Exception) -> str:
+    """What to print for a failure: a ``StudioError``'s own message, the storage cause of an OS or
+    DuckDB error, else the error's first line."""
+    if isinstance(exc, StudioError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename or exc}: no such file — check the path"
+    where = (exc.filename if isinstance(exc, OSError) else None) or settings().db_path
+    translated = storage_error(exc, where)
+    if translated:
+        return str(translated)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first} — unexpected; run again with --traceback and report it"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The DuckDB store: one file, opened per unit of work, migrated on open.
+"""The DuckDB store: one file, shared by the threads of a process while they work, migrated on open.
 
 DuckDB 2.0 notes: ``con.sql(sql, params=[...]).pl()`` gives a polars frame;
 ``con.execute(sql, [...]).fetchall()`` for tuples. A relation keeps no result and has no
@@ -6,17 +6,19 @@ DuckDB 2.0 notes: ``con.sql(sql, params=[...]).pl()`` gives a polars frame;
 same connection.
 
 DuckDB lets one *process* hold a database file, and the app, the CLI jobs and the
-serving API are separate processes. So nobody keeps the file open: ``connect()`` opens
-it for one unit of work and closes it after; while another process holds it we wait
-with backoff and say so (via ``on_wait``) instead of failing.
+serving API are separate processes. So nobody keeps the file open between units of work:
+``connect()`` gives a unit of work a cursor on the process's shared instance
+(``core.shared_db``: locked down, opened by the first unit, closed after the last); while
+another process holds the file we wait with backoff and say so (via ``on_wait``).
+Writers also take the database's in-process write lock (``writing``, part of
+``transaction``), since every browser session is a thread of one process.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +27,8 @@ import duckdb
 import polars as pl
 
 from core.config import settings
-from core.errors import StoreBusyError
+from core.errors import storage_error
+from core.shared_db import as_directory, shared
 
 log = logging.getLogger(__name__)
 
@@ -212,38 +215,6 @@ _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "lock" in text and ("conflicting" in text or "could not set" in text)
-
-
-def _open(path: Path, read_only: bool, wait_s: float, on_wait: Callable[[str], None] | None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_s
-    delay, told = 0.05, False
-    start = time.monotonic()
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except (duckdb.IOException, duckdb.ConnectionException) as exc:
-            if not _is_lock_error(exc):
-                raise
-            waited = time.monotonic() - start
-            if time.monotonic() > deadline:
-                raise StoreBusyError(
-                    f"{path}: another process has held the database for {waited:.0f} s "
-                    "(an ingest or training job?) — try again when it finishes"
-                ) from exc
-            if waited > 2 and not told:
-                message = f"waiting for {path.name}: another process is using it"
-                log.warning(message)
-                if on_wait:
-                    on_wait(message)
-                told = True
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 1.6, 1.0)
-
-
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
@@ -260,53 +231,106 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return found
 
 
+def _migrate_on_open(con: duckdb.DuckDBPyConnection, key: str) -> None:
+    """Migrations as the shared instance opens (under its lock: one thread migrates, the others wait).
+    Checked on every open, not once per process: the file may have been replaced in between."""
+    migrate(con)
+    with _migrate_lock:
+        _migrated.add(key)
+
+
+def _key(path: Path) -> str:
+    return str(path.resolve())
+
+
+def allowed_directories() -> list[str]:
+    """The folders every connection may read and write files in: the data folder (uploads, the demo shop's
+    files, models, releases) and the import folders (HS_IMPORT_DIRS). The database file itself, its WAL and
+    its spill folder are DuckDB's own and need no permission."""
+    cfg = settings()
+    return sorted({as_directory(cfg.data_dir), *(as_directory(d) for d in cfg.import_dirs)})
+
+
 @contextmanager
 def connect(
     db_path: str | Path | None = None,
     *,
     read_only: bool = False,
     on_wait: Callable[[str], None] | None = None,
+    read_paths: list[str | Path] | tuple = (),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the database for one unit of work, migrated, and close it after.
+    """A cursor on the process's shared, locked-down instance of the database, for one unit of work.
 
-    Inside one process DuckDB shares one database instance between connections to the
-    same file, and refuses a second connection with another configuration; so the app
-    opens read-write throughout and ``read_only`` is for other tools only.
-    """
+    The instance opens (migrated) with the first unit of work and closes after the last, so no process
+    keeps the file between units of work. ``read_paths``: files outside the data and import folders that
+    this unit of work reads (the CLI's ``ingest FILE``); the caller vouches for them — the app only passes
+    files it confined to the import folders (``core.data.imports``). ``read_only`` is for other tools: the
+    instance is shared, so the app opens read-write throughout."""
     cfg = settings()
     path = Path(db_path) if db_path else Path(cfg.db_path)
-    key = str(path.resolve())
-    if read_only and not path.exists():
-        read_only = False  # nothing to read yet: create it
-    with _migrate_lock:
-        needs_migration = key not in _migrated
-    if needs_migration and read_only:
-        read_only = False  # a file from an older version must be upgraded first
-    con = _open(path, read_only, cfg.lock_wait_s, on_wait)
-    con.execute(
-        "SET enable_progress_bar = false"
-    ).fetchall()  # progress is ours to report, not DuckDB's stdout
+    if read_only and (not path.exists() or _key(path) not in _migrated):
+        read_only = False  # nothing to read yet, or a file from an older version: create / upgrade it
+    key = _key(path)
+    database = shared(Path(key), functools.partial(_migrate_on_open, key=key))
+    paths = [str(Path(p).resolve()) for p in read_paths]
+    cursor = database.enter(read_only, paths, allowed_directories(), cfg.lock_wait_s, on_wait)
     try:
-        if needs_migration:
-            migrate(con)
-            with _migrate_lock:
-                _migrated.add(key)
-        yield con
+        yield cursor
+    except duckdb.Error as exc:
+        translated = storage_error(exc, path)
+        if translated is None:
+            raise
+        raise translated from exc
     finally:
-        con.close()
+        database.leave(cursor)
+
+
+_write_locks: dict[str, threading.RLock] = {}
+
+
+@contextmanager
+def writing(
+    db_path: str | Path | None = None, *, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """The per-database write lock of this process, held for a whole write: an ingest (its duplicate check
+    included), a rule-set save, a model activation, a release. DuckDB's file lock only keeps other
+    processes out; inside one process every browser session is a thread, and two loads of one file would
+    both commit. Re-entrant; a writer that has to wait says so through ``on_wait``."""
+    key = _key(Path(db_path) if db_path else Path(settings().db_path))
+    with _migrate_lock:
+        lock = _write_locks.setdefault(key, threading.RLock())
+    if not lock.acquire(timeout=0.2):
+        message = f"waiting for another write to {Path(key).name} in this app to finish (a load or a save)"
+        log.info(message)
+        if on_wait:
+            on_wait(message)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager
 def transaction(db_path: str | Path | None = None, **kw) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A unit of work that commits as a whole or not at all."""
-    with connect(db_path, **kw) as con:
+    """A unit of work that commits as a whole or not at all, under the database's write lock."""
+    with writing(db_path, on_wait=kw.get("on_wait")), connect(db_path, **kw) as con:
         con.execute("BEGIN TRANSACTION")
         try:
             yield con
         except BaseException:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         con.execute("COMMIT")
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """ROLLBACK that never hides the error that made it necessary (after a failed COMMIT, or once the disk
+    is full, DuckDB may refuse it too)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as exc:
+        log.warning("rollback failed after an error: %s", exc)
 
 
 def query(

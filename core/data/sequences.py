@@ -202,7 +202,9 @@ def load_sequences(
         if user_ids is None:
             frame = con.sql(_STEPS_SQL.format(user_filter=""), params=[max_steps]).pl()
         else:
-            wanted = pl.DataFrame({"user_id": [str(u) for u in user_ids]})  # noqa: F841 (read by SQL)
-            sql = _STEPS_SQL.format(user_filter="AND user_id IN (SELECT user_id FROM wanted)")
+            # registered by name: the locked-down instance does not scan Python variables (core.shared_db)
+            con.register("wanted_users", pl.DataFrame({"user_id": [str(u) for u in user_ids]}))
+            sql = _STEPS_SQL.format(user_filter="AND user_id IN (SELECT user_id FROM wanted_users)")
             frame = con.sql(sql, params=[max_steps]).pl()
+            con.unregister("wanted_users")
     return _frame_to_sequences(frame, catalog)

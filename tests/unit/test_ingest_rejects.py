@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from core import store
 from core.data import ingest as ingest_mod
 from core.data import ingest_support
+from core.data import stage as stage_mod
 from core.data.ingest import ingest_events, rejects_for
 from core.errors import InputError
 
@@ -207,12 +208,12 @@ def test_rejected_rows_numbered_on_the_parallel_path(db, tmp_path, monkeypatch, 
     line with quotes rebuilds differently: the ordered parse numbers the rows instead, which needs every
     line to be one row, else the file is read line by line. Whichever way, the rejects are the same."""
     staged, parsed = [], []
-    real_stage_fast, real_by_parse = ingest_mod._stage_fast, ingest_mod._number_by_parse
+    real_stage_fast, real_by_parse = ingest_mod._stage_fast, stage_mod._number_by_parse
     monkeypatch.setattr(
         ingest_mod, "_stage_fast", lambda *a, **k: staged.append(real_stage_fast(*a, **k)) or staged[-1]
     )
     monkeypatch.setattr(
-        ingest_mod, "_number_by_parse", lambda *a, **k: parsed.append(1) or real_by_parse(*a, **k)
+        stage_mod, "_number_by_parse", lambda *a, **k: parsed.append(1) or real_by_parse(*a, **k)
     )
     bad = "2024-05-01 10:00:00,u1,i1,clik,s,1,p"
     lines = [HEADER, GOOD, bad, GOOD.replace("u0", "u2"), bad, *extra]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -240,7 +241,13 @@ def _migrate_on_open(con: duckdb.DuckDBPyConnection, key: str) -> None:
 
 
 def _key(path: Path) -> str:
-    return str(path.resolve())
+    """The database's identity: its resolved path (cached: every unit of work asks)."""
+    return _resolved(str(path), os.getcwd())
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(path: str, _cwd: str) -> str:
+    return str(Path(path).resolve())
 
 
 def allowed_directories() -> list[str]:
@@ -248,7 +255,12 @@ def allowed_directories() -> list[str]:
     files, models, releases) and the import folders (HS_IMPORT_DIRS). The database file itself, its WAL and
     its spill folder are DuckDB's own and need no permission."""
     cfg = settings()
-    return sorted({as_directory(cfg.data_dir), *(as_directory(d) for d in cfg.import_dirs)})
+    return list(_directories(str(cfg.data_dir), tuple(str(d) for d in cfg.import_dirs), os.getcwd()))
+
+
+@functools.lru_cache(maxsize=64)
+def _directories(data_dir: str, import_dirs: tuple[str, ...], _cwd: str) -> tuple[str, ...]:
+    return tuple(sorted({as_directory(Path(data_dir)), *(as_directory(Path(d)) for d in import_dirs)}))
 
 
 @contextmanager

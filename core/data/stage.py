@@ -131,11 +131,13 @@ def derive_ids(con, fmt: str) -> None:
 
 
 def ids_with_controls(con) -> bool:
-    """Whether a good row's user or item id holds a control character, checked on the distinct ids."""
+    """Whether a good row's user, item or session id holds a control character, checked on the distinct ids
+    (``item_attrs`` and ``user_first`` are needed anyway)."""
     found = con.execute(f"""SELECT
         (SELECT count(*) FROM item_attrs WHERE regexp_matches(item_id, {readers.CONTROL}))
       + (SELECT count(*) FROM user_first WHERE regexp_matches(user_id, {readers.CONTROL}))
-      + (SELECT count(*) FROM stage WHERE reason IS NULL AND contains(session_id, chr(0)))""").fetchall()
+      + (SELECT count(*) FROM (SELECT DISTINCT session_id FROM stage WHERE reason IS NULL)
+         WHERE regexp_matches(session_id, {readers.CONTROL}))""").fetchall()
     return bool(found[0][0])
 
 

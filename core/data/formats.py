@@ -92,7 +92,7 @@ def json_keys(path: Path, n: int = 20) -> list[str]:
     for line in first_lines(path, n):
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to be a record: that row's reject
             continue
         if isinstance(row, dict):
             keys += [k for k in row if k not in keys]

@@ -40,6 +40,7 @@ TEMP_TABLES = (
     "bad_text",
     "item_attrs",
     "user_first",
+    "user_sessions",
     JOINS_TABLE,
     formats.REJECTS_TABLE,
     formats.REJECTS_SCAN,
@@ -126,17 +127,22 @@ def derive_ids(con, fmt: str) -> None:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE item_attrs AS SELECT DISTINCT item_id FROM stage WHERE reason IS NULL"
         )
+    # per (user, session) first, then per user: one pass over ``stage`` gives both the users' first events
+    # and the distinct session ids that ``ids_with_controls`` checks
+    con.execute("""CREATE OR REPLACE TEMP TABLE user_sessions AS
+        SELECT user_id, session_id, min(ts) AS first_seen FROM stage WHERE h IS NOT NULL
+        GROUP BY user_id, session_id""")
     con.execute("""CREATE OR REPLACE TEMP TABLE user_first AS
-        SELECT user_id, min(ts) AS first_seen FROM stage WHERE h IS NOT NULL GROUP BY user_id""")
+        SELECT user_id, min(first_seen) AS first_seen FROM user_sessions GROUP BY user_id""")
 
 
 def ids_with_controls(con) -> bool:
     """Whether a good row's user, item or session id holds a control character, checked on the distinct ids
-    (``item_attrs`` and ``user_first`` are needed anyway)."""
+    (``item_attrs``, ``user_first`` and ``user_sessions`` are needed anyway)."""
     found = con.execute(f"""SELECT
         (SELECT count(*) FROM item_attrs WHERE regexp_matches(item_id, {readers.CONTROL}))
       + (SELECT count(*) FROM user_first WHERE regexp_matches(user_id, {readers.CONTROL}))
-      + (SELECT count(*) FROM (SELECT DISTINCT session_id FROM stage WHERE reason IS NULL)
+      + (SELECT count(*) FROM (SELECT DISTINCT session_id FROM user_sessions)
          WHERE regexp_matches(session_id, {readers.CONTROL}))""").fetchall()
     return bool(found[0][0])
 

@@ -177,6 +177,20 @@ def cmd_first_run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted — nothing half-written was kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 — every failure ends in one sentence, never a traceback
+        if args.traceback:
+            traceback.print_exc()
+        print(f"error: {_sentence(exc)}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Homepage Studio batch jobs")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -233,17 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_first_run)
 
     parser.add_argument("--traceback", action="store_true", help="show where an unexpected error came from")
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("error: interrupted — nothing half-written was kept", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 — every failure ends in one sentence, never a traceback
-        if args.traceback:
-            traceback.print_exc()
-        print(f"error: {_sentence(exc)}", file=sys.stderr)
-        return 2
+    return parser
 
 
 def _sentence(exc: Exception) -> str:

@@ -107,6 +107,7 @@ class SharedDatabase:
         self.paths: frozenset[str] = frozenset()
         self.directories: list[str] = []
         self.draining = False
+        self.holders: dict[int, int] = {}  # thread id → its units of work in progress
 
     def enter(
         self, read_only: bool, read_paths: list[str], directories: list[str], wait_s: float, on_wait: Notify
@@ -115,11 +116,18 @@ class SharedDatabase:
         with self.cond:
             self._wait(lambda: not self.draining, deadline)
             if self.con is not None and not self._fits(read_only, read_paths, directories):
+                if self.holders.get(threading.get_ident()):
+                    raise StoreBusyError(  # it would wait for itself
+                        f"{self.path.name}: this thread still has the database open and cannot reopen it "
+                        "to read another file — finish that unit of work first"
+                    )
                 self._drain(deadline)
             if self.con is None:
                 extra = [p for p in read_paths if not covered(p, directories, frozenset())]
                 self._open(read_only, extra, directories, wait_s, on_wait)
             self.users += 1
+            me = threading.get_ident()
+            self.holders[me] = self.holders.get(me, 0) + 1
             try:
                 return self.con.cursor()
             except BaseException:
@@ -134,6 +142,10 @@ class SharedDatabase:
                 self._leave_locked()
 
     def _leave_locked(self) -> None:
+        me = threading.get_ident()
+        self.holders[me] -= 1
+        if not self.holders[me]:
+            del self.holders[me]
         self.users -= 1
         if self.users == 0:
             self._close()

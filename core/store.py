@@ -298,6 +298,7 @@ def connect(
 
 
 _write_locks: dict[str, threading.RLock] = {}
+_write_locks_lock = threading.Lock()
 
 
 @contextmanager
@@ -309,7 +310,7 @@ def writing(
     processes out; inside one process every browser session is a thread, and two loads of one file would
     both commit. Re-entrant; a writer that has to wait says so through ``on_wait``."""
     key = _key(Path(db_path) if db_path else Path(settings().db_path))
-    with _migrate_lock:
+    with _write_locks_lock:
         lock = _write_locks.setdefault(key, threading.RLock())
     if not lock.acquire(timeout=0.2):
         message = f"waiting for another write to {Path(key).name} in this app to finish (a load or a save)"

@@ -24,14 +24,13 @@ from core.data.formats import (
     REJECTS_TABLE,
     header_columns,
     is_event_log,
-    json_keys,
     looks_like,
     normalise,
     parquet_columns,
     sniff_delim,
 )
 from core.data.ingest_support import IngestResult, _check_file, _line_of, _line_rejects, merge, sha256_of
-from core.data.lines import JOINS_TABLE, csv_fields, lines_reader
+from core.data.lines import JOINS_TABLE, csv_fields, json_keys_in, lines_reader
 from core.data.sniff import Head, read_head
 from core.errors import InputError
 from core.sql import lit
@@ -44,7 +43,7 @@ def _file_columns(con, path: Path, head: Head) -> list[str]:
     if head.kind == "parquet":
         return parquet_columns(con, path)
     if head.kind == "jsonl":
-        return json_keys(path)
+        return json_keys_in(con, path)
     return header_columns(head.lines[0], sniff_delim(head.lines[0]), path)
 
 

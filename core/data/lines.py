@@ -34,6 +34,18 @@ def lines_reader(path: Path) -> str:
     )
 
 
+def json_keys_in(con, path: Path, limit: int = 1000) -> list[str]:
+    """Every key of the file's JSON objects, over all its lines (a key only some records have, like
+    ``rating``, counts too), in order of first appearance; at most ``limit`` + 1 (more is refused by
+    ``core.data.columns``). The keys are data: fetched, then mapped in Python."""
+    rows = con.execute(
+        f"""SELECT k FROM (SELECT ord, unnest(json_keys(line)) AS k FROM {lines_reader(path)}
+                           WHERE starts_with(ltrim(line), '{{') AND json_valid(line))
+            GROUP BY k ORDER BY min(ord), k LIMIT {int(limit) + 1}"""
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def _odd_quotes(column: str) -> str:
     return f"(strlen({column}) - strlen(replace({column}, '\"', ''))) % 2 = 1"
 

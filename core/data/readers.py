@@ -31,12 +31,11 @@ from core.data.formats import (
     RR_EVENTS,
     SEQUENCE_START,
     header_columns,
-    json_keys,
     parquet_columns,
     require,
     sniff_delim,
 )
-from core.data.lines import csv_fields, csv_native, lines_reader
+from core.data.lines import csv_fields, csv_native, json_keys_in, lines_reader
 from core.data.sniff import read_head
 from core.errors import InputError
 from core.sql import lit
@@ -293,7 +292,7 @@ def event_sql(
     if head.kind == "parquet":
         cmap = map_columns(parquet_columns(con, path), wanted, file=str(path))
     elif head.kind == "jsonl":
-        cmap = map_columns(json_keys(path), wanted, file=str(path), json_keys=True)
+        cmap = map_columns(json_keys_in(con, path), wanted, file=str(path), json_keys=True)
     else:
         delim = sniff_delim(head.lines[0])
         cmap = map_columns(header_columns(head.lines[0], delim, path), wanted, file=str(path))

@@ -121,14 +121,14 @@ def memory_disk(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("round_", ROUNDS)
 def test_32_threads_share_one_file_for_mixed_reads_and_writes(memory_disk, round_):
-    """Each thread: 200 operations, one in four a write (an audit row in a transaction), the others reads
+    """Each thread: 200 operations, one in eight a write (an audit row in a transaction), the others reads
     of what it wrote so far (a query, a scalar, a cursor of its own). No exception, everything found."""
     db = memory_disk / "shared.duckdb"
 
     def worker(n: int) -> int:
         rng, written = random.Random(n), 0
         for op in range(OPS):
-            if rng.random() < 0.25:
+            if rng.random() < 0.125:
                 with store.transaction(db) as con:
                     store.audit(con, f"t{n}", "probe", f"{n}-{op}")
                 written += 1

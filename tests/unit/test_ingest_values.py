@@ -296,3 +296,16 @@ def test_a_quoted_line_break_in_a_catalog(db, tmp_path):
     result, _ = catalog(tmp_path, db, 'item_id,title,price\na,"Two\nlines",1\nb,B,2\n')
     assert (result.loaded, result.rejected) == (2, 0)
     assert item(db, "a")["title"] == "Two\nlines"
+
+
+def test_a_json_key_only_late_records_have_is_read(db, tmp_path):
+    rows = [
+        {"ts": f"2024-05-01 10:00:{i:02d}", "user_id": "u", "item_id": f"i{i}", "event_type": "view"}
+        for i in range(50)
+    ]
+    rows.append(
+        {"ts": "2024-05-01 11:00:00", "user_id": "u", "item_id": "i1", "event_type": "review", "rating": 4}
+    )
+    result, _ = load(tmp_path, db, "\n".join(json.dumps(r) for r in rows) + "\n", "log.jsonl")
+    assert result.loaded == 51
+    assert store.scalar("SELECT rating FROM events WHERE event_type = 'review'", db_path=db) == 4

@@ -143,9 +143,11 @@ class SharedDatabase:
 
     def _leave_locked(self) -> None:
         me = threading.get_ident()
-        self.holders[me] -= 1
-        if not self.holders[me]:
-            del self.holders[me]
+        left = self.holders.get(me, 0) - 1  # (0 if another thread closes this one's unit of work)
+        if left > 0:
+            self.holders[me] = left
+        else:
+            self.holders.pop(me, None)
         self.users -= 1
         if self.users == 0:
             self._close()

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from core.config import settings
-from core.errors import InputError
+from core.errors import InputError, storage_error
 
 UPLOAD_MAX_AGE_S = 7 * 24 * 3600  # uploads older than this are removed
 MAX_NAME = 120  # characters kept of an upload's name
@@ -65,9 +65,13 @@ def save_upload(name: str, data: bytes) -> Path:
     than a week are removed first."""
     remove_old_uploads()
     folder = settings().uploads_dir / uuid.uuid4().hex
-    folder.mkdir(parents=True)
     target = folder / safe_name(name)
-    target.write_bytes(data)
+    try:
+        folder.mkdir(parents=True)
+        target.write_bytes(data)
+    except OSError as exc:  # a full disk or a read-only data folder, said as such
+        shutil.rmtree(folder, ignore_errors=True)
+        raise (storage_error(exc, folder) or exc) from exc
     return target
 
 

@@ -23,10 +23,12 @@ MAX_CANDIDATES = 10_000  # beyond this many unbalanced lines, no joining: each i
 
 
 def lines_reader(path: Path) -> str:
-    """Every physical line as one VARCHAR ``line`` with its ordinal ``ord``; blank lines are NULL.
-    Lines that are not valid UTF-8 are left out and recorded in ``REJECTS_TABLE`` with their number."""
+    """Every physical line as one VARCHAR ``line`` with its ordinal ``ord``; blank lines are NULL, a UTF-8
+    byte-order mark before the first line is dropped. Lines that are not valid UTF-8 are left out and
+    recorded in ``REJECTS_TABLE`` with their number."""
     return (
-        f"(SELECT ordinality AS ord, line FROM read_csv({lit(path)}, columns={{'line': 'VARCHAR'}}, "
+        "(SELECT ordinality AS ord, CASE WHEN ordinality = 1 THEN ltrim(line, chr(65279)) ELSE line END AS line "
+        f"FROM read_csv({lit(path)}, columns={{'line': 'VARCHAR'}}, "
         f"header=false, delim={lit(LINE_DELIM)}, quote='', escape='', auto_detect=false, "
         f"strict_mode=false, store_rejects=true, rejects_table={lit(REJECTS_TABLE)}, "
         f"rejects_scan={lit(REJECTS_SCAN)}) "

@@ -309,3 +309,17 @@ def test_a_json_key_only_late_records_have_is_read(db, tmp_path):
     result, _ = load(tmp_path, db, "\n".join(json.dumps(r) for r in rows) + "\n", "log.jsonl")
     assert result.loaded == 51
     assert store.scalar("SELECT rating FROM events WHERE event_type = 'review'", db_path=db) == 4
+
+
+@pytest.mark.parametrize("shape", ["jsonl", "sequence", "csv"])
+def test_a_byte_order_mark_is_not_part_of_the_first_record(db, tmp_path, shape):
+    text = {
+        "jsonl": '{"ts": "2024-05-01 10:00:00", "user_id": "u1", "item_id": "i1", "event_type": "view"}\n',
+        "sequence": "u1 i1 i2\nu2 i3 i4\n",
+        "csv": "ts,user_id,item_id,event_type\n2024-05-01 10:00:00,u1,i1,view\n",
+    }[shape]
+    path = tmp_path / f"bom.{shape}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = ingest_events(path, db_path=db)
+    assert result.rejected == 0
+    assert store.scalar("SELECT min(user_id) FROM events", db_path=db) == "u1"

@@ -208,6 +208,29 @@ MIGRATIONS: list[str] = [
     DROP TABLE users;
     ALTER TABLE users_v4 RENAME TO users;
     """,
+    # 5: events stamped outside 1970–2100 (loaded before the ingest rejected them; a year-10000 event made every
+    # page that reads the date range fail) move to rejects with their ingest, line unknown; the counts of
+    # their ingests follow, and users' first_seen is taken again from the events that stay
+    """
+    CREATE TEMP TABLE out_of_range AS
+        SELECT * FROM events WHERE ts < TIMESTAMP '1970-01-01' OR ts >= TIMESTAMP '2101-01-01';
+    INSERT INTO rejects
+        SELECT ingest_id, NULL, concat_ws(',', CAST(ts AS VARCHAR), user_id, item_id, event_type, session_id),
+               'timestamp ' || CAST(ts AS VARCHAR) || ' is outside the years 1970–2100 (moved out of the events '
+               || 'by an upgrade) — check the year'
+        FROM out_of_range;
+    UPDATE ingests SET loaded = loaded - o.n, rejected = rejected + o.n
+        FROM (SELECT ingest_id, count(*) AS n FROM out_of_range GROUP BY ingest_id) o
+        WHERE ingests.ingest_id = o.ingest_id;
+    DELETE FROM events WHERE ts < TIMESTAMP '1970-01-01' OR ts >= TIMESTAMP '2101-01-01';
+    UPDATE users SET first_seen = f.first_seen
+        FROM (SELECT user_id, min(ts) AS first_seen FROM events GROUP BY user_id) f
+        WHERE users.user_id = f.user_id
+          AND (users.first_seen < TIMESTAMP '1970-01-01' OR users.first_seen >= TIMESTAMP '2101-01-01');
+    UPDATE users SET first_seen = NULL
+        WHERE first_seen < TIMESTAMP '1970-01-01' OR first_seen >= TIMESTAMP '2101-01-01';
+    DROP TABLE out_of_range;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -323,3 +323,27 @@ def test_a_byte_order_mark_is_not_part_of_the_first_record(db, tmp_path, shape):
     result = ingest_events(path, db_path=db)
     assert result.rejected == 0
     assert store.scalar("SELECT min(user_id) FROM events", db_path=db) == "u1"
+
+
+def test_an_old_database_with_a_year_10000_event_is_repaired_on_upgrade(tmp_path):
+    """Migration 5: events stamped outside 1970–2100 (loaded before they were rejected) move to rejects."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
+    for version, sql in enumerate(store.MIGRATIONS[:4], start=1):
+        con.execute(sql)
+        con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+    con.execute("INSERT INTO ingests (ingest_id, loaded, rejected) VALUES (1, 2, 0)")
+    con.execute(
+        "INSERT INTO events (ts, user_id, item_id, event_type, ingest_id) VALUES "
+        "('10000-01-01', 'u', 'i', 'view', 1), ('2024-05-01', 'u', 'i', 'view', 1)"
+    )
+    con.execute("INSERT INTO users VALUES ('u', '10000-01-01', NULL, NULL, NULL)")
+    con.close()
+    store._migrated.discard(str(path.resolve()))
+    assert overview_stats(db_path=path)["days"] == 1
+    assert store.scalar("SELECT count(*) FROM rejects WHERE ingest_id = 1", db_path=path) == 1
+    assert store.query("SELECT loaded, rejected FROM ingests", db_path=path).rows() == [(1, 1)]
+    assert store.scalar("SELECT first_seen FROM users", db_path=path) == datetime(2024, 5, 1)

@@ -69,8 +69,8 @@ def storage_error(exc: BaseException, where: str | Path) -> StorageError | None:
         )
     if "file system operations are disabled by configuration" in text:
         return StorageError(
-            f"{where}: the database may only read files in its data and import folders — put the file in "
-            "one of them (HS_IMPORT_DIRS) or load it with `python -m core ingest FILE`"
+            f"{where}: the database may only read files in the import folders (HS_IMPORT_DIRS) and the "
+            "uploads — put the file there or load it with `python -m core ingest FILE`"
         )
     if "Out of Memory" in text or isinstance(exc, MemoryError):
         return StorageError(

@@ -274,16 +274,19 @@ def _resolved(path: str, _cwd: str) -> str:
 
 
 def allowed_directories() -> list[str]:
-    """The folders every connection may read and write files in: the data folder (uploads, the demo shop's
-    files, models, releases) and the import folders (HS_IMPORT_DIRS). The database file itself, its WAL and
-    its spill folder are DuckDB's own and need no permission."""
+    """The folders DuckDB may read and write files in: where the product loads files from — the import
+    folders (HS_IMPORT_DIRS), the uploads and the demo shop's files — and the release artifacts. Not the
+    data folder as a whole: the database, its WAL and spill folder are DuckDB's own (they need no
+    permission), and model runs are written by torch. A feature that reads or writes files through DuckDB
+    adds its folder here (``Settings`` names it)."""
     cfg = settings()
-    return list(_directories(str(cfg.data_dir), tuple(str(d) for d in cfg.import_dirs), os.getcwd()))
+    folders = [*cfg.import_dirs, cfg.uploads_dir, cfg.data_dir / "demo", cfg.releases_dir]
+    return list(_directories(tuple(str(d) for d in folders), os.getcwd()))
 
 
 @functools.lru_cache(maxsize=64)
-def _directories(data_dir: str, import_dirs: tuple[str, ...], _cwd: str) -> tuple[str, ...]:
-    return tuple(sorted({as_directory(Path(data_dir)), *(as_directory(Path(d)) for d in import_dirs)}))
+def _directories(folders: tuple[str, ...], _cwd: str) -> tuple[str, ...]:
+    return tuple(sorted({as_directory(Path(d)) for d in folders}))
 
 
 @contextmanager

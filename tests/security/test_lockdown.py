@@ -31,7 +31,7 @@ def test_a_statement_reaching_outside_is_refused(db, sql):
 
 
 def test_reading_etc_hostname_says_the_files_are_out_of_reach(db):
-    with pytest.raises(StorageError, match="may only read files in its data and import folders"):
+    with pytest.raises(StorageError, match="may only read files in the import folders"):
         with store.connect(db) as con:
             con.execute("SELECT content FROM read_text('/etc/hostname')").fetchall()
 
@@ -45,12 +45,25 @@ def test_the_lock_holds_on_every_cursor_of_the_shared_instance(db):
             assert settings == (False, True)
 
 
-def test_the_data_and_import_folders_are_reachable(db, import_dir):
+def test_the_import_and_upload_folders_are_reachable(db, import_dir):
     (import_dir / "x.csv").write_text("a\n1\n")
+    uploads = db.parent / "uploads"
+    uploads.mkdir()
     with store.connect(db) as con:
         assert con.execute(f"SELECT a FROM read_csv('{import_dir / 'x.csv'}')").fetchall() == [(1,)]
-        con.execute(f"COPY (SELECT 2 AS b) TO '{db.parent / 'out.csv'}'")
-    assert (db.parent / "out.csv").read_text().split() == ["b", "2"]
+        con.execute(f"COPY (SELECT 2 AS b) TO '{uploads / 'out.csv'}'")
+    assert (uploads / "out.csv").read_text().split() == ["b", "2"]
+
+
+@pytest.mark.parametrize("target", ["shop.duckdb.copy", "models/model.pt", "note.csv"])
+def test_the_rest_of_the_data_folder_cannot_be_written(db, target):
+    """The database's own folder is not a place files are loaded from: an injection cannot write there
+    (over a model run, beside the database)."""
+    (db.parent / "models").mkdir(exist_ok=True)
+    with pytest.raises(StorageError):
+        with store.connect(db) as con:
+            con.execute(f"COPY (SELECT 1) TO '{db.parent / target}'")
+    assert not (db.parent / target).exists()
 
 
 def test_a_file_named_by_a_trusted_caller_is_reachable_only_for_its_unit_of_work(db, tmp_path):

@@ -132,3 +132,44 @@ def test_the_cli_refuses_a_csv_given_as_sequence_with_exit_code_2(tmp_path):
     assert done.returncode == 2
     assert "looks like a native event log" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _truncated_gzip() -> bytes:
+    rows = "".join(
+        f"2024-05-01 10:00:00,u{i * 7919 % 10007},i{i * 104729 % 10009},view\n" for i in range(30000)
+    )
+    data = gzip.compress(("ts,user_id,item_id,event_type\n" + rows).encode())
+    return data[: len(data) // 2]
+
+
+ODD = {  # a file no one should load → what the refusal says
+    "deep.jsonl": (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", "missing required column"),
+    "corrupt.parquet": (b"PAR1" + bytes(range(256)) * 2 + b"PAR1", "Parquet"),
+    "truncated.csv.gz": (_truncated_gzip(), "damaged gzip"),
+    "wide.csv": ((",".join(f"c{i}" for i in range(1500)) + "\n1\n").encode(), "unknown format"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_odd_files_end_in_a_clear_message(db, tmp_path, name):
+    data, says = ODD[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    before = snapshot(db)
+    with pytest.raises(InputError, match=says):
+        ingest_events(path, db_path=db)
+    assert snapshot(db) == before
+
+
+def test_too_many_columns_are_refused_when_the_format_is_given(db, tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text("ts,user_id,item_id,event_type," + ",".join(f"c{i}" for i in range(1500)) + "\n")
+    with pytest.raises(InputError, match="1,504 columns; a log or catalog has at most 1,000"):
+        ingest_events(path, "native", db_path=db)
+
+
+def test_a_pipe_is_not_read(db, tmp_path):
+    fifo = tmp_path / "log.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        ingest_events(fifo, db_path=db)

@@ -91,28 +91,33 @@ IDS = {"user_id": "user id", "item_id": "item id", "session_id": "session id"}
 
 
 def id_reasons(columns: dict[str, str], controls: bool) -> str:
-    """WHEN clauses for ids (column → what messages call it): too long, or (``controls``) holding a control
-    character. The fast path leaves ``controls`` to a check on the distinct ids (``core.data.ingest``)."""
+    """One WHEN clause for ids (column → what messages call it): too long, or (``controls``) holding a control
+    character. The fast path leaves ``controls`` to a check on the distinct ids (``core.data.stage``).
+    One clause, not one per check: every WHEN of the CASE is evaluated on every good row."""
+    longest = "greatest(" + ", ".join(f"coalesce(strlen({c}), 0)" for c in columns) + f") > {MAX_ID}"
     whens = [
         f"WHEN strlen({c}) > {MAX_ID} THEN '{label} is ' || length({c}) || ' characters long — ids have at "
         f"most {MAX_ID}'"
         for c, label in columns.items()
     ]
     if controls:
+        longest += "".join(f" OR regexp_matches({c}, {CONTROL})" for c in columns)
         whens += [
             f"WHEN regexp_matches({c}, {CONTROL}) THEN '{label} contains a control character (tab, NUL, line "
             "break…) — remove it from the id'"
             for c, label in columns.items()
         ]
-    return "\n             ".join(whens)
+    return f"WHEN {longest} THEN CASE {' '.join(whens)} END"
 
 
+# the checks of rare faults share one WHEN each (see id_reasons): the timestamp, then the price
 NUMBER_REASONS = """
-             WHEN pr IS NOT NULL AND price IS NULL
+             WHEN pr IS NOT NULL AND (price IS NULL OR NOT isfinite(price) OR price < 0) THEN CASE
+               WHEN price IS NULL
                THEN 'non-numeric price ''' || pr || ''' — write prices as plain numbers like 19.99'
-             WHEN NOT isfinite(price)
+               WHEN NOT isfinite(price)
                THEN 'price ''' || pr || ''' is not a finite number — write prices as plain numbers like 19.99'
-             WHEN price < 0 THEN 'negative price ' || pr || ' — prices must be 0 or more'
+               ELSE 'negative price ' || pr || ' — prices must be 0 or more' END
              WHEN dw IS NOT NULL AND coalesce(NOT isfinite(dwell_d) OR dwell_d < 0 OR dwell_d > 1e12, true)
                THEN 'dwell_ms ''' || dw || ''' is not a number of milliseconds ≥ 0'
              WHEN po IS NOT NULL
@@ -123,12 +128,12 @@ NUMBER_REASONS = """
                THEN 'rating ''' || ra || ''' is not a finite number'"""
 TS_REASONS = f"""
              WHEN tsv IS NULL THEN 'missing timestamp — every event needs a date and time'
-             WHEN ts IS NULL
+             WHEN ts IS NULL OR ts < TIMESTAMP '{FIRST_TS}' OR ts >= TIMESTAMP '{END_TS}' THEN CASE
+               WHEN ts IS NULL
                THEN 'unparseable timestamp ''' || tsv || ''' — use a date-time like 2024-05-01 13:45:00 '
                     || '(an offset like +02:00 or a zone like Europe/Paris may follow)'
-             WHEN ts < TIMESTAMP '{FIRST_TS}' OR ts >= TIMESTAMP '{END_TS}'
-               THEN 'timestamp ''' || tsv || ''' is outside the years 1970–2100 — check the year '
-                    || '(and, for epoch numbers, seconds or milliseconds)'"""
+               ELSE 'timestamp ''' || tsv || ''' is outside the years 1970–2100 — check the year '
+                    || '(and, for epoch numbers, seconds or milliseconds)' END"""
 
 
 def classify(

@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 HS_PORT ?= 8501
+# the app listens on this address only; set HS_ADDRESS=0.0.0.0 to serve a network (put TLS in front)
+HS_ADDRESS ?= localhost
 
 .PHONY: run test test-fast lint format bench venv browser clean-data
 
@@ -24,8 +26,8 @@ browser:
 	  || { echo "could not install chromium: run 'apt-get install -y chromium' as root"; exit 1; }; }
 
 run: venv
-	$(PY) -m core first-run
-	$(PY) -m streamlit run app.py --server.address localhost --server.port $(HS_PORT)
+	$(PY) -m core first-run --url http://$(HS_ADDRESS):$(HS_PORT)
+	$(PY) -m streamlit run app.py --server.address $(HS_ADDRESS) --server.port $(HS_PORT)
 
 test: venv browser
 	$(PY) -m ruff check .
@@ -41,4 +43,4 @@ format: venv
 	$(PY) -m ruff check --fix . && $(PY) -m ruff format .
 
 bench: venv
-	$(PY) bench/ingest.py && $(PY) bench/infer.py && $(PY) bench/homepage.py && $(PY) bench/explain.py
+	$(PY) bench/ingest.py && $(PY) bench/infer.py && $(PY) bench/homepage.py && $(PY) bench/explain.py && $(PY) bench/publish.py

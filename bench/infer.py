@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.config import settings  # noqa: E402
 from models.base import Histories  # noqa: E402
 from models.infer import pick_device, score_users  # noqa: E402
 from models.lstm import LSTMConfig, LSTMRecommender  # noqa: E402
@@ -48,18 +48,18 @@ def main() -> None:
     ap.add_argument(
         "--threads",
         type=int,
-        default=int(os.environ.get("HS_THREADS", os.cpu_count() or 1)),
+        default=settings().train_threads,
         help="torch threads for batch scoring (b)",
     )
     ap.add_argument(
         "--serve-threads",
         type=int,
-        default=int(os.environ.get("HS_INFER_THREADS", "1")),
+        default=settings().infer_threads,
         help="torch threads for one user (a): the app's serving setting, HS_INFER_THREADS",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    dev = pick_device()
+    dev = pick_device(settings().device)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     cfg = LSTMConfig(n_items=args.items, dim=args.dim)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from core.config import settings
 from core.errors import StudioError, storage_error
+from core.insight.audit_cli import add_audit_command
+from core.release import cli as release_cli
 
 
 @contextmanager
@@ -91,6 +93,7 @@ def cmd_train(args) -> int:
     try:
         with _bar("train") as progress:
             run = train_run(
+                architecture=args.architecture,
                 finetune_on=args.finetune_on,
                 epochs=args.epochs,
                 device=args.device,
@@ -100,8 +103,8 @@ def cmd_train(args) -> int:
                 on_epoch=job.epoch if job else None,
             )
     except BaseException as exc:
-        if job:
-            job.finish(False, f"{type(exc).__name__}: {exc}")
+        if job:  # a person's error is its own sentence; anything else says what kind of failure it was
+            job.finish(False, str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}")
         raise
     if job:
         job.finish(True, run.summary())
@@ -159,7 +162,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_first_run(args) -> int:
-    """What ``make run`` does before starting the app: demo shop and a first model, once."""
+    """What ``make run`` does before starting the app: demo shop, a first model and release 1, once; the
+    admin's one-time password while it is needed."""
     from core import store
     from core.data.demo import build_demo_shop
     from core.model_runs import active_run, train_run
@@ -173,7 +177,62 @@ def cmd_first_run(args) -> int:
         with _bar("train") as progress:
             run = train_run(time_budget_s=args.time_budget * 60, activate=True, progress=progress)
         print(run.summary())
+    _first_release_and_admin(args.url)
     return 0
+
+
+def _first_release_and_admin(url: str) -> None:
+    """Repair what an interrupted publish left, publish release 1 once, and print the admin's one-time
+    password while the admin has not chosen one (as Jupyter prints its token)."""
+    from core.release import releases, users
+    from core.release.roles import SYSTEM
+
+    for line in releases.reconcile():
+        print(f"releases: {line}")
+    if releases.release_state().head_id is None:
+        print("first run: publishing release 1 (the first model, no merchandising rules)")
+        releases.publish(SYSTEM, "first run: the first model, no merchandising rules", expected_head=None)
+    password = users.bootstrap_admin()
+    if password:
+        print(
+            f"\n    To sign in to Homepage Studio, open\n        {url}\n"
+            f"    as  admin  with the one-time password\n        {password}\n"
+            "    It works once: you choose your own password right after.\n",
+            flush=True,
+        )
+    else:
+        print(f"Homepage Studio: open {url} and sign in", flush=True)
+
+
+def _add_model_commands(sub) -> None:
+    """train, runs, activate, bench, first-run."""
+    p = sub.add_parser("train", help="train (pretrain, optionally fine-tune) a model on the store")
+    p.add_argument("--architecture", default="lstm", help="lstm | transformer (default: lstm)")
+    p.add_argument("--finetune-on", help="purchases | recent:7d | category:PATH")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--device", help="cpu | cuda | mps (default: auto, HS_DEVICE)")
+    p.add_argument("--time-budget", type=float, help="minutes")
+    p.add_argument("--no-activate", action="store_true")
+    p.add_argument("--job-dir", help="write progress.jsonl and result.json here (used by the app)")
+    p.set_defaults(func=cmd_train)
+
+    sub.add_parser("runs", help="list model runs").set_defaults(func=cmd_runs)
+    p = sub.add_parser("activate", help="make a model run the active one")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_activate)
+
+    p = sub.add_parser("bench", help="evaluate LSTM, MostPop, item-kNN on a sequence file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--time-budget", type=float, default=25.0, help="minutes of LSTM training")
+    p.add_argument("--models", default="lstm,mostpop,itemknn")
+    p.add_argument("--seed", type=int, default=1337)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("first-run", help="demo shop, model, release and admin if missing (make run)")
+    p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
+    p.add_argument("--url", default="http://localhost:8501", help="where the app listens (for the message)")
+    p.set_defaults(func=cmd_first_run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,32 +279,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bot-rate", type=int, default=30, help="events per minute that mark a bot")
     p.set_defaults(func=cmd_quality)
 
-    p = sub.add_parser("train", help="train (pretrain, optionally fine-tune) the LSTM on the store")
-    p.add_argument("--finetune-on", help="purchases | recent:7d | category:PATH")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--device", help="cpu | cuda | mps (default: auto, HS_DEVICE)")
-    p.add_argument("--time-budget", type=float, help="minutes")
-    p.add_argument("--no-activate", action="store_true")
-    p.add_argument("--job-dir", help="write progress.jsonl and result.json here (used by the app)")
-    p.set_defaults(func=cmd_train)
+    _add_model_commands(sub)
 
-    sub.add_parser("runs", help="list model runs").set_defaults(func=cmd_runs)
-    p = sub.add_parser("activate", help="make a model run the active one")
-    p.add_argument("run_id")
-    p.set_defaults(func=cmd_activate)
-
-    p = sub.add_parser("bench", help="evaluate LSTM, MostPop, item-kNN on a sequence file")
-    p.add_argument("--data", required=True)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--time-budget", type=float, default=25.0, help="minutes of LSTM training")
-    p.add_argument("--models", default="lstm,mostpop,itemknn")
-    p.add_argument("--seed", type=int, default=1337)
-    p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("first-run", help="demo shop and first model if missing (used by make run)")
-    p.add_argument("--time-budget", type=float, default=3.0, help="minutes for the first model")
-    p.set_defaults(func=cmd_first_run)
-
+    add_audit_command(sub, _bar)
+    release_cli.register(sub)  # publish, rollback, releases, cancel-release, audit-log, users, forget-user
     parser.add_argument("--traceback", action="store_true", help="show where an unexpected error came from")
     return parser
 

@@ -41,6 +41,26 @@ class NotFoundError(StudioError):
     """A user, item, run or release that does not exist."""
 
 
+class PermissionDenied(StudioError):
+    """The signed-in account's role does not allow this action (checked in core, not only by the page list)."""
+
+
+class SignInError(StudioError):
+    """A sign-in, a session or a token was refused: wrong password, rate limit, expiry, unknown account."""
+
+
+class RateLimited(SignInError):
+    """Too many failed sign-ins for one account: refused until ``retry_after_s`` have passed."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class ArtifactError(StudioError):
+    """A release artifact is missing, incomplete or does not match its manifest."""
+
+
 class StorageError(StudioError):
     """The disk or folder under the database (or a file DuckDB was asked to read) refused: full, read-only,
     not permitted. Nothing was written."""

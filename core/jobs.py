@@ -104,6 +104,7 @@ def finetune_spec(kind: str, category: str = "") -> str:
 
 def start_training(
     *,
+    architecture: str = "lstm",
     finetune_on: str | None = None,
     epochs: int | None = None,
     time_budget_min: float | None = None,
@@ -112,7 +113,7 @@ def start_training(
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
     job_dir = jobs_dir() / job_id
     job_dir.mkdir(parents=True)
-    args = [sys.executable, "-m", "core", "train", "--job-dir", str(job_dir)]
+    args = [sys.executable, "-m", "core", "train", "--job-dir", str(job_dir), "--architecture", architecture]
     if finetune_on:
         args += ["--finetune-on", finetune_on]
     if epochs:

@@ -1,17 +1,21 @@
 """Model runs on the store: train (pretrain, optional fine-tune), record, activate, load.
 
-A run is stored under ``data/models/<run_id>/`` (state dict, vocabulary, config, metrics,
-data snapshot) and listed in ``model_runs``. Training reads the store in one unit of work,
-closes it, computes, then opens it again to record the run, so the app and other jobs are
-never locked out for the length of a training. A failed training is recorded as failed and
-leaves the active run untouched.
+A run is stored once: its checkpoint under ``data/models/<run_id>/`` (``models.registry``: ``config.json``
+with the model's kind, settings and training curve, and its tensors) plus ``catalog.json`` (the vocabulary
+and side-feature codes it was trained with), and one row in ``model_runs`` (kind, stage, status, metrics,
+data snapshot, seconds, device). Training reads the store in one unit of work, closes it, computes, then
+opens it again to record the run, so the app and other jobs are never locked out for the length of a
+training. A failed training is recorded as failed (with what failed) and leaves the active run untouched.
+
+``train_run(*, architecture="lstm", finetune_on=None, epochs=None, device=None, time_budget_s=None,
+            activate=True, progress=None, on_epoch=None, config=None, db_path=None) -> RunResult``
+``activate_run(run_id)``, ``list_runs()``, ``runs_table()``, ``active_run()``, ``load_active_model()``
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import threading
 import time
@@ -21,21 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import torch
 
 from core import store
 from core.config import settings
-from core.data.sequences import N_GAP_BUCKETS, Catalog, ShopSequences, Vocab, load_catalog, load_sequences
+from core.data.sequences import Catalog, ShopSequences, Vocab, load_catalog, load_sequences
 from core.errors import InputError, NotFoundError
-from models.base import Progress, Recommender
+from core.training import ARCHITECTURE_LABELS, Relay, check_trainable, train_model
+from models.base import Progress, Recommender, SequenceData
 from models.baselines import MostPop
-from models.lstm import LSTMConfig, LSTMRecommender
-from models.train import EvalSet, SequenceData, finetune, fit, load_run, ndcg_at, pick_device, save_run
-
-MIN_STEPS = 3  # a user needs history + a held-out step
-VALID_USERS = 5000  # validation sample, enough for stable NDCG@10 and fast epochs
+from models.infer import pick_device
+from models.layers import NeuralConfig
+from models.registry import load_model, save_model
 
 
 @dataclass
@@ -46,10 +48,11 @@ class RunResult:
     train_seconds: float
     device: str
     active: bool
+    architecture: str = "lstm"
 
     def summary(self) -> str:
         m = self.metrics
-        parts = [f"run {self.run_id} on {self.device} in {self.train_seconds:.0f} s"]
+        parts = [f"{self.architecture} run {self.run_id} on {self.device} in {self.train_seconds:.0f} s"]
         for key in ("valid", "slice_pretrained", "slice_finetuned", "mostpop"):
             if key in m:
                 parts.append(f"{key}: " + ", ".join(f"{k} {v:.4f}" for k, v in m[key].items()))
@@ -58,68 +61,65 @@ class RunResult:
         return " | ".join(parts)
 
 
-def slice_mask(spec: str, seqs: ShopSequences) -> list[np.ndarray]:
-    """Per-step booleans: which steps belong to the fine-tuning slice.
+def _save(run_dir: Path, model: Recommender, catalog: Catalog, meta: dict) -> None:
+    """The checkpoint and the catalog it was trained with: all a later process needs to load the run."""
+    save_model(model, run_dir, meta=meta)
+    doc = {"item_ids": catalog.vocab.item_ids, "categories": catalog.categories, "brands": catalog.brands}
+    (run_dir / "catalog.json").write_text(json.dumps(doc))
 
-    ``purchases`` (add-to-cart or purchase steps), ``recent:7d`` (the last 7 days of the
-    log), ``category:PATH`` (items under that category path)."""
-    kind, _, arg = spec.partition(":")
-    if kind == "purchases":
-        return [np.isin(ev, (3, 5)) for ev in seqs.event_types]
-    if kind == "recent":
-        try:
-            days = float(arg.rstrip("d"))
-        except ValueError:
-            raise InputError(
-                f"--finetune-on {spec!r}: '{arg}' is not a number of days", fix="e.g. recent:7d"
-            ) from None
-        latest = max((t[-1] for t in seqs.ts if len(t)), default=0.0)
-        return [t >= latest - days * 86_400 for t in seqs.ts]
-    if kind == "category":
-        if not arg:
-            raise InputError(
-                f"--finetune-on {spec!r}: no category path", fix="e.g. category:electronics.phones"
+
+def _snapshot(seqs: ShopSequences) -> dict:
+    return {
+        "users": len(seqs),
+        "items": seqs.catalog.n_items,
+        "steps": int(sum(len(s) for s in seqs.items)),
+        "trained_at": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def _record(run: RunResult, stage: str, model: Recommender, snapshot: dict, finetune_on, db_path) -> None:
+    with store.transaction(db_path) as con:
+        con.execute(
+            """INSERT INTO model_runs (run_id, created_at, kind, stage, status, path, config, metrics,
+               data_snapshot, train_seconds, device, active) VALUES (?, now(), ?, ?, 'done', ?, ?, ?, ?, ?, ?, FALSE)""",
+            [
+                run.run_id,
+                run.architecture,
+                stage,
+                str(run.path),
+                json.dumps(model.config_dict()),
+                json.dumps(run.metrics),
+                json.dumps(snapshot),
+                run.train_seconds,
+                run.device,
+            ],
+        )
+        details = {"architecture": run.architecture, "metrics": run.metrics, "finetune_on": finetune_on}
+        store.audit(con, "trainer", "train", run.run_id, details)
+        if run.active:
+            _activate(con, run.run_id)
+
+
+def _record_failure(
+    run_id: str, architecture: str, stage: str, device: str, exc: BaseException, db_path
+) -> None:
+    """A failed run's row; if even that cannot be written, the original error says so in a note."""
+    try:
+        with store.transaction(db_path) as con:
+            con.execute(
+                """INSERT INTO model_runs (run_id, created_at, kind, stage, status, device, active, message)
+                   VALUES (?, now(), ?, ?, 'failed', ?, FALSE, ?)""",
+                [run_id, architecture, stage, device, f"{type(exc).__name__}: {exc}"],
             )
-        cats = np.array([""] + seqs.catalog.items["category"].fill_null("").to_list(), dtype=object)
-        prefix = arg.rstrip(".")
-        match = np.array([c == prefix or c.startswith(prefix + ".") for c in cats])
-        if not match.any():
-            raise InputError(f"--finetune-on {spec!r}: no item has a category under '{prefix}'")
-        return [match[s] for s in seqs.items]
-    raise InputError(
-        f"--finetune-on {spec!r} is not a slice I know", fix="use purchases, recent:7d or category:PATH"
-    )
-
-
-def split_leave_one_out(
-    seqs: ShopSequences, max_len: int, mask: list[np.ndarray] | None = None, seed: int = 0
-):
-    """Train on every step but each user's last; validate on the last (optionally only in-slice ones)."""
-    train = SequenceData(
-        items=[s[:-1] for s in seqs.items],
-        event_types=[e[:-1] for e in seqs.event_types],
-        gaps=[g[:-1] for g in seqs.gaps],
-        target_mask=None if mask is None else [m[:-1] for m in mask],
-    )
-    rows = [u for u, s in enumerate(seqs.items) if len(s) >= MIN_STEPS and (mask is None or mask[u][-1])]
-    rng = np.random.default_rng(seed)
-    if len(rows) > VALID_USERS:
-        rows = sorted(rng.choice(rows, VALID_USERS, replace=False).tolist())
-    if not rows:
-        return train, None
-    h = seqs.histories(rows, max_len=max_len, drop_last=1)
-    targets = np.array([seqs.items[u][-1] for u in rows])
-    return train, EvalSet(h, torch.from_numpy(targets))
-
-
-def _metrics(model: Recommender, valid: EvalSet | None) -> dict:
-    if valid is None or len(valid) == 0:
-        return {}
-    return ndcg_at(model, valid, ks=(10, 20))
+    except Exception as record_exc:
+        exc.add_note(
+            f"the failed run {run_id} could not be recorded either: {type(record_exc).__name__}: {record_exc}"
+        )
 
 
 def train_run(
     *,
+    architecture: str = "lstm",
     finetune_on: str | None = None,
     epochs: int | None = None,
     device: str | None = None,
@@ -127,118 +127,33 @@ def train_run(
     activate: bool = True,
     progress: Callable[[float, str], None] | None = None,
     on_epoch: Callable[[Progress], None] | None = None,
-    config: LSTMConfig | None = None,
+    config: NeuralConfig | None = None,
     db_path=None,
 ) -> RunResult:
-    """Train an LSTM on the store and record it as a run (see module docstring)."""
+    """Train a model of ``architecture`` on the store and record it as a run (see module docstring)."""
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    cfg = settings()
-    run_dir = cfg.models_dir / run_id
+    run_dir = settings().models_dir / run_id
+    dev = str(pick_device(device or settings().device))
+    stage = "finetune" if finetune_on else "pretrain"
     started = time.perf_counter()
-    dev = str(pick_device(device))
     try:
         seqs = load_sequences(db_path)
-        if sum(len(s) >= MIN_STEPS for s in seqs.items) == 0:
-            raise InputError("the store has no user with 3 or more steps to learn from — load events first")
-        config = config or LSTMConfig()
-        config.n_items = seqs.catalog.n_items
-        config.n_gap_buckets = N_GAP_BUCKETS
-        if epochs:
-            config.max_epochs = epochs
-        mask = slice_mask(finetune_on, seqs) if finetune_on else None
-        train, valid = split_leave_one_out(seqs, config.max_len)
-        budget = time_budget_s
-        pre_budget = budget * (0.7 if finetune_on else 1.0) if budget else None
-
-        def relay(p: Progress, offset: float, span: float) -> None:
-            if on_epoch:
-                on_epoch(p)
-            if progress:
-                text = f"{p.stage} epoch {p.epoch} step {p.step}/{p.steps_per_epoch}"
-                if p.loss is not None:
-                    text += f" loss {p.loss:.3f}"
-                if p.metrics:
-                    text += " " + " ".join(f"{k} {v:.4f}" for k, v in p.metrics.items())
-                progress(min(1.0, offset + span * p.fraction), text)
-
-        span = 0.7 if finetune_on else 0.95
-        model = fit(
-            config,
-            train,
-            valid,
-            seqs.catalog.side,
-            time_budget_s=pre_budget,
-            device=dev,
-            progress=lambda p: relay(p, 0.0, span),
+        check_trainable(seqs.items)
+        relay = Relay(progress, on_epoch, 0.7 if finetune_on else 0.95)
+        model, metrics = train_model(
+            seqs, architecture, config, epochs, finetune_on, time_budget_s, dev, relay
         )
-        metrics: dict = {"valid": _metrics(model, valid)}
-        stage = "pretrain"
-        if finetune_on:
-            ft_train, ft_valid = split_leave_one_out(seqs, config.max_len, mask)
-            if ft_valid is None:
-                raise InputError(f"--finetune-on {finetune_on}: no user's latest step is in that slice")
-            metrics["slice"] = finetune_on
-            metrics["slice_pretrained"] = _metrics(model, ft_valid)
-            remaining = max(10.0, budget - (time.perf_counter() - started)) if budget else None
-            model = finetune(
-                model,
-                ft_train,
-                ft_valid,
-                time_budget_s=remaining,
-                device=dev,
-                progress=lambda p: relay(p, span, 0.95 - span),
-            )
-            metrics["slice_finetuned"] = _metrics(model, ft_valid)
-            stage = "finetune"
-        pop = MostPop().fit(train)
-        metrics["mostpop"] = _metrics(pop, valid)
         seconds = time.perf_counter() - started
-        snapshot = {
-            "users": len(seqs),
-            "items": seqs.catalog.n_items,
-            "steps": int(sum(len(s) for s in seqs.items)),
-            "trained_at": datetime.now().isoformat(timespec="seconds"),
-        }
-        save_run(model, run_dir, meta={"run_id": run_id, "finetune_on": finetune_on})
-        seqs.catalog.vocab.save(run_dir / "vocab.json")
-        codes = {"categories": seqs.catalog.categories, "brands": seqs.catalog.brands}
-        (run_dir / "side_codes.json").write_text(json.dumps(codes))
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (run_dir / "snapshot.json").write_text(json.dumps(snapshot, indent=2))
-        (run_dir / "history.json").write_text(json.dumps(getattr(model, "history", []), default=float))
-        with store.transaction(db_path) as con:
-            con.execute(
-                """INSERT INTO model_runs (run_id, created_at, kind, stage, status, path, config, metrics,
-                   data_snapshot, train_seconds, device, active) VALUES (?, now(), 'lstm', ?, 'done', ?, ?, ?, ?, ?, ?, FALSE)""",
-                [
-                    run_id,
-                    stage,
-                    str(run_dir),
-                    json.dumps(model.config_dict()),
-                    json.dumps(metrics),
-                    json.dumps(snapshot),
-                    seconds,
-                    dev,
-                ],
-            )
-            store.audit(con, "trainer", "train", run_id, {"metrics": metrics, "finetune_on": finetune_on})
-            if activate:
-                _activate(con, run_id)
-        if progress:
-            progress(1.0, "done")
-        return RunResult(run_id, run_dir, metrics, seconds, dev, activate)
+        _save(run_dir, model, seqs.catalog, {"run_id": run_id, "finetune_on": finetune_on})
+        run = RunResult(run_id, run_dir, metrics, seconds, dev, activate, architecture)
+        _record(run, stage, model, _snapshot(seqs), finetune_on, db_path)
     except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
-        try:
-            with store.transaction(db_path) as con:
-                con.execute(
-                    """INSERT INTO model_runs (run_id, created_at, kind, stage, status, device, active, message)
-                       VALUES (?, now(), 'lstm', ?, 'failed', ?, FALSE, ?)""",
-                    [run_id, "finetune" if finetune_on else "pretrain", dev, f"{type(exc).__name__}: {exc}"],
-                )
-        except Exception:  # recording the failure must not hide the failure
-            pass
+        _record_failure(run_id, architecture, stage, dev, exc, db_path)
         raise
+    if progress:
+        progress(1.0, "done")
+    return run
 
 
 def _activate(con, run_id: str) -> None:
@@ -258,8 +173,9 @@ def activate_run(run_id: str, db_path=None) -> None:
 
 def list_runs(db_path=None) -> pl.DataFrame:
     return store.query(
-        """SELECT run_id, created_at, stage, status, active, device, round(train_seconds) AS train_seconds,
-                  metrics, message FROM model_runs ORDER BY created_at DESC""",
+        """SELECT run_id, created_at, kind AS architecture, stage, status, active, device,
+                  round(train_seconds) AS train_seconds, metrics, message
+           FROM model_runs ORDER BY created_at DESC""",
         db_path=db_path,
     )
 
@@ -292,42 +208,51 @@ _cache: dict[str, ActiveModel] = {}
 _cache_lock = threading.Lock()
 
 
+def _run_catalog(path: Path) -> tuple[list[str], dict]:
+    """The item ids and side-feature code lists a run was trained with (``catalog.json``; runs saved before it
+    kept them in ``vocab.json`` and ``side_codes.json``)."""
+    if (path / "catalog.json").exists():
+        doc = json.loads((path / "catalog.json").read_text())
+        return doc["item_ids"], doc
+    codes = json.loads((path / "side_codes.json").read_text()) if (path / "side_codes.json").exists() else {}
+    return Vocab.load(path / "vocab.json").item_ids, codes
+
+
 def load_active_model(db_path=None) -> ActiveModel:
     """The active run (cached per process while neither the run nor the catalog changes), extended
     with catalog items added since it was trained (cold start)."""
     key = str(db_path or settings().db_path)
     with store.connect(db_path) as con:
-        rows = con.execute("SELECT run_id, path FROM model_runs WHERE active AND status = 'done'").fetchall()
+        rows = con.execute(
+            "SELECT run_id, path, kind FROM model_runs WHERE active AND status = 'done'"
+        ).fetchall()
         n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
-    run_id, path = rows[0] if rows else (None, None)
+    run_id, path, kind = rows[0] if rows else (None, None, None)
     # one torch thread for serving: single-user forward passes are tiny, and on a small shared CPU
     # several threads wait on each other (training runs in its own process with its own setting)
-    torch.set_num_threads(int(os.environ.get("HS_INFER_THREADS", "1")))
+    torch.set_num_threads(settings().infer_threads)
     with _cache_lock:
         hit = _cache.get(key)
     if hit and hit.run_id == run_id and hit.catalog_size == n_items:
         return hit
-    codes = {}
-    if path and (Path(path) / "side_codes.json").exists():
-        codes = json.loads((Path(path) / "side_codes.json").read_text())
+    item_ids, codes = _run_catalog(Path(path)) if path else ([], {})
     with store.connect(db_path) as con:
         catalog = load_catalog(con, codes.get("categories"), codes.get("brands"))
     if run_id is None:
         seqs = load_sequences(db_path, catalog=catalog)
-        model = MostPop().fit(SequenceData(items=seqs.items))
+        model = MostPop().fit(SequenceData(seqs.items, n_items=catalog.n_items))
         result = ActiveModel(model, catalog, None, "popularity baseline (no model trained yet)")
     else:
-        model = load_run(path, device=pick_device(None))
-        vocab = Vocab.load(Path(path) / "vocab.json")
-        catalog = _align_catalog(catalog, vocab, model)
-        result = ActiveModel(model, catalog, run_id, f"LSTM run {run_id}")
+        model = load_model(path, device=pick_device(settings().device))
+        catalog = _align_catalog(catalog, Vocab(item_ids), model)
+        result = ActiveModel(model, catalog, run_id, f"{ARCHITECTURE_LABELS.get(kind, kind)} run {run_id}")
     result.catalog_size = n_items
     with _cache_lock:
         _cache[key] = result
     return result
 
 
-def _align_catalog(current: Catalog, vocab: Vocab, model: LSTMRecommender) -> Catalog:
+def _align_catalog(current: Catalog, vocab: Vocab, model: Recommender) -> Catalog:
     """Keep the run's dense ids; append items that reached the catalog after training (cold start)."""
     new_ids = [i for i in current.vocab.item_ids if i not in vocab.index]
     order = vocab.item_ids + new_ids
@@ -357,7 +282,17 @@ def runs_table(db_path=None) -> pl.DataFrame:
     for r in runs.to_dicts():
         m = json.loads(r.pop("metrics") or "{}")
         row = {
-            k: r[k] for k in ("run_id", "created_at", "stage", "status", "active", "device", "train_seconds")
+            k: r[k]
+            for k in (
+                "run_id",
+                "created_at",
+                "architecture",
+                "stage",
+                "status",
+                "active",
+                "device",
+                "train_seconds",
+            )
         }
         for key, prefix in (
             ("valid", ""),

@@ -29,230 +29,14 @@ import polars as pl
 
 from core.config import settings
 from core.errors import storage_error
+from core.migrations import migrate
+from core.release.chain import append
 from core.shared_db import as_directory, shared
 
 log = logging.getLogger(__name__)
 
-# Numbered migrations: index i+1 is schema version i+1. Append only; never edit a landed one.
-MIGRATIONS: list[str] = [
-    # 1: events, catalog, ingest bookkeeping
-    """
-    CREATE SEQUENCE IF NOT EXISTS ingest_seq START 1;
-    CREATE TABLE events (
-        ts TIMESTAMP NOT NULL,
-        user_id VARCHAR NOT NULL,
-        item_id VARCHAR NOT NULL,
-        event_type VARCHAR NOT NULL,
-        session_id VARCHAR,
-        dwell_ms BIGINT,
-        position INTEGER,
-        page VARCHAR,
-        price DOUBLE,
-        rating DOUBLE,
-        source VARCHAR,
-        ingest_id INTEGER
-    );
-    CREATE TABLE items (
-        item_id VARCHAR PRIMARY KEY,
-        title VARCHAR,
-        category VARCHAR,
-        brand VARCHAR,
-        seller_id VARCHAR,
-        price DOUBLE,
-        image_url VARCHAR,
-        created_at TIMESTAMP,
-        in_stock BOOLEAN DEFAULT TRUE,
-        from_catalog BOOLEAN DEFAULT FALSE
-    );
-    CREATE TABLE sellers (
-        seller_id VARCHAR PRIMARY KEY,
-        name VARCHAR,
-        tier VARCHAR,
-        onboarded_at TIMESTAMP
-    );
-    CREATE TABLE promotions (
-        promotion_id VARCHAR PRIMARY KEY,
-        item_id VARCHAR,
-        category VARCHAR,
-        discount DOUBLE,
-        starts_at TIMESTAMP,
-        ends_at TIMESTAMP
-    );
-    CREATE TABLE users (
-        user_id VARCHAR PRIMARY KEY,
-        first_seen TIMESTAMP,
-        region VARCHAR,
-        device VARCHAR,
-        segment VARCHAR
-    );
-    CREATE TABLE ingests (
-        ingest_id INTEGER PRIMARY KEY,
-        file VARCHAR,
-        sha256 VARCHAR,
-        format VARCHAR,
-        kind VARCHAR,
-        rows_read BIGINT,
-        loaded BIGINT,
-        rejected BIGINT,
-        duplicates BIGINT,
-        started_at TIMESTAMP,
-        finished_at TIMESTAMP,
-        status VARCHAR,
-        message VARCHAR
-    );
-    CREATE TABLE rejects (
-        ingest_id INTEGER,
-        line_no BIGINT,
-        raw VARCHAR,
-        reason VARCHAR
-    );
-    """,
-    # 2: model registry
-    """
-    CREATE TABLE model_runs (
-        run_id VARCHAR PRIMARY KEY,
-        created_at TIMESTAMP,
-        kind VARCHAR,
-        stage VARCHAR,
-        parent_run_id VARCHAR,
-        status VARCHAR,
-        path VARCHAR,
-        config JSON,
-        metrics JSON,
-        data_snapshot JSON,
-        train_seconds DOUBLE,
-        device VARCHAR,
-        active BOOLEAN DEFAULT FALSE,
-        message VARCHAR
-    );
-    """,
-    # 3: rule sets (optimistic versions), releases, append-only audit log
-    """
-    CREATE SEQUENCE IF NOT EXISTS audit_seq START 1;
-    CREATE TABLE rule_sets (
-        rule_set_id VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        name VARCHAR,
-        rules JSON,
-        saved_by VARCHAR,
-        saved_at TIMESTAMP,
-        note VARCHAR,
-        PRIMARY KEY (rule_set_id, version)
-    );
-    CREATE TABLE releases (
-        release_id INTEGER PRIMARY KEY,
-        rule_set_id VARCHAR,
-        rule_set_version INTEGER,
-        run_id VARCHAR,
-        published_by VARCHAR,
-        published_at TIMESTAMP,
-        reason VARCHAR,
-        artifact_path VARCHAR,
-        live BOOLEAN DEFAULT FALSE
-    );
-    CREATE TABLE audit_log (
-        audit_id BIGINT PRIMARY KEY DEFAULT nextval('audit_seq'),
-        ts TIMESTAMP NOT NULL,
-        actor VARCHAR,
-        action VARCHAR NOT NULL,
-        target VARCHAR,
-        detail JSON
-    );
-    """,
-    # 4: bulk-load speed (measured in bench/ingest.py, docs/BENCHMARKS.md). events.item_id is stored uncompressed:
-    # for high-cardinality ids DuckDB's dict_fsst costs ~1 s per 5M rows to write and saves ~25 % of the file.
-    # items and users lose their PRIMARY KEY index: keeping the ART index costs ~1.5 s per 5M-row ingest
-    # (upserts plus commit); one row per id is kept by the only writers, ``core.data.ingest_support.merge``
-    # (update matched, insert the rest), under the file's single-writer lock.
-    """
-    CREATE TABLE events_v4 (
-        ts TIMESTAMP NOT NULL,
-        user_id VARCHAR NOT NULL,
-        item_id VARCHAR NOT NULL USING COMPRESSION uncompressed,
-        event_type VARCHAR NOT NULL,
-        session_id VARCHAR,
-        dwell_ms BIGINT,
-        position INTEGER,
-        page VARCHAR,
-        price DOUBLE,
-        rating DOUBLE,
-        source VARCHAR,
-        ingest_id INTEGER
-    );
-    INSERT INTO events_v4 SELECT * FROM events;
-    DROP TABLE events;
-    ALTER TABLE events_v4 RENAME TO events;
-    CREATE TABLE items_v4 (
-        item_id VARCHAR NOT NULL,
-        title VARCHAR,
-        category VARCHAR,
-        brand VARCHAR,
-        seller_id VARCHAR,
-        price DOUBLE,
-        image_url VARCHAR,
-        created_at TIMESTAMP,
-        in_stock BOOLEAN DEFAULT TRUE,
-        from_catalog BOOLEAN DEFAULT FALSE
-    );
-    INSERT INTO items_v4 SELECT * FROM items;
-    DROP TABLE items;
-    ALTER TABLE items_v4 RENAME TO items;
-    CREATE TABLE users_v4 (
-        user_id VARCHAR NOT NULL,
-        first_seen TIMESTAMP,
-        region VARCHAR,
-        device VARCHAR,
-        segment VARCHAR
-    );
-    INSERT INTO users_v4 SELECT * FROM users;
-    DROP TABLE users;
-    ALTER TABLE users_v4 RENAME TO users;
-    """,
-    # 5: events stamped outside 1970–2100 (loaded before the ingest rejected them; a year-10000 event made every
-    # page that reads the date range fail) move to rejects with their ingest, line unknown; the counts of
-    # their ingests follow, and users' first_seen is taken again from the events that stay
-    """
-    CREATE TEMP TABLE out_of_range AS
-        SELECT * FROM events WHERE ts < TIMESTAMP '1970-01-01' OR ts >= TIMESTAMP '2101-01-01';
-    INSERT INTO rejects
-        SELECT ingest_id, NULL, concat_ws(',', CAST(ts AS VARCHAR), user_id, item_id, event_type, session_id),
-               'timestamp ' || CAST(ts AS VARCHAR) || ' is outside the years 1970–2100 (moved out of the events '
-               || 'by an upgrade) — check the year'
-        FROM out_of_range;
-    UPDATE ingests SET loaded = loaded - o.n, rejected = rejected + o.n
-        FROM (SELECT ingest_id, count(*) AS n FROM out_of_range GROUP BY ingest_id) o
-        WHERE ingests.ingest_id = o.ingest_id;
-    DELETE FROM events WHERE ts < TIMESTAMP '1970-01-01' OR ts >= TIMESTAMP '2101-01-01';
-    UPDATE users SET first_seen = f.first_seen
-        FROM (SELECT user_id, min(ts) AS first_seen FROM events GROUP BY user_id) f
-        WHERE users.user_id = f.user_id
-          AND (users.first_seen < TIMESTAMP '1970-01-01' OR users.first_seen >= TIMESTAMP '2101-01-01');
-    UPDATE users SET first_seen = NULL
-        WHERE first_seen < TIMESTAMP '1970-01-01' OR first_seen >= TIMESTAMP '2101-01-01';
-    DROP TABLE out_of_range;
-    """,
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_migrated: set[str] = set()
+_migrated: set[str] = set()  # databases migrated by this process (a read-only unit of work needs it)
 _migrate_lock = threading.Lock()
-
-
-def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Bring the schema up to ``SCHEMA_VERSION``; returns the version found before."""
-    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)")
-    found = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
-    for version in range(found + 1, SCHEMA_VERSION + 1):
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(MIGRATIONS[version - 1])
-            con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    return found
 
 
 def _migrate_on_open(con: duckdb.DuckDBPyConnection, key: str) -> None:
@@ -275,12 +59,13 @@ def _resolved(path: str, _cwd: str) -> str:
 
 def allowed_directories() -> list[str]:
     """The folders DuckDB may read and write files in: where the product loads files from — the import
-    folders (HS_IMPORT_DIRS), the uploads and the demo shop's files — and the release artifacts. Not the
-    data folder as a whole: the database, its WAL and spill folder are DuckDB's own (they need no
-    permission), and model runs are written by torch. A feature that reads or writes files through DuckDB
-    adds its folder here (``Settings`` names it)."""
+    folders (HS_IMPORT_DIRS), the uploads and the demo shop's files. Not the data folder as a whole: the
+    database, its WAL and spill folder are DuckDB's own (they need no permission), model runs are written
+    by torch, release artifacts and the audit's files by polars, and the audit's held-out copy is a
+    database of its own. A feature that reads or writes files through DuckDB adds its folder here
+    (``Settings`` names it)."""
     cfg = settings()
-    folders = [*cfg.import_dirs, cfg.uploads_dir, cfg.data_dir / "demo", cfg.releases_dir]
+    folders = [*cfg.import_dirs, cfg.uploads_dir, cfg.data_dir / "demo"]
     return list(_directories(tuple(str(d) for d in folders), os.getcwd()))
 
 
@@ -389,10 +174,6 @@ def scalar(sql: str, params: list | tuple | None = None, db_path: str | Path | N
 def audit(
     con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None
 ) -> None:
-    """Append one row to the audit log inside the caller's transaction."""
-    import json
-
-    con.execute(
-        "INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (now(), ?, ?, ?, ?)",
-        [actor, action, target, json.dumps(detail or {}, default=str)],
-    )
+    """Append one row to the audit log inside the caller's transaction (kept for older callers: the
+    one writer is ``core.release.chain.append``, which chains each row to the one before)."""
+    append(con, actor, action, target, after=detail)

@@ -1,10 +1,11 @@
-"""The one interface every recommender answers (after RecBole's ``full_sort_predict``).
+"""The types every model shares, and the one interface every recommender answers (after RecBole's
+``AbstractRecommender``: the trainer, the evaluator, the registry and SHAP never ask a model what it can do).
 
-Models see dense integer ids only: item index 1..n_items, 0 is padding. The mapping from
-external string ids to dense indices (the vocabulary) lives in ``core.data.sequences``.
+Models see dense integer ids only: item index 1..n_items, 0 is padding. The mapping from external string ids
+to dense indices (the vocabulary) lives in ``core.data.sequences``.
 
-Histories are **left-padded**: the most recent event sits in the last column, so
-``items[:, -1]`` is each user's latest item. Event types use ``EVENT_TYPES`` below.
+Histories are **left-padded**: the most recent event sits in the last column, so ``items[:, -1]`` is each
+user's latest item. Event types use ``EVENT_TYPES`` below.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 
 # dense codes for event types; 0 is padding
@@ -49,18 +52,41 @@ class Histories:
         return Histories(self.items[rows], take(self.event_types), take(self.gaps))
 
 
-def mask_scores(
-    scores: torch.Tensor, items: torch.Tensor, exclude: torch.Tensor | None, exclude_history: bool
-) -> torch.Tensor:
-    """``scores`` (B, N+1) with -inf on padding (column 0), on ``exclude`` ((B, N+1) or (N+1,) bool) and, with
-    ``exclude_history``, on each user's own ``items`` (B, T); in place where it can be."""
-    scores[:, 0] = float("-inf")
-    if exclude is not None:
-        mask = exclude.to(scores.device)
-        scores = scores.masked_fill(mask if mask.dim() == 2 else mask.unsqueeze(0), float("-inf"))
-    if exclude_history:  # padding ids are 0: column 0 stays -inf
-        scores.scatter_(1, items.to(scores.device).long(), float("-inf"))
-    return scores
+@dataclass
+class SequenceData:
+    """Training sequences, one numpy array per user in time order (dense ids 1..n_items).
+
+    ``target_mask[u][t]`` (bool) says whether the event at position t may serve as a *target* (fine-tuning
+    slices); None = every position. ``n_items`` is the catalog size: an item may exist (in the catalog, or as
+    a held-out step) without appearing here, so callers that know it pass it; None = the largest id seen."""
+
+    items: list[np.ndarray]
+    event_types: list[np.ndarray] | None = None
+    gaps: list[np.ndarray] | None = None
+    target_mask: list[np.ndarray] | None = None
+    n_items: int | None = None
+
+    def __post_init__(self) -> None:
+        self.items = [np.asarray(s, dtype=np.int64) for s in self.items]
+        largest = max((int(s.max()) for s in self.items if len(s)), default=0)
+        if self.n_items is None:
+            self.n_items = largest
+        elif largest > self.n_items:
+            raise ValueError(f"item id {largest} is above the catalog size n_items={self.n_items}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class EvalSet:
+    """Left-padded histories and one held-out target id per row (leave-one-out)."""
+
+    histories: Histories  # (U, T) left-padded
+    targets: torch.Tensor  # (U,) long
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
 
 
 @dataclass
@@ -91,20 +117,77 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+def mask_scores(
+    scores: torch.Tensor, items: torch.Tensor, exclude: torch.Tensor | None, exclude_history: bool
+) -> torch.Tensor:
+    """``scores`` (B, N+1) with -inf on padding (column 0), on ``exclude`` ((B, N+1) or (N+1,) bool) and, with
+    ``exclude_history``, on each user's own ``items`` (B, T); in place where it can be."""
+    scores[:, 0] = float("-inf")
+    if exclude is not None:
+        mask = exclude.to(scores.device)
+        scores = scores.masked_fill(mask if mask.dim() == 2 else mask.unsqueeze(0), float("-inf"))
+    if exclude_history:  # padding ids are 0: column 0 stays -inf
+        scores.scatter_(1, items.to(scores.device).long(), float("-inf"))
+    return scores
+
+
 class Recommender(ABC):
-    """fit, score a batch of histories, top-k with exclusions."""
+    """fit, score a batch of histories, top-k with exclusions, save and load.
+
+    Everything a caller (evaluation, the homepage pipeline, SHAP, the registry) may use is declared here,
+    with a default that is right for a model without the capability."""
 
     name: str = "recommender"
     n_items: int = 0
+    train_seconds: float = 0.0  # wall time of the last fit
+    max_len: int = 50  # the most recent events a history is cut to before scoring
+    reads_gaps: bool = False  # whether time-gap buckets change the scores (SHAP makes them a player)
+    context_features: tuple[str, ...] = ()  # names ``score_with_context`` reads; empty: it reads none
+    can_finetune: bool = False  # whether ``finetune`` continues training on a slice
+    history: list[dict] | tuple = ()  # one dict per epoch of the last fit (losses, validation metrics)
 
-    def fit(self, train, **kwargs) -> Recommender:
-        """Learn from training sequences (``models.train.SequenceData`` or a list of dense-id sequences in
-        time order); returns ``self``. Models that need no training may keep this default."""
+    # --- learning ---
+    def fit(
+        self,
+        train: SequenceData,
+        valid: EvalSet | None = None,
+        *,
+        time_budget_s: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Recommender:
+        """Learn from ``train`` (its ``n_items`` is the catalog size); ``valid`` may steer early stopping or
+        the choice of settings, never the test items. Stops within ``time_budget_s``. Returns ``self``. Every
+        model that learns implements it; a model given its scores (a test double) may not."""
         raise NotImplementedError(f"{type(self).__name__} has no fit()")
 
+    def finetune(
+        self,
+        train: SequenceData,
+        valid: EvalSet | None = None,
+        *,
+        time_budget_s: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Recommender:
+        """Continue from the fitted state on the targets ``train.target_mask`` selects (``can_finetune``)."""
+        raise NotImplementedError(f"{self.name} cannot be fine-tuned")
+
+    def training_curve(self) -> list[dict]:
+        """One dict per epoch of the last fit (losses, validation metrics); empty without epochs."""
+        return list(self.history)
+
+    # --- scoring ---
     @abstractmethod
     def score(self, histories: Histories) -> torch.Tensor:
         """Scores for every item: (B, n_items + 1); column 0 (padding) is -inf."""
+
+    def score_parts(self, histories: Histories) -> dict[str, torch.Tensor]:
+        """The score as a sum of named parts, each (B, N+1): what an explanation can say each part added.
+        A single model is one part."""
+        return {self.name: self.score(histories)}
+
+    def score_with_context(self, histories: Histories, context: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``score`` with per-user context values (name -> (B,) tensor) for ``context_features``."""
+        raise NotImplementedError(f"{self.name} reads no context features")
 
     def top_k(
         self,
@@ -120,3 +203,37 @@ class Recommender(ABC):
         )  # (B, N+1)
         k = min(k, scores.shape[1] - 1)
         return torch.topk(scores, k, dim=1)
+
+    def item_embeddings(self) -> torch.Tensor | None:
+        """(N+1, D) item vectors the model scores with (row 0 = padding), for diversity and similar items;
+        None for a model without them (callers fall back to catalog features)."""
+        return None
+
+    def add_items(self, n_new: int, side: ItemSide | None = None) -> None:
+        """Append ``n_new`` catalog items (ids n_items+1..n_items+n_new) never seen in training (cold start);
+        ``side`` is the full (N_new+1,) side-feature table."""
+        raise NotImplementedError(f"{self.name} cannot take new items")
+
+    # --- where it lives ---
+    @property
+    def device(self) -> torch.device:
+        """Where the model's tensors live; scoring inputs are moved there."""
+        return torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> Recommender:
+        """Move the model's tensors to ``device``; returns ``self``."""
+        return self
+
+    # --- persistence (models.registry reads and writes the folder) ---
+    def config_dict(self) -> dict:
+        """The settings that rebuild this model (JSON-serialisable); ``load`` reads them back."""
+        return {}
+
+    def save_state(self, directory: Path) -> None:
+        """Write the fitted state (tensors) into ``directory``; ``load_state`` reads it back exactly."""
+        raise NotImplementedError(f"{self.name} cannot be saved")
+
+    @classmethod
+    def load_state(cls, config: dict, directory: Path) -> Recommender:
+        """The model ``save_state`` wrote into ``directory``, built from ``config_dict()``'s settings."""
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded")

@@ -3,14 +3,12 @@
 Public API
 ----------
 ``pick_device(name=None) -> torch.device``
-    ``name`` or ``HS_DEVICE`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``), else cuda → mps → cpu.
+    ``name`` (``auto`` | ``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``; the app passes its Settings' device), else
+    cuda → mps → cpu. Models read no environment: the caller decides.
 ``score_users(model, histories, batch_size=1024, exclude=None, k=100, exclude_history=True, device=None)
     -> (scores (U, k) float32, indices (U, k) long)``, on the CPU.
     ``exclude`` is a (U, N+1) or (N+1,) bool mask applied before top-k, as is each user's own history.
     Runs under ``torch.inference_mode()``; bf16 autocast on CUDA only.
-``ranks_of_targets(model, histories, targets, batch_size=1024, exclude=None, exclude_history=True) -> (U,)``
-    0-based rank of each target among all non-excluded items (strictly higher scores count); a target that
-    is excluded (e.g. it is in the user's history) gets rank ``n_items`` (a miss).
 ``timed_score(model, histories, device=None) -> (device_name, elapsed_ms)``
     One scoring call, timed, for the UI line "5,000 items scored on cpu in 3.1 ms".
 """
@@ -18,7 +16,6 @@ Public API
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 
 import torch
@@ -29,7 +26,6 @@ from models.base import Histories, Recommender, mask_scores
 def pick_device(name: str | torch.device | None = None) -> torch.device:
     if isinstance(name, torch.device):
         return name
-    name = name or os.environ.get("HS_DEVICE", "auto")
     if name and name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
@@ -40,9 +36,7 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
 
 
 def _move(model: Recommender, device: torch.device) -> None:
-    if getattr(model, "device", None) == device:  # walking every module costs ~0.7 ms a call
-        return
-    if hasattr(model, "to") and callable(model.to):
+    if model.device != device:  # walking every module costs ~0.7 ms a call
         model.to(device)
 
 
@@ -91,30 +85,6 @@ def score_users(
     if not out_s:
         return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
     return torch.cat(out_s), torch.cat(out_i)
-
-
-def ranks_of_targets(
-    model: Recommender,
-    histories: Histories,
-    targets: torch.Tensor,
-    batch_size: int = 1024,
-    exclude: torch.Tensor | None = None,
-    exclude_history: bool = True,
-    device: str | torch.device | None = None,
-) -> torch.Tensor:
-    dev = pick_device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
-    n = len(histories)
-    out = []
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            rows = slice(start, min(n, start + batch_size))
-            s = _masked_scores(model, histories.rows(rows), exclude, rows, exclude_history, dev)
-            t = targets[rows].to(s.device).long().unsqueeze(1)  # (b, 1)
-            ts = s.gather(1, t)  # (b, 1)
-            r = (s > ts).sum(1)
-            r = torch.where(torch.isneginf(ts.squeeze(1)), torch.full_like(r, model.n_items), r)
-            out.append(r.cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
 def timed_score(

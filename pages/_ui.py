@@ -1,4 +1,5 @@
-"""Small view helpers shared by pages: product cards with generated thumbnail tiles."""
+"""Small view helpers shared by pages: product cards with generated thumbnail tiles, and reason badges whose
+words and colour come from the reason's code (``core.ranking.reasons``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import hashlib
 import html
 
 import streamlit as st
+
+from core.category_paths import leaf, top_level
+from core.ranking.reasons import Reason
 
 CARD_CSS = """
 <style>
@@ -19,39 +23,62 @@ CARD_CSS = """
 .hs-meta{color:#5B6170}
 .hs-price{font-weight:700;color:#1F2430;margin-top:2px}
 .hs-badge{display:inline-block;background:#F1F2F5;color:#333;border-radius:6px;padding:0 5px;margin:2px 2px 0 0;font-size:10px}
-.hs-badge.pinned{background:#1F2430;color:#fff}.hs-badge.boosted{background:#DFF3E4}.hs-badge.buried{background:#FDE2E1}
-.hs-badge.fairness{background:#E6E0FA}.hs-badge.diversity{background:#DDEBFB}.hs-badge.reserved{background:#FFF2CC}
 </style>
 """
 
 
 def _tile_color(category: str) -> str:
-    digest = hashlib.sha1((category or "").split(".")[0].encode()).digest()
+    digest = hashlib.sha1(top_level(category, "").encode()).digest()
     hue = digest[0] * 360 // 256
     return f"hsl({hue},55%,48%)"
 
 
 def _initials(title: str, category: str) -> str:
-    words = [w for w in (category or title or "?").split(".")[-1].replace("_", " ").split() if w]
+    words = [w for w in (leaf(category) if category else title or "?").replace("_", " ").split() if w]
     return "".join(w[0] for w in words[:2]).upper() or "?"
 
 
+def _text_on(tone: str) -> str:
+    """Dark text on a light badge, white on a dark one."""
+    r, g, b = (int(tone.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+    return "#fff" if 0.299 * r + 0.587 * g + 0.114 * b < 128 else "#333"
+
+
+def badges(reasons: list[Reason]) -> list[tuple[str, str, str]]:
+    """(label, colour, code) per distinct label, read from each reason's code."""
+    seen, out = set(), []
+    for r in reasons:
+        if r.label not in seen:
+            seen.add(r.label)
+            out.append((r.label, r.code.tone, r.code.value))
+    return out
+
+
+def badge_html(label: str, tone: str = "#F1F2F5", code: str = "") -> str:
+    esc = html.escape
+    return (
+        f'<span class="hs-badge" data-code="{esc(code)}" style="background:{esc(tone)};color:{_text_on(tone)}">'
+        f"{esc(label)}</span>"
+    )
+
+
 def card_html(
-    item: dict, slot: int | None = None, reasons: list[str] | None = None, moved: bool = False
+    item: dict, slot: int | None = None, tags: list[tuple[str, str, str]] | None = None, moved: bool = False
 ) -> str:
+    """A product card; ``tags``: (label, colour, code) badges (see ``badges``)."""
     esc = lambda v: html.escape(str(v if v is not None else ""))  # noqa: E731
-    badges = "".join(f'<span class="hs-badge {esc(r.split()[0])}">{esc(r)}</span>' for r in (reasons or []))
+    tag_html = "".join(badge_html(*t) for t in (tags or []))
     price = item.get("price")
     price_text = f"${price:,.2f}" if isinstance(price, (int, float)) and price == price else ""
     slot_text = f'<span class="hs-slot">#{slot}</span>' if slot else ""
     return (
-        f'<div class="hs-card{" moved" if moved else ""}">'
+        f'<div class="hs-card{" moved" if moved else ""}" data-item="{esc(item.get("item_id"))}">'
         f'<div class="hs-tile" style="background:{_tile_color(item.get("category", ""))}">{slot_text}'
         f"{esc(_initials(item.get('title', ''), item.get('category', '')))}</div>"
         f'<div class="hs-title">{esc(item.get("title") or item.get("item_id"))}</div>'
         f'<div class="hs-meta">{esc(item.get("category") or "uncategorised")}</div>'
         f'<div class="hs-meta">{esc(item.get("brand") or "")} · seller {esc(item.get("seller_id") or "?")}</div>'
-        f'<div class="hs-price">{price_text}</div>{badges}</div>'
+        f'<div class="hs-price">{price_text}</div>{tag_html}</div>'
     )
 
 

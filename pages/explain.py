@@ -5,17 +5,21 @@ import streamlit as st
 
 from core.errors import StudioError
 from core.insight.why import explain_slot, global_drivers
+from core.ranking.limits import DEFAULT_K
 from core.ranking.rule_sets import load_rule_set
+from pages._ui import badge_html, badges
 
 st.title("Explain")
 
-user_id = st.text_input("Shopper", value=st.session_state.get("user_id") or "")
+# the widgets own their state (keys): passing a value computed from the state as well would reset them
+st.session_state.setdefault("explain_user", st.session_state.get("user_id") or "")
+st.session_state.setdefault("explain_slot", 1)
+user_id = st.text_input("Shopper", key="explain_user").strip()
 if not user_id:
     st.info("Pick a shopper on the **Preview** page, or type an id.")
     st.stop()
 st.session_state["user_id"] = user_id
-slot = st.number_input("Slot", min_value=1, max_value=48, value=int(st.session_state.get("explain_slot", 1)))
-st.session_state["explain_slot"] = slot
+slot = st.number_input("Slot", min_value=1, max_value=DEFAULT_K, step=1, key="explain_slot")
 
 try:
     why = explain_slot(user_id, int(slot), st.session_state.get("draft") or load_rule_set())
@@ -24,6 +28,7 @@ except StudioError as exc:
     st.stop()
 
 st.subheader(f"Slot {why.slot}: {why.item_title}")
+st.markdown("".join(badge_html(*b) for b in badges(why.reasons)), unsafe_allow_html=True)
 st.markdown(f"**{why.sentence}**")
 st.info(why.rules_effect)
 

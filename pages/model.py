@@ -7,6 +7,7 @@ from core.errors import StudioError
 from core.jobs import finetune_spec, job_output, list_jobs, start_training
 from core.model_runs import activate_run, active_run, runs_table
 from core.ranking.homepage import invalidate
+from core.training import ARCHITECTURE_LABELS, ARCHITECTURES
 
 st.title("Model")
 
@@ -19,6 +20,7 @@ else:
 with st.form("train"):
     st.subheader("Train a new run")
     c1, c2, c3 = st.columns(3)
+    architecture = c1.selectbox("Architecture", list(ARCHITECTURES), format_func=ARCHITECTURE_LABELS.get)
     mode = c1.selectbox("Mode", ["Pretrain on all behaviour", "Pretrain + fine-tune on a slice"])
     slice_kind = c2.selectbox("Fine-tune slice", ["purchases", "recent:7d", "category:"], disabled=False)
     slice_arg = c2.text_input("Category path (for category:)", placeholder="electronics.phones")
@@ -29,7 +31,12 @@ if submitted:
     finetune_on = None
     if mode.startswith("Pretrain +"):
         finetune_on = finetune_spec(slice_kind, slice_arg)
-    job = start_training(finetune_on=finetune_on, epochs=int(epochs) or None, time_budget_min=float(budget))
+    job = start_training(
+        architecture=architecture,
+        finetune_on=finetune_on,
+        epochs=int(epochs) or None,
+        time_budget_min=float(budget),
+    )
     st.session_state["watch_job"] = job.job_id
     st.toast(f"Training started in the background (job {job.job_id}); other users can keep working.")
 

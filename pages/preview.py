@@ -6,8 +6,9 @@ import streamlit as st
 from core.errors import StudioError
 from core.ranking import rows
 from core.ranking.homepage import homepage_for
+from core.ranking.kinds.fairness import protected_meaning
 from core.ranking.rule_sets import draft_with, load_rule_set
-from pages._ui import card_grid, card_html
+from pages._ui import badges, card_grid, card_html
 
 st.title("Preview")
 
@@ -60,30 +61,38 @@ left, right = st.columns(2)
 with left:
     st.markdown("#### For you — model only")
     card_grid(
-        [card_html(items[s.item_id], s.slot, [f"model #{s.model_rank}"]) for s in view.model_only.slots]
+        [
+            card_html(items[s.item_id], s.slot, [(f"model #{s.model_rank}", "#F1F2F5", "model")])
+            for s in view.model_only.slots
+        ]
     )
 with right:
     st.markdown(f"#### For you — with draft rules (v{rule_set.version})")
     card_grid(
-        [card_html(items[s.item_id], s.slot, s.reasons, moved=s.item_id in moved) for s in view.ruled.slots]
+        [
+            card_html(items[s.item_id], s.slot, badges(s.reasons), moved=s.item_id in moved)
+            for s in view.ruled.slots
+        ]
     )
 for conflict in view.ruled.conflicts:
-    st.warning(conflict)
+    st.warning(conflict.text())
 
 m = view.metrics
 cols = st.columns(5)
 cols[0].metric("Intra-list diversity", f"{m.get('intra_list_diversity', 0):.3f}")
-cols[1].metric("Categories covered", m.get("categories_covered", 0))
+cols[1].metric("Categories covered", m.get("categories_covered", 0), help="distinct categories on the cards")
 cols[2].metric("Calibration KL", f"{m.get('calibration_kl', 0):.3f}")
 cols[3].metric("Score lost to rules", f"{m.get('score_lost', 0):.3f}")
 share = m.get("protected_share")
-cols[4].metric("Protected share", "—" if share is None else f"{share:.0%}")
+cols[4].metric(
+    "Protected share", "—" if share is None else f"{share:.0%}", help=protected_meaning(rule_set.rules)
+)
 if m.get("protected_prefix") is not None:
     st.caption("Protected items per prefix against the FA*IR minimum")
     st.line_chart(m["protected_prefix"], x="prefix", y=["protected", "fair_minimum"], height=180)
 
 # --- quick rules from the preview ------------------------------------------------------------
-with st.expander("Add a rule from this homepage"):
+with st.expander("Add a rule from this homepage (to the draft)"):
     pick = st.selectbox(
         "Item", [s.item_id for s in view.ruled.slots], format_func=lambda i: f"{i} — {items[i].get('title')}"
     )
@@ -91,16 +100,20 @@ with st.expander("Add a rule from this homepage"):
     slot = a1.number_input("Slot", min_value=1, max_value=len(view.ruled.slots) or 1, value=1)
     if a2.button("Pin here"):
         st.session_state["draft"] = draft_with(rule_set, "pin", item_id=pick, slot=int(slot))
+        st.session_state["preview_flash"] = f"Pinned {pick} to slot {int(slot)} in the draft (see Rules)."
         st.rerun()
     if a3.button("Block item"):
         st.session_state["draft"] = draft_with(rule_set, "block", item_id=pick)
+        st.session_state["preview_flash"] = f"Blocked {pick} in the draft: on every surface (see Rules)."
         st.rerun()
+if "preview_flash" in st.session_state:
+    st.success(st.session_state.pop("preview_flash"))
 
 # --- the rest of the storefront --------------------------------------------------------------
 for row in (
-    rows.because_you_viewed(user_id),
-    rows.trending_in_top_category(user_id),
-    rows.deals_for_you(user_id),
+    rows.because_you_viewed(user_id, rule_set=rule_set),
+    rows.trending_in_top_category(user_id, rule_set=rule_set),
+    rows.deals_for_you(user_id, rule_set=rule_set),
 ):
     if row is None or row.items.is_empty():
         continue
@@ -114,16 +127,18 @@ with s1:
     item = st.text_input("Similar items for item id (a product page)")
     if item:
         try:
-            row = rows.similar_items(item.strip())
+            row = rows.similar_items(item.strip(), rule_set=rule_set, user_id=user_id)
         except StudioError as exc:
             st.error(str(exc))
         else:
+            st.markdown(f"**{row.title}**")
             st.caption(row.note)
             card_grid([card_html(r) for r in row.items.to_dicts()])
 with s2:
     query = st.text_input("Search titles, personalized for this shopper")
     if query:
-        row = rows.personalized_search(user_id, query)
+        row = rows.personalized_search(user_id, query, rule_set=rule_set)
+        st.markdown(f"**{row.title}**")
         st.caption(row.note)
         if row.items.is_empty():
             st.info(f"No title matches “{query}”.")

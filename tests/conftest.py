@@ -1,7 +1,9 @@
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,28 +24,74 @@ def db(tmp_path, monkeypatch):
     return path
 
 
-@pytest.fixture(scope="session")
-def demo_shop(tmp_path_factory):
-    """A small demo shop with a trained, active model: shared by the page and e2e tests.
+# accounts of the shared demo shop, their own passwords already chosen: name → (role, password)
+ACCOUNTS = {
+    "ada": ("admin", "ada-long-passphrase-1"),
+    "pam": ("product_manager", "pam-long-passphrase-1"),
+    "mia": ("merchandiser", "mia-long-passphrase-1"),
+    "vic": ("viewer", "vic-long-passphrase-1"),
+}
 
-    Returns the data folder; tests that use it point ``HS_DATA``/``HS_DB`` at it (see ``use_demo``)."""
-    data = tmp_path_factory.mktemp("demo") / "data"
+
+@contextmanager
+def using_data(data: Path):
+    """Point ``HS_DATA``/``HS_DB`` at a data folder for the block (session fixtures cannot monkeypatch)."""
     old = {k: os.environ.get(k) for k in ("HS_DATA", "HS_DB")}
     os.environ["HS_DATA"] = str(data)
     os.environ["HS_DB"] = str(data / "shop.duckdb")
     try:
-        from core.data.demo import build_demo_shop
-        from core.model_runs import train_run
-        from models.lstm import LSTMConfig
-
-        build_demo_shop(users=600, items=300, days=20, seed=3)
-        train_run(time_budget_s=25, config=LSTMConfig(dim=32, max_epochs=3), activate=True)
+        yield data
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def make_accounts(accounts: dict[str, tuple[str, str]]) -> None:
+    """Create accounts the way people get them: an admin's one-time password, then their own."""
+    from core.release import auth, users
+    from core.release.roles import SYSTEM
+
+    for name, (role, password) in accounts.items():
+        session = auth.sign_in(name, users.create_user(SYSTEM, name, role))
+        auth.change_password(session.account, password, keep_token=session.token)
+
+
+def copy_shop(source: Path, target: Path) -> Path:
+    """A consistent copy of a shop's database into a new data folder; model runs stay where they are (their
+    rows name their folders). Copied through a plain in-memory DuckDB connection of the test's own, not a
+    store connection: the store's instances are locked down and may ATTACH nothing outside the folders the
+    product loads files from (docs/SECURITY.md). The source is attached read-only, so no other process (or
+    unit of work of this one) may be writing it meanwhile — a fixture copies before its test starts."""
+    from core.sql import lit
+
+    target.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {lit(source / 'shop.duckdb')} AS shop (READ_ONLY)")
+        con.execute(f"ATTACH {lit(target / 'shop.duckdb')} AS copy")
+        con.execute("COPY FROM DATABASE shop TO copy")
+    finally:
+        con.close()
+    return target
+
+
+@pytest.fixture(scope="session")
+def demo_shop(tmp_path_factory):
+    """A small demo shop with a trained, active model and the ``ACCOUNTS``: shared by the page and e2e tests.
+
+    Returns the data folder; tests that use it point ``HS_DATA``/``HS_DB`` at it (see ``use_demo``)."""
+    data = tmp_path_factory.mktemp("demo") / "data"
+    with using_data(data):
+        from core.data.demo import build_demo_shop
+        from core.model_runs import train_run
+        from models.lstm import LSTMConfig
+
+        build_demo_shop(users=600, items=300, days=20, seed=3)
+        train_run(time_budget_s=25, config=LSTMConfig(dim=32, max_epochs=3), activate=True)
+        make_accounts(ACCOUNTS)
     return data
 
 
@@ -52,3 +100,11 @@ def use_demo(demo_shop, monkeypatch):
     monkeypatch.setenv("HS_DATA", str(demo_shop))
     monkeypatch.setenv("HS_DB", str(demo_shop / "shop.duckdb"))
     return demo_shop
+
+
+@pytest.fixture
+def session_of(use_demo):
+    """Sign an account of ``ACCOUNTS`` in to the demo shop: name → session token (for ``st.session_state``)."""
+    from core.release import auth
+
+    return lambda name: auth.sign_in(name, ACCOUNTS[name][1]).token

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
+from core import category_paths
+
 END = datetime(2026, 10, 31)  # the simulated "now" (UTC): every window ends here
 _END = END.replace(tzinfo=UTC).timestamp()
 DAY = 86400.0
@@ -172,7 +174,7 @@ def _promotions(rng: np.random.Generator, n_items: int, cat: dict):
         },
         schema_overrides={"item_id": pl.Utf8, "category": pl.Utf8},
     )
-    in_mid = np.char.startswith(np.array(cat["paths"])[cat["leaf"]], mid + ".")
+    in_mid = category_paths.under_any(np.array(cat["paths"])[cat["leaf"]], mid)
     p_start, p_end = np.where(in_mid, c_start, np.inf), np.where(in_mid, c_end, -np.inf)
     p_disc = np.where(in_mid, 0.1, 0.0)
     p_start[item], p_end[item], p_disc[item] = starts, ends, discount  # an item's own promotion wins

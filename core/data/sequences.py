@@ -178,7 +178,22 @@ class ShopSequences:
         return Histories(*(torch.from_numpy(a) for a in out))
 
 
-def _frame_to_sequences(frame: pl.DataFrame, catalog: Catalog) -> ShopSequences:
+def read_steps(con, max_steps: int = 200, user_ids: list[str] | None = None) -> pl.DataFrame:
+    """Every user's (or the given users') recent steps as a plain frame: user_id, items (external ids),
+    evs (event codes), ts (epoch seconds), each list in time order."""
+    if user_ids is None:
+        return con.sql(_STEPS_SQL.format(user_filter=""), params=[max_steps]).pl()
+    # registered by name: the locked-down instance does not scan Python variables (core.shared_db)
+    con.register("wanted_users", pl.DataFrame({"user_id": [str(u) for u in user_ids]}))
+    try:
+        sql = _STEPS_SQL.format(user_filter="AND user_id IN (SELECT user_id FROM wanted_users)")
+        return con.sql(sql, params=[max_steps]).pl()
+    finally:
+        con.unregister("wanted_users")
+
+
+def steps_from_frame(frame: pl.DataFrame, catalog: Catalog) -> ShopSequences:
+    """``read_steps``' frame (from the store, or any other source) in the dense ids of ``catalog``."""
     items, evs, gaps, ts = [], [], [], []
     for item_list, ev_list, ts_list in zip(
         frame["items"].to_list(), frame["evs"].to_list(), frame["ts"].to_list()
@@ -199,12 +214,5 @@ def load_sequences(
     ``catalog``: encode with this vocabulary (a trained run's) instead of the store's current one."""
     with store.connect(db_path) as con:
         catalog = catalog or load_catalog(con)
-        if user_ids is None:
-            frame = con.sql(_STEPS_SQL.format(user_filter=""), params=[max_steps]).pl()
-        else:
-            # registered by name: the locked-down instance does not scan Python variables (core.shared_db)
-            con.register("wanted_users", pl.DataFrame({"user_id": [str(u) for u in user_ids]}))
-            sql = _STEPS_SQL.format(user_filter="AND user_id IN (SELECT user_id FROM wanted_users)")
-            frame = con.sql(sql, params=[max_steps]).pl()
-            con.unregister("wanted_users")
-    return _frame_to_sequences(frame, catalog)
+        frame = read_steps(con, max_steps, user_ids)
+    return steps_from_frame(frame, catalog)

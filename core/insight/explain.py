@@ -14,17 +14,9 @@ import polars as pl
 import torch
 
 from core.errors import InputError
+from core.insight.attribution import FRAME_SCHEMA, Explanation, FeatureAttribution
 from core.insight.explain_text import EVENT_NAMES, rules_effect, sentence, waterfall_data
-from core.insight.shapley import (
-    EXACT_MAX_FEATURES,
-    FRAME_SCHEMA,
-    GAP_FEATURE,
-    Explanation,
-    FeatureAttribution,
-    features_of,
-    make_game,
-    shapley_values,
-)
+from core.insight.shapley import EXACT_MAX_FEATURES, GAP_FEATURE, features_of, make_game, shapley_values
 from models.base import Histories, Recommender
 
 __all__ = [
@@ -195,20 +187,31 @@ def global_importance(
         h = histories.rows(slice(u, u + 1))
         game = make_game(model, h, targets, None, None, reduce_mean=True)
         values, _, _ = shapley_values(game, "auto", max_evals, seed + n)
-        for f in features_of(game, h, values[:, 0]):
-            if not f.in_window:
-                continue
-            if f.kind == "event":
-                recs.append(
-                    ("category", str(cats[f.item_index]) if f.item_index < len(cats) else "unknown", f.value)
-                )
-                recs.append(("event type", EVENT_NAMES.get(f.event_type, str(f.event_type)), f.value))
-            else:
-                recs.append(("context", f.name, f.value))
+        recs += _labelled(features_of(game, h, values[:, 0]), cats)
         if progress is not None:
             progress(n + 1, len(users))
+    return _by_group(recs, max(1, len(users)))
+
+
+def _labelled(features: list[FeatureAttribution], cats: np.ndarray) -> list[tuple[str, str, float]]:
+    """(group, label, attribution) per attributed feature: an event counts for its item's category and its
+    event type, a context feature for itself."""
+    recs = []
+    for f in features:
+        if not f.in_window:
+            continue
+        if f.kind == "event":
+            recs.append(
+                ("category", str(cats[f.item_index]) if f.item_index < len(cats) else "unknown", f.value)
+            )
+            recs.append(("event type", EVENT_NAMES.get(f.event_type, str(f.event_type)), f.value))
+        else:
+            recs.append(("context", f.name, f.value))
+    return recs
+
+
+def _by_group(recs: list[tuple[str, str, float]], n_users: int) -> dict[str, pl.DataFrame]:
     raw = pl.DataFrame(recs, schema={"group": pl.Utf8, "label": pl.Utf8, "value": pl.Float64}, orient="row")
-    n_u = max(1, len(users))
     out = {}
     for group in ("category", "event type", "context"):
         g = raw.filter(pl.col("group") == group)
@@ -217,8 +220,8 @@ def global_importance(
         out[group] = (
             g.group_by("label")
             .agg(
-                attribution=pl.col("value").sum() / n_u,
-                abs_attribution=pl.col("value").abs().sum() / n_u,
+                attribution=pl.col("value").sum() / n_users,
+                abs_attribution=pl.col("value").abs().sum() / n_users,
                 n_events=pl.len(),
             )
             .rename({"label": group.replace(" ", "_")})

@@ -7,15 +7,13 @@ model's rank, because no attribution of the score can show a pin or a boost.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.category_paths import leaf
+from core.insight.attribution import Explanation, FeatureAttribution
+from core.ranking.reasons import Model, Reason
 from models.base import EVENT_NAMES
-
-if TYPE_CHECKING:  # no import cycle at run time: shapley imports this module
-    from core.insight.shapley import Explanation, FeatureAttribution
-
 
 # verb templates per event type: {x} is the thing (a title, or "3 phone cases")
 _VERBS = {
@@ -52,8 +50,8 @@ def _category_of(categories, item: int) -> str | None:
 
 
 def _plural(category: str, n: int) -> str:
-    leaf = category.split(".")[-1].replace("_", " ").strip() or category
-    return f"{n} {leaf}" if leaf.lower().endswith("s") else f"{n} items in {leaf}"
+    name = leaf(category).replace("_", " ").strip() or category
+    return f"{n} {name}" if name.lower().endswith("s") else f"{n} items in {name}"
 
 
 def _ago_lookup(explanation: Explanation, event_ago: Sequence[str] | None) -> dict[int, str]:
@@ -67,6 +65,81 @@ def _ago_lookup(explanation: Explanation, event_ago: Sequence[str] | None) -> di
     if len(event_ago) == len(real):
         return {f.position: event_ago[k] for k, f in enumerate(real) if event_ago[k]}
     return {}
+
+
+Groups = dict[tuple, list[FeatureAttribution]]
+NOTHING = "Recommended mainly because it scores well for shoppers in general; nothing in your recent history raised it."
+
+
+def _groups(explanation: Explanation, categories) -> Groups:
+    """The players that raised the score: same-category events of one kind together, context alone."""
+    groups: Groups = {}
+    for f in explanation.players():
+        if f.value <= 0:
+            continue
+        if f.kind == "context":
+            groups[("context", f.name)] = [f]
+            continue
+        cat = _category_of(categories, f.item_index)
+        key = (
+            ("event", f.event_type, cat)
+            if cat
+            else ("event", f.event_type, f"item {f.item_index}", f.position)
+        )
+        groups.setdefault(key, []).append(f)
+    return groups
+
+
+def _strongest(groups: Groups, max_phrases: int, coverage: float) -> list[tuple[tuple, list]]:
+    """The groups worth a phrase: the strongest first, until they cover ``coverage`` of the total or the next
+    is under a tenth of the first."""
+    ranked = sorted(groups.items(), key=lambda kv: -sum(f.value for f in kv[1]))
+    total = sum(sum(f.value for f in fs) for _, fs in ranked)
+    chosen, acc, top = [], 0.0, sum(f.value for f in ranked[0][1])
+    for key, fs in ranked[:max_phrases]:
+        v = sum(f.value for f in fs)
+        if chosen and (acc >= coverage * total or v < 0.1 * top):
+            break
+        chosen.append((key, fs))
+        acc += v
+    return chosen
+
+
+def _event_phrase(key: tuple, fs: list[FeatureAttribution], titles: Mapping, ago: dict[int, str]) -> str:
+    if len(fs) == 1:
+        f = fs[0]
+        phrase = event_phrase(f.event_type, titles.get(f.item_index) or f"item {f.item_index}")
+        return f"{phrase} {ago[f.position]}" if ago.get(f.position) else phrase
+    if len({f.item_index for f in fs}) == 1:  # the same item several times
+        title = titles.get(fs[0].item_index) or f"item {fs[0].item_index}"
+        return event_phrase(fs[0].event_type, title) + f" {len(fs)} times"
+    return event_phrase(fs[0].event_type, _plural(key[2], len(fs)))
+
+
+def drivers(
+    explanation: Explanation,
+    item_titles: Mapping[int, str] | None = None,
+    event_ago: Sequence[str] | None = None,
+    categories: Mapping[int, str] | Sequence[str] | np.ndarray | None = None,
+    *,
+    max_phrases: int = 3,
+    coverage: float = 0.75,
+) -> str | None:
+    """What raised the model's score, as the end of a sentence ('you viewed 3 phone cases, and because of the
+    time since last visit'); None when nothing in the history raised it."""
+    groups = _groups(explanation, categories)
+    if not groups:
+        return None
+    titles, ago = item_titles or {}, _ago_lookup(explanation, event_ago)
+    events, context = [], []
+    for key, fs in _strongest(groups, max_phrases, coverage):
+        if key[0] == "context":
+            context.append(f"the {fs[0].name}" if fs[0].name.startswith("time") else fs[0].name)
+        else:
+            events.append(_event_phrase(key, fs, titles, ago))
+    if not events:
+        return "of " + _join(context)
+    return "you " + _join(events) + (", and because of " + _join(context) if context else "")
 
 
 def sentence(
@@ -83,113 +156,50 @@ def sentence(
 
     ``item_titles``: item index -> title; ``event_ago``: 'n days ago' per history position or per real event;
     ``categories``: item index -> category path (a mapping, or an array indexed by item)."""
-    titles = item_titles or {}
-    ago = _ago_lookup(explanation, event_ago)
-    groups: dict[tuple, list[FeatureAttribution]] = {}
-    for f in explanation.players():
-        if f.value <= 0:
-            continue
-        if f.kind == "context":
-            groups[("context", f.name)] = [f]
-            continue
-        cat = _category_of(categories, f.item_index)
-        key = (
-            ("event", f.event_type, cat)
-            if cat
-            else ("event", f.event_type, f"item {f.item_index}", f.position)
-        )
-        groups.setdefault(key, []).append(f)
-    if not groups:
-        return (
-            "Recommended mainly because it scores well for shoppers in general; "
-            "nothing in your recent history raised it."
-        )
-    ranked = sorted(groups.items(), key=lambda kv: -sum(f.value for f in kv[1]))
-    total = sum(sum(f.value for f in fs) for _, fs in ranked)
-    chosen, acc, top = [], 0.0, sum(f.value for f in ranked[0][1])
-    for key, fs in ranked[:max_phrases]:
-        v = sum(f.value for f in fs)
-        if chosen and (acc >= coverage * total or v < 0.1 * top):
-            break
-        chosen.append((key, fs))
-        acc += v
-    event_parts, context_parts = [], []
-    for key, fs in chosen:
-        if key[0] == "context":
-            context_parts.append(f"the {fs[0].name}" if fs[0].name.startswith("time") else fs[0].name)
-            continue
-        if len(fs) == 1:
-            f = fs[0]
-            when = ago.get(f.position)
-            phrase = event_phrase(f.event_type, titles.get(f.item_index) or f"item {f.item_index}")
-            event_parts.append(f"{phrase} {when}" if when else phrase)
-        else:
-            distinct = {f.item_index for f in fs}
-            if len(distinct) == 1:  # the same item several times
-                title = titles.get(fs[0].item_index) or f"item {fs[0].item_index}"
-                event_parts.append(event_phrase(fs[0].event_type, title) + f" {len(fs)} times")
-            else:
-                event_parts.append(event_phrase(fs[0].event_type, _plural(key[2], len(fs))))
-    if event_parts:
-        text = "Recommended mainly because you " + _join(event_parts)
-        if context_parts:
-            text += ", and because of " + _join(context_parts)
-    else:
-        text = "Recommended mainly because of " + _join(context_parts)
-    return text
+    why = drivers(explanation, item_titles, event_ago, categories, max_phrases=max_phrases, coverage=coverage)
+    return NOTHING if why is None else "Recommended mainly because " + why
+
+
+def slot_sentence(reasons: Sequence[Reason], slot: int, why: str | None) -> str:
+    """The sentence for a homepage slot: the model's reasons (``why``, from ``drivers``) — unless a rule, not
+    the model, chose the slot's item (a pin): then that first, and the model's reasons as what they are."""
+    placed = next((r for r in reasons if r.code.places), None)
+    if placed is None:
+        return NOTHING if why is None else "Recommended mainly because " + why
+    lead = f"Shown in slot {slot} because it was {placed.text()}, not because of the model"
+    if why is None:
+        return lead + "; nothing in your recent history raised the model's own score for it."
+    return lead + ". The model's own score for it rose mainly because " + why + "."
 
 
 # ---------------------------------------------------------------- the rules
 
 
-_RULE_PHRASES = [  # keyword in a slot reason -> what it did
-    ("boost", "boosted"),
-    ("bur", "buried"),
-    ("reserv", "placed in a slot reserved for its group"),
-    ("divers", "swapped in for diversity"),
-    ("fair", "swapped in to meet a fairness minimum share"),
-    ("cap", "moved by a per-category/brand/seller cap"),
-    ("promo", "promoted"),
-    ("block", "moved because other items were blocked"),
-]
+def _said(model_rank: int | None) -> str:
+    return (
+        f"The model ranked it #{model_rank}"
+        if model_rank
+        else "The model did not rank it among its candidates"
+    )
 
 
-def _reason_phrase(reason: str) -> str | None:
-    r = reason.strip()
-    low = r.lower()
-    if not low or low in ("model", "model rank", "ranked by the model"):
-        return None
-    head, _, detail = r.partition(":")
-    for key, phrase in _RULE_PHRASES:
-        if key in head.lower():
-            return f"{phrase} ({detail.strip()})" if detail.strip() else phrase
-    return r
-
-
-def rules_effect(slot_reasons: Sequence[str] | None, model_rank: int | None, final_slot: int) -> str:
+def rules_effect(slot_reasons: Sequence[Reason] | None, model_rank: int | None, final_slot: int) -> str:
     """What the merchandising rules did to the model's ranking of this slot's item, in one line
-    ('The model ranked it #5; the rules moved it up to slot 3: boosted'). Ranks and slots are 1-based."""
-    reasons = [str(r) for r in (slot_reasons or [])]
+    ('The model ranked it #5; the rules moved it up to slot 3: boosted ×1.5 by rule sale'). Ranks and slots
+    are 1-based; each reason's words come from its code."""
+    reasons = [r for r in (slot_reasons or []) if r.code is not Model.RANKED]
     rank = int(model_rank) if model_rank is not None and int(model_rank) > 0 else None
-    said = f"The model ranked it #{rank}" if rank else "The model did not rank it among its candidates"
-    pinned = [r for r in reasons if "pin" in r.lower()]
-    if pinned:
-        detail = pinned[0].partition(":")[2].strip()
-        return (
-            f"{said}; pinned to slot {final_slot} by a merchandiser"
-            + (f" ({detail})" if detail else "")
-            + "."
-        )
-    phrases = [p for p in (_reason_phrase(r) for r in reasons) if p]
+    said = _said(rank)
+    placed = next((r for r in reasons if r.code.places), None)
+    if placed is not None:
+        return f"{said}; {placed.text()}."
+    phrases = [r.text() for r in reasons]
     if rank == final_slot and not phrases:
         return f"{said} and the rules left it there (slot {final_slot})."
     if not phrases:
         if rank is None:
             return f"{said}; the rules placed it in slot {final_slot}."
-        return (
-            f"{said}; it is in slot {final_slot} because the rules moved other items "
-            "(pins, blocks, caps) around it."
-        )
+        return f"{said}; it is in slot {final_slot} because the rules moved other items (pins, blocks, caps) around it."
     if rank is None:
         return f"{said}; the rules placed it in slot {final_slot}: " + _join(phrases) + "."
     direction = "up " if final_slot < rank else "down " if final_slot > rank else ""

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 import shap
 import torch
 from shap.utils import MaskedModel
 
 from core.errors import InputError
+from core.insight.attribution import FeatureAttribution
 from core.insight.explain_text import event_phrase
 from models.base import Histories, Recommender
 
@@ -36,92 +36,11 @@ GAP_FEATURE = "time since last visit"
 PURCHASE = 5  # what an absent event-type tensor means (models.base)
 
 
-@dataclass
-class FeatureAttribution:
-    name: str
-    kind: str  # "event" | "context"
-    position: int | None  # column in the (1, T) history for events; None for context
-    item_index: int | None  # dense item id for events (0 = padding / outside the window)
-    event_type: int | None  # models.base.EVENT_TYPES code for events
-    value: float  # attribution (logit units)
-    in_window: bool = True  # False for padding and events older than the model's window (value 0)
-
-    @property
-    def is_padding(self) -> bool:
-        return self.kind == "event" and not self.item_index
-
-
-# ``Explanation.to_frame``: one row per feature
-FRAME_SCHEMA = {
-    "name": pl.Utf8,
-    "kind": pl.Utf8,
-    "position": pl.Int64,
-    "item_index": pl.Int64,
-    "event_type": pl.Int64,
-    "value": pl.Float64,
-    "in_window": pl.Boolean,
-}
-
-
-@dataclass
-class Explanation:
-    item_index: int
-    score: float  # the model's score (logit) of the item for this history, as model.score gives it
-    base_value: float  # the score with every feature masked (empty history, baseline context)
-    features: list[FeatureAttribution]
-    method: str  # "exact" | "permutation" | "none" (nothing to attribute)
-    n_evals: int  # masked histories the model scored
-    seconds: float
-    n_model_calls: int = 0
-
-    @property
-    def additivity_error(self) -> float:
-        return abs(self.base_value + sum(f.value for f in self.features) - self.score)
-
-    def check_additivity(self, tol: float = 1e-4) -> bool:
-        """base value + sum of attributions == score, within ``tol``."""
-        return self.additivity_error <= tol
-
-    def players(self) -> list[FeatureAttribution]:
-        """The attributed features (events in the window, context), in history order."""
-        return [f for f in self.features if f.in_window]
-
-    def top(self, n: int = 5, positive_only: bool = False) -> list[FeatureAttribution]:
-        """The ``n`` features with the largest |attribution| (largest attribution with ``positive_only``)."""
-        fs = [f for f in self.players() if (f.value > 0 or not positive_only)]
-        key = (lambda f: -f.value) if positive_only else (lambda f: -abs(f.value))
-        return sorted(fs, key=key)[:n]
-
-    def to_frame(self) -> pl.DataFrame:
-        return pl.DataFrame(
-            {
-                "name": [f.name for f in self.features],
-                "kind": [f.kind for f in self.features],
-                "position": [f.position for f in self.features],
-                "item_index": [f.item_index for f in self.features],
-                "event_type": [f.event_type for f in self.features],
-                "value": [float(f.value) for f in self.features],
-                "in_window": [f.in_window for f in self.features],
-            },
-            schema=FRAME_SCHEMA,
-        )
-
-
 # ---------------------------------------------------------------- the game
 
 
 def _window(model: Recommender, T: int) -> int:
-    cfg = getattr(model, "config", None)
-    w = getattr(cfg, "max_len", None) or getattr(model, "max_len", None)
-    return int(w) if w else T
-
-
-def _gaps_known(model: Recommender) -> bool | None:
-    """Whether the model reads time gaps, from its config; None = unknown (probe it)."""
-    cfg = getattr(model, "config", None)
-    if cfg is not None and hasattr(cfg, "n_gap_buckets"):
-        return int(cfg.n_gap_buckets) > 0
-    return None
+    return min(int(model.max_len), T)
 
 
 @dataclass
@@ -206,12 +125,12 @@ def make_game(model, history: Histories, targets: np.ndarray, context, baseline_
     ev = None if h.event_types is None else h.event_types[0].long() * (items_w != 0)
     gaps = None if h.gaps is None else h.gaps[0].long() * (items_w != 0)
     has_gaps = bool(gaps is not None and gaps.any())
-    known = _gaps_known(model)
     names = list(context or {})
-    if names and not callable(getattr(model, "score_with_context", None)):
+    unread = [n for n in names if n not in model.context_features]
+    if unread:
         raise InputError(
-            f"{type(model).__name__} takes no context features, but context {names} was given",
-            fix="explain without context, or give the model a score_with_context(histories, context)",
+            f"{type(model).__name__} reads no context feature {unread}",
+            fix=f"explain without context, or with the features it reads: {list(model.context_features)}",
         )
     base = baseline_context or {}
     game = _Game(
@@ -220,31 +139,19 @@ def make_game(model, history: Histories, targets: np.ndarray, context, baseline_
         event_types=ev,
         gaps=gaps,
         positions=in_window.numpy().astype(np.int64),
-        gap_player=has_gaps and bool(known),
+        gap_player=has_gaps and model.reads_gaps,
         context_names=names,
         context_values=np.array([float(context[k]) for k in names], dtype=np.float64),
         context_baseline=np.array([float(base.get(k, 0.0)) for k in names], dtype=np.float64),
         targets=np.asarray(targets, dtype=np.int64).reshape(-1),
         reduce_mean=reduce_mean,
     )
-    # one call: the untouched history (the reference score) and, for a model of unknown make with gaps,
-    # the same history with its gaps zeroed (does the model read them at all?)
-    probe = has_gaps and known is None
-    rows = 2 if probe else 1
-    batch = Histories(
-        h.items.repeat(rows, 1),
-        None if h.event_types is None else h.event_types.repeat(rows, 1),
-        None if h.gaps is None else torch.cat([h.gaps, torch.zeros_like(h.gaps)][:rows]),
-    )
     ctx = {
-        k: torch.full((rows,), v, dtype=torch.float64)
-        for k, v in zip(names, game.context_values, strict=True)
-    } or None
-    s = game.score(batch, ctx)
+        k: torch.full((1,), v, dtype=torch.float64) for k, v in zip(names, game.context_values, strict=True)
+    }
+    s = game.score(h, ctx or None)
     ref = s[0, torch.from_numpy(game.targets).to(s.device)].double().cpu().numpy()
     game.reference = np.array([ref.mean()]) if reduce_mean else ref
-    if probe:
-        game.gap_player = not torch.equal(s[0, 1:], s[1, 1:])
     return game
 
 

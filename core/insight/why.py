@@ -11,18 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from core import category_paths
 from core.errors import InputError, NotFoundError
-from core.insight.explain import (
-    Explanation,
-    explain_item,
-    global_importance,
-    rules_effect,
-    sentence,
-    waterfall_data,
-)
-from core.ranking.homepage import HomepageView, homepage_for, shop_context, user_steps
-from core.ranking.pipeline import _top_level
+from core.insight.explain import Explanation, explain_item, global_importance, waterfall_data
+from core.insight.explain_text import drivers, rules_effect, slot_sentence
+from core.ranking.homepage import HomepageView, homepage_for
+from core.ranking.reasons import Reason
 from core.ranking.rules import RuleSet
+from core.ranking.shop import shop_context, user_steps
 from models.base import EVENT_NAMES
 
 
@@ -37,6 +33,7 @@ class SlotExplanation:
     sentence: str
     rules_effect: str
     is_fallback: bool
+    reasons: list[Reason]  # what the rules (or the model) did to the slot, as data: badges read the codes
 
 
 def _ago(seconds: float) -> str:
@@ -56,6 +53,16 @@ def explain_slot(
     seed: int = 0,
 ) -> SlotExplanation:
     """SHAP for the item in ``slot`` (1-based) of this user's homepage under ``rule_set``."""
+    ctx = shop_context(db_path)
+    steps = user_steps(ctx, user_id)
+    if not len(steps):
+        if str(user_id) not in ctx.users:
+            raise NotFoundError(f"no such shopper: '{user_id}' is not in the shop — check the id")
+        raise NotFoundError(
+            f"shopper {user_id} has no history: their homepage is the segment fallback, there is nothing to explain"
+        )
+    if ctx.active.is_fallback:
+        raise NotFoundError("no model is trained yet: the popularity baseline has nothing to attribute")
     view = view or homepage_for(user_id, rule_set, db_path=db_path)
     slots = {s.slot: s for s in view.ruled.slots}
     if slot not in slots:
@@ -63,16 +70,8 @@ def explain_slot(
             f"slot {slot} is not on this homepage", fix=f"pick a slot between 1 and {len(slots)}"
         )
     chosen = slots[slot]
-    ctx = shop_context(db_path)
     model, catalog = ctx.active.model, ctx.active.catalog
-    steps = user_steps(ctx, user_id)
-    if not len(steps):
-        raise NotFoundError(
-            f"shopper {user_id} has no history: their homepage is the segment fallback, there is nothing to explain"
-        )
-    if ctx.active.is_fallback:
-        raise NotFoundError("no model is trained yet: the popularity baseline has nothing to attribute")
-    max_len = model.config.max_len
+    max_len = model.max_len
     history = steps.histories([0], max_len=max_len)
     item_index = catalog.vocab.index[chosen.item_id]
     exp = explain_item(model, history, item_index, seed=seed)
@@ -98,9 +97,10 @@ def explain_slot(
         item_title=item_title,
         explanation=exp,
         waterfall=waterfall_data(exp, labels),
-        sentence=sentence(exp, item_titles, event_ago, categories),
+        sentence=slot_sentence(chosen.reasons, chosen.slot, drivers(exp, item_titles, event_ago, categories)),
         rules_effect=rules_effect(chosen.reasons, chosen.model_rank, chosen.slot),
         is_fallback=ctx.active.is_fallback,
+        reasons=chosen.reasons,
     )
 
 
@@ -115,13 +115,11 @@ def global_drivers(target: str, n_users: int = 100, seed: int = 0, db_path=None)
     if target in catalog.vocab.index:
         targets = np.array([catalog.vocab.index[target]])
     else:
-        prefix = target.rstrip(".")
-        targets = np.flatnonzero([c == prefix or c.startswith(prefix + ".") for c in cats])
+        targets = np.flatnonzero(category_paths.under_any(cats, target.rstrip(".")))
         if not len(targets):
             raise InputError(f"'{target}' is neither an item id nor a category path in the catalog")
     users = sample_users(n_users, seed, db_path)
     # the snapshot's steps: the same histories the homepages are built from, no second read of the store
-    history = ctx.steps.histories(
-        [ctx.by_user[u] for u in users if u in ctx.by_user], max_len=model.config.max_len
-    )
-    return global_importance(model, history, targets, _top_level(cats), n_users=n_users, seed=seed)
+    history = ctx.steps.histories([ctx.by_user[u] for u in users if u in ctx.by_user], max_len=model.max_len)
+    tops = category_paths.top_levels(cats)
+    return global_importance(model, history, targets, tops, n_users=n_users, seed=seed)

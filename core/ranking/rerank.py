@@ -105,13 +105,14 @@ def _fair_min_counts(k: int, p: float, alpha: float) -> tuple[int, ...]:
 
 def fair_rerank(
     order: list[int], protected: np.ndarray, k: int, p: float, alpha: float
-) -> tuple[list[int], list[int], str | None]:
+) -> tuple[list[int], list[int], tuple[int, int, int] | None]:
     """FA*IR greedy: walk the slots; when the prefix is short of m(i) take the best remaining
-    protected item, else the best overall. Returns (list, swapped-in items, conflict or None)."""
+    protected item, else the best overall. Returns (list, swapped-in items, shortfall or None), the
+    shortfall being the first prefix the pool could not make fair: (protected placed, prefix length, m(i))."""
     need = fair_min_counts(k, p, alpha)
     prot = [i for i in order if protected[i]]
     other = [i for i in order if not protected[i]]
-    out, swaps, conflict = [], [], None
+    out, swaps, shortfall = [], [], None
     n_prot = 0
     rank = {item: r for r, item in enumerate(order)}
     for slot in range(min(k, len(order))):
@@ -127,12 +128,9 @@ def fair_rerank(
             pick = prot.pop(0)
         n_prot += bool(protected[pick])
         out.append(pick)
-        if n_prot < need[slot] and conflict is None:
-            conflict = (
-                f"only {n_prot} protected item(s) could be placed in the first {slot + 1} slots, "
-                f"FA*IR asks for {need[slot]}: the candidate pool has too few"
-            )
-    return out, swaps, conflict
+        if n_prot < need[slot] and shortfall is None:
+            shortfall = (n_prot, slot + 1, int(need[slot]))
+    return out, swaps, shortfall
 
 
 def apply_caps(order: list[int], values: dict[str, np.ndarray], caps: dict[str, int], k: int) -> list[int]:

@@ -4,17 +4,13 @@ import re
 
 import pytest
 
+from tests.e2e.steps import go_to
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def goto(page, url, name):
-    page.goto(url)
-    page.get_by_role("link", name=name).first.click()
-    page.wait_for_load_state("networkidle")
-
-
-def test_overview_shows_the_shop_and_funnel(page, app_url):
-    page.goto(app_url)
+def test_overview_shows_the_shop_and_funnel(signed_in):
+    page = signed_in("vic")
     page.get_by_text("Overview", exact=True).first.wait_for()
     values = page.locator('[data-testid="stMetricValue"]')
     values.first.wait_for()
@@ -22,13 +18,14 @@ def test_overview_shows_the_shop_and_funnel(page, app_url):
     page.locator(".js-plotly-plot").first.wait_for()
 
 
-def test_upload_a_log_and_see_rejects(page, app_url, tmp_path):
+def test_upload_a_log_and_see_rejects(signed_in, tmp_path):
     log = tmp_path / "upload.csv"
     log.write_text(
         "ts,user_id,item_id,event_type\n2026-10-20 10:00:00,e2e-user,i00001,view\n"
         "2026-10-20 10:01:00,e2e-user,i00002,clik\n"
     )
-    goto(page, app_url, "Data")
+    page = signed_in("ada")
+    go_to(page, "Data")
     page.locator('input[type="file"]').set_input_files(str(log))
     page.get_by_role("button", name="Load", exact=True).click()
     page.get_by_text(re.compile(r"loaded 1, rejected 1")).wait_for(timeout=60_000)
@@ -36,8 +33,9 @@ def test_upload_a_log_and_see_rejects(page, app_url, tmp_path):
     page.get_by_text("Rejected rows of ingest").wait_for()
 
 
-def test_preview_a_shopper(page, app_url):
-    goto(page, app_url, "Preview")
+def test_preview_a_shopper(signed_in):
+    page = signed_in("mia")
+    go_to(page, "Preview")
     page.get_by_role("button", name="Random shopper").click()
     page.locator(".hs-card").first.wait_for(timeout=60_000)
     assert page.locator(".hs-card").count() >= 10

@@ -1,5 +1,6 @@
 """Model runs on a real DuckDB store: train, record, activate, fail safely, cold-start new items."""
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -9,8 +10,10 @@ import torch
 
 from core import store
 from core.errors import InputError
-from core.model_runs import activate_run, active_run, load_active_model, runs_table, slice_mask, train_run
+from core.model_runs import activate_run, active_run, load_active_model, runs_table, train_run
+from core.training import slice_mask
 from models.lstm import LSTMConfig
+from models.transformer import TransformerConfig
 
 SMALL = dict(dim=16, max_epochs=2, batch_size=64)
 
@@ -51,7 +54,8 @@ def test_train_records_and_activates(db):
     make_shop()
     seen = []
     run = train_run(config=LSTMConfig(**SMALL), time_budget_s=60, progress=lambda f, m: seen.append(f))
-    assert run.active and (run.path / "model.pt").exists() and (run.path / "vocab.json").exists()
+    assert run.active
+    assert sorted(p.name for p in run.path.iterdir()) == ["catalog.json", "config.json", "model.pt"]
     assert active_run()["run_id"] == run.run_id
     table = runs_table()
     assert table["status"].to_list() == ["done"]
@@ -66,7 +70,7 @@ def test_failed_training_leaves_active_run(db, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("core.model_runs.save_run", boom)
+    monkeypatch.setattr("core.model_runs.save_model", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
     assert active_run()["run_id"] == first.run_id
@@ -116,5 +120,68 @@ def test_new_catalog_item_is_scored_through_side_features(db):
     from core.data.sequences import load_sequences
 
     seqs = load_sequences(catalog=active.catalog)
-    scores = active.model.score(seqs.histories([0], max_len=active.model.config.max_len))
+    scores = active.model.score(seqs.histories([0], max_len=active.model.max_len))
     assert torch.isfinite(scores[0, idx])
+
+
+def test_caller_config_is_not_changed(db):
+    make_shop()
+    config = LSTMConfig(**SMALL)
+    before = dataclasses.asdict(config)
+    train_run(config=config, epochs=1, time_budget_s=60)
+    assert dataclasses.asdict(config) == before
+
+
+def test_transformer_run_records_its_kind_and_loads(db):
+    make_shop()
+    run = train_run(architecture="transformer", config=TransformerConfig(**SMALL), time_budget_s=60)
+    assert runs_table()["architecture"].to_list() == ["transformer"]
+    active = load_active_model()
+    assert active.model.name == "transformer"
+    assert active.label == f"Transformer (SASRec-style) run {run.run_id}"
+
+
+def test_unknown_architecture_is_an_input_error(db):
+    make_shop()
+    with pytest.raises(InputError, match="unknown architecture 'gpt5'"):
+        train_run(architecture="gpt5")
+
+
+def test_one_shopper_with_three_events_is_a_clear_input_error(db):
+    make_shop(n_users=1)
+    with pytest.raises(InputError, match="1 shopper"):
+        train_run(config=LSTMConfig(**SMALL))
+    assert runs_table()["status"].to_list() == ["failed"]
+
+
+def test_item_seen_only_as_a_held_out_step_trains(db):
+    """Item i999 is only ever some shopper's latest step: MostPop and the model must still rank it."""
+    make_shop()
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO items (item_id, title, category) VALUES ('i999', 'Held out', 'top0.mid0.leaf0')"
+        )
+        con.execute(
+            "INSERT INTO events (ts, user_id, item_id, event_type) VALUES (?, 'u000', 'i999', 'purchase')",
+            [datetime(2027, 1, 1)],
+        )
+    run = train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+    assert 0.0 <= run.metrics["mostpop"]["ndcg@10"] <= 1.0
+
+
+def test_a_failure_to_record_the_failure_is_named(db, monkeypatch):
+    make_shop()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    def locked(*a, **k):
+        raise OSError("database is read-only")
+
+    monkeypatch.setattr("core.model_runs.save_model", boom)
+    monkeypatch.setattr("core.model_runs.store.transaction", locked)
+    with pytest.raises(RuntimeError, match="disk full") as info:
+        train_run(config=LSTMConfig(**SMALL), epochs=1, time_budget_s=60)
+    assert any(
+        "could not be recorded either: OSError: database is read-only" in n for n in info.value.__notes__
+    )

@@ -1,5 +1,7 @@
 """Rule sets in the store: optimistic versions refuse a stale save; the editor table round-trips."""
 
+import json
+
 import polars as pl
 import pytest
 
@@ -48,7 +50,8 @@ def test_table_round_trip_and_validation(db):
     }
     assert validate(rs.with_rules(back), {"a"}) == []
     errors = validate(rs.with_rules([Rule("p", "pin", {"item_id": "zz", "slot": 99})]), {"a"})
-    assert any("'zz' is not in the catalog" in e for e in errors) and any("slot 99" in e for e in errors)
+    assert any("'zz' is not in the catalog" in e for e in errors)
+    assert any("slot 99" in e for e in errors)
     with pytest.raises(InputError, match="row 1"):
         rules_from_frame(pl.DataFrame({"kind": ["teleport"], "target": [""]}))
 
@@ -79,3 +82,114 @@ def test_shopper_search_resolves_exact_and_single_matches(db, tmp_path):
     assert resolve_user("2") == ("u2", ["u2"])  # the only match
     assert resolve_user("u") == (None, ["u1", "u2", "u10"])  # several: the page asks
     assert resolve_user("zz") == (None, [])
+
+
+def test_blank_cells_from_the_grid_are_defaults_not_nan(db):
+    """The pandas frame st.data_editor returns: NaT for a blank time, NaN / None for blank text and numbers."""
+    import pandas as pd
+
+    draft = draft_with(draft_with(load_rule_set(), "block", item_id="i1"), "pin", item_id="i2", slot=1)
+    grid = rules_to_frame(draft).to_pandas()
+    grid.loc[len(grid)] = [
+        None,
+        "boost",
+        "brand=X",
+        float("nan"),
+        None,
+        None,
+        None,
+        pd.NaT,
+        pd.NaT,
+        None,
+        None,
+    ]
+    grid.loc[len(grid)] = [
+        float("nan"),
+        "block",
+        "brand=Y",
+        None,
+        None,
+        float("nan"),
+        float("nan"),
+        pd.NaT,
+        pd.NaT,
+        float("nan"),
+        float("nan"),
+    ]
+    rules = rules_from_frame(grid)
+    assert [r.rule_id for r in rules] == ["block-1", "pin-1", "boost-1", "block-2"]
+    assert all(r.starts_at is None and r.ends_at is None for r in rules)
+    assert [r.scope for r in rules] == ["all"] * 4
+    assert [r.note for r in rules] == [""] * 4
+    assert rules[2].params == {"condition": {"brand": ["X"]}}
+    assert rules[2].spec.factor == 1.5
+    assert validate(draft.with_rules(rules)) == []
+    assert rules_to_frame(draft.with_rules(rules)).height == 4  # drawn again without a crash
+
+
+def test_saving_nothing_new_is_refused(db):
+    saved = save_rule_set(
+        draft_with(load_rule_set(), "block", item_id="i1"), expected_version=0, saved_by="a"
+    )
+    with pytest.raises(InputError, match="nothing to save: the draft is the same as version 1"):
+        save_rule_set(load_rule_set(), expected_version=saved.version, saved_by="a")
+    assert list_versions()["version"].to_list() == [1]
+
+
+def test_history_diff_and_restore_as_draft(db):
+    from core.ranking.rule_sets import diff, restore_as_draft
+
+    v1 = save_rule_set(draft_with(load_rule_set(), "block", item_id="i1"), 0, "a", note="first")
+    v2 = save_rule_set(draft_with(v1, "pin", item_id="i2", slot=3), 1, "b", note="second")
+    change = diff(load_rule_set(version=1), load_rule_set(version=2))
+    assert [r.rule_id for r in change.added] == ["pin-1"]
+    assert change.lines() == ["+ pin-1: pin item i2 to slot 3"]
+    restored = restore_as_draft(1)
+    assert restored.version == v2.version  # based on the latest: saving it makes version 3
+    assert [r.rule_id for r in restored.rules] == ["block-1"]
+    v3 = save_rule_set(restored, restored.version, "c")
+    assert v3.version == 3
+    assert [r.kind for r in load_rule_set().rules] == ["block"]
+
+
+def test_an_old_saved_version_still_loads(db):
+    """Versions saved before the rule kinds: calibration inside diversity, a refused parameter, flat keys."""
+    old = {
+        "rule_set_id": "default",
+        "version": 1,
+        "name": "",
+        "exclude_purchased": True,
+        "rules": [
+            {
+                "rule_id": "d",
+                "kind": "diversity",
+                "params": {"method": "mmr", "lambda": 0.7, "calibration": 0.2},
+                "scope": "all",
+                "starts_at": None,
+                "ends_at": None,
+                "enabled": True,
+                "note": "",
+            },
+            {
+                "rule_id": "b",
+                "kind": "bury",
+                "params": {"brand": "X", "delta": -0.3},
+                "scope": "all",
+                "starts_at": "2026-10-01T00:00:00",
+                "ends_at": None,
+                "enabled": True,
+                "note": "",
+            },
+        ],
+    }
+    with store.transaction() as con:
+        con.execute("INSERT INTO rule_sets VALUES ('default', 1, '', ?, 'old', now(), '')", [json.dumps(old)])
+    rs = load_rule_set()
+    assert [(r.rule_id, r.kind) for r in rs.rules] == [
+        ("d", "diversity"),
+        ("d-calibration", "calibration"),
+        ("b", "bury"),
+    ]
+    assert rs.rules[2].params == {"condition": {"brand": "X"}, "delta": -0.3}
+    assert any("no parameter 'delta'" in e for e in validate(rs))
+    assert rules_to_frame(rs).height == 3

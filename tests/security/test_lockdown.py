@@ -55,15 +55,26 @@ def test_the_import_and_upload_folders_are_reachable(db, import_dir):
     assert (uploads / "out.csv").read_text().split() == ["b", "2"]
 
 
-@pytest.mark.parametrize("target", ["shop.duckdb.copy", "models/model.pt", "note.csv"])
+@pytest.mark.parametrize(
+    "target",
+    ["shop.duckdb.copy", "models/model.pt", "note.csv", "releases/1/items.parquet", "audit/x.parquet"],
+)
 def test_the_rest_of_the_data_folder_cannot_be_written(db, target):
     """The database's own folder is not a place files are loaded from: an injection cannot write there
-    (over a model run, beside the database)."""
-    (db.parent / "models").mkdir(exist_ok=True)
+    (over a model run, a release artifact — written by polars, never by DuckDB —, beside the database)."""
+    (db.parent / target).parent.mkdir(parents=True, exist_ok=True)
     with pytest.raises(StorageError):
         with store.connect(db) as con:
             con.execute(f"COPY (SELECT 1) TO '{db.parent / target}'")
     assert not (db.parent / target).exists()
+
+
+def test_no_database_beside_the_store_can_be_attached(db):
+    """ATTACH is file access like any other: a copy of the store, or a new database beside it, is refused."""
+    with pytest.raises(StorageError):
+        with store.connect(db) as con:
+            con.execute(f"ATTACH '{db.parent / 'copy.duckdb'}' AS copy")
+    assert not (db.parent / "copy.duckdb").exists()
 
 
 def test_a_file_named_by_a_trusted_caller_is_reachable_only_for_its_unit_of_work(db, tmp_path):

@@ -11,16 +11,15 @@ import torch
 from core.errors import InputError
 from core.insight.evaluate import (
     PROTOCOLS,
-    EvalData,
     _sample_negatives,
     evaluate,
-    leave_one_out,
-    metrics_from_ranks,
     read_sequence_file,
     run_benchmark,
 )
-from models.base import Histories, Recommender
+from models.base import EvalSet, Histories, Recommender, SequenceData
+from models.data import leave_one_out
 from models.lstm import LSTMConfig
+from models.metrics import metrics_from_ranks
 
 
 class FixedScores(Recommender):
@@ -38,8 +37,8 @@ class FixedScores(Recommender):
         return s
 
 
-def data(histories, targets, n_items) -> EvalData:
-    return EvalData(Histories(torch.tensor(histories)), torch.tensor(targets), n_items)
+def data(histories, targets) -> EvalSet:
+    return EvalSet(Histories(torch.tensor(histories)), torch.tensor(targets))
 
 
 def test_metrics_match_hand_computed_values():
@@ -55,7 +54,7 @@ def test_protocol_a_excludes_history_and_counts_hidden_target_as_miss():
     # user 0: history {6}, target 4 -> above it only 5 -> rank 1
     # user 1: history {5, 6}, target 4 -> rank 0
     # user 2: target 3 is in the history -> a miss
-    ev = data([[0, 6], [5, 6], [3, 1]], [4, 4, 3], 6)
+    ev = data([[0, 6], [5, 6], [3, 1]], [4, 4, 3])
     res = evaluate(model, ev, "A", ks=(1, 2))
     assert res["protocol"] == PROTOCOLS["A"]
     assert res["hr@1"] == pytest.approx(1 / 3) and res["hr@2"] == pytest.approx(2 / 3)
@@ -68,15 +67,15 @@ def test_protocol_a_excludes_history_and_counts_hidden_target_as_miss():
 def test_protocol_b_hand_cases():
     n = 300
     model = FixedScores(list(range(n + 1)))  # higher id = higher score
-    best = evaluate(model, data([[0, 1]], [n], n), "B", ks=(1,), seed=3)
-    worst = evaluate(model, data([[0, 1]], [2], n), "B", ks=(10,), seed=3)  # only item 1 scores lower
+    best = evaluate(model, data([[0, 1]], [n]), "B", ks=(1,), seed=3)
+    worst = evaluate(model, data([[0, 1]], [2]), "B", ks=(10,), seed=3)  # only item 1 scores lower
     assert best["protocol"] == PROTOCOLS["B"] and best["hr@1"] == 1.0 and best["mrr@1"] == 1.0
     assert worst["hr@10"] == 0.0
     # the rank is the number of the 100 negatives that score above the target
     rng = np.random.default_rng(5)
     neg = _sample_negatives(torch.tensor([[0, 1]]), torch.tensor([150]), n, 100, rng)
     expected_rank = int((neg[0] > 150).sum())
-    res = evaluate(model, data([[0, 1]], [150], n), "B", ks=(300,), seed=5)
+    res = evaluate(model, data([[0, 1]], [150]), "B", ks=(300,), seed=5)
     assert res["mrr@300"] == pytest.approx(1.0 / (expected_rank + 1))
 
 
@@ -90,16 +89,34 @@ def test_sampled_negatives_avoid_history_and_target():
 
 def test_unknown_protocol_is_rejected():
     with pytest.raises(ValueError):
-        evaluate(FixedScores([0, 1, 2]), data([[1]], [2], 2), "C")
+        evaluate(FixedScores([0, 1, 2]), data([[1]], [2]), "C")
 
 
 def test_leave_one_out_split():
-    split = leave_one_out([[1, 2, 3, 4, 5], [6, 7], [2, 3, 4]], max_len=4)
+    split = leave_one_out(SequenceData([[1, 2, 3, 4, 5], [6, 7], [2, 3, 4]], n_items=9), max_len=4)
     assert [list(s) for s in split.train.items] == [[1, 2, 3], [6, 7], [2]]
-    assert split.valid.targets.tolist() == [4, 3] and split.test.targets.tolist() == [5, 4]
+    assert split.valid.targets.tolist() == [4, 3]
+    assert split.test.targets.tolist() == [5, 4]
     assert split.valid.histories.items.tolist() == [[0, 1, 2, 3], [0, 0, 0, 2]]
     assert split.test.histories.items.tolist() == [[1, 2, 3, 4], [0, 0, 2, 3]]
-    assert split.n_items == 7
+    assert split.train.n_items == 9  # the catalog, not the largest training id
+
+
+def test_leave_one_out_without_test_validates_a_sample_and_holds_out_everyone():
+    split = leave_one_out(SequenceData([[1, 2, 3], [4, 5, 6, 7], [8, 9]]), max_len=3, test=False, rows=[1])
+    assert [list(s) for s in split.train.items] == [[1, 2], [4, 5, 6], [8, 9]]
+    assert split.valid.targets.tolist() == [7]
+    assert split.test is None
+
+
+def test_item_seen_only_as_a_held_out_step_is_ranked():
+    """Item 9 is only ever a test target: every model still scores it (it used to be out of bounds)."""
+    from models.baselines import ItemKNN, MostPop
+
+    split = leave_one_out(SequenceData([[1, 2, 3, 4, 9]] + [[1, 2, 3]] * 5, n_items=9), max_len=4)
+    for model in (MostPop(), ItemKNN()):
+        res = evaluate(model.fit(split.train), split.test, "A", ks=(10,))
+        assert res["hr@10"] == 1.0  # 9 is one of the 5 items outside the history
 
 
 def test_read_sequence_file_dense_mapping_and_errors(tmp_path):

@@ -36,6 +36,7 @@ class TinyLSTM(nn.Module, Recommender):
         super().__init__()
         torch.manual_seed(seed)
         self.n_items, self.max_len = n_items, max_len
+        self.reads_gaps = bool(n_gaps)
         self.item = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.event = nn.Embedding(len(EVENT_TYPES) + 1, dim, padding_idx=0)
         self.gap = nn.Embedding(n_gaps, dim, padding_idx=0) if n_gaps else None
@@ -76,6 +77,8 @@ class OnePosition(nn.Module, Recommender):
 
 class ContextModel(TinyLSTM):
     """TinyLSTM whose scores also shift with a 'segment' context value (models that take context)."""
+
+    context_features = ("segment",)
 
     def score_with_context(self, h: Histories, ctx: dict[str, torch.Tensor]) -> torch.Tensor:
         s = self.score(h)
@@ -315,14 +318,37 @@ def test_sentence_groups_categories():
     assert "nothing in your recent history" in sentence(negative, {})
 
 
-def test_rules_effect():
-    assert rules_effect(["model", "boost: summer sale"], 5, 3) == (
-        "The model ranked it #5; the rules moved it up to slot 3: boosted (summer sale)."
+def test_rules_effect_reads_the_codes():
+    from core.ranking.kinds.boost import Code as Boost
+    from core.ranking.kinds.fairness import Code as Fair
+    from core.ranking.kinds.pin import Code as Pin
+    from core.ranking.reasons import MODEL, Reason
+
+    boosted = Reason(Boost.BOOSTED, "sale", {"factor": 1.5})
+    assert rules_effect([MODEL, boosted], 5, 3) == (
+        "The model ranked it #5; the rules moved it up to slot 3: boosted ×1.5 by rule sale."
     )
-    assert rules_effect(["pinned"], 17, 1) == "The model ranked it #17; pinned to slot 1 by a merchandiser."
-    assert rules_effect(["model"], 4, 4) == "The model ranked it #4 and the rules left it there (slot 4)."
-    assert "moved other items" in rules_effect(["model"], 6, 4)
-    assert "fairness" in rules_effect(["fairness swap"], None, 9)
+    pinned = Reason(Pin.PINNED, "p1", {"slot": 1})
+    assert rules_effect([pinned], 17, 1) == (
+        "The model ranked it #17; pinned to slot 1 by a merchandiser (rule p1)."
+    )
+    assert rules_effect([MODEL], 4, 4) == "The model ranked it #4 and the rules left it there (slot 4)."
+    assert "moved other items" in rules_effect([MODEL], 6, 4)
+    assert "fairness" in rules_effect([Reason(Fair.SWAP, "f")], None, 9)
+
+
+def test_a_pinned_slot_says_it_was_pinned_before_what_the_model_saw():
+    from core.insight.explain_text import drivers, slot_sentence
+    from core.ranking.kinds.pin import Code as Pin
+    from core.ranking.reasons import MODEL, Reason
+
+    e = Explanation(20, 2.0, 0.45, [_fa(1, 20, EVENT_TYPES["view"], 1.0)], "exact", 2, 0.01)
+    why = drivers(e, {20: "Blue kettle"})
+    pinned = slot_sentence([Reason(Pin.PINNED, "p1", {"slot": 2})], 2, why)
+    assert pinned.startswith("Shown in slot 2 because it was pinned to slot 2 by a merchandiser (rule p1)")
+    assert "not because of the model" in pinned
+    assert not pinned.startswith("Recommended mainly because")
+    assert slot_sentence([MODEL], 2, why) == "Recommended mainly because you viewed Blue kettle"
 
 
 def test_homepage_and_global(model):

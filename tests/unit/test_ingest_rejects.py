@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import store
+from core import migrations, store
 from core.data import ingest as ingest_mod
 from core.data import ingest_support
 from core.data import stage as stage_mod
@@ -254,7 +254,7 @@ def test_early_flush_keeps_the_database_locked(db, tmp_path, monkeypatch):
 def test_migrates_an_old_database_in_place(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(store.MIGRATIONS[0])
+    con.execute(migrations.MIGRATIONS[0])
     con.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
     con.execute("INSERT INTO schema_version VALUES (1, now())")
     con.execute(
@@ -265,7 +265,7 @@ def test_migrates_an_old_database_in_place(tmp_path):
     with store.connect(path) as con:
         version = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert version == store.SCHEMA_VERSION
+    assert version == migrations.SCHEMA_VERSION
     assert {"model_runs", "rule_sets", "releases", "audit_log"} <= tables
     assert store.scalar("SELECT user_id FROM events", db_path=path) == "old"
     csv = tmp_path / "e.csv"

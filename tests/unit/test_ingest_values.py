@@ -10,7 +10,7 @@ from datetime import datetime
 import polars as pl
 import pytest
 
-from core import store
+from core import migrations, store
 from core.data.features import overview_stats
 from core.data.ingest import ingest_catalog, ingest_events, rejects_for
 
@@ -332,7 +332,7 @@ def test_an_old_database_with_a_year_10000_event_is_repaired_on_upgrade(tmp_path
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
-    for version, sql in enumerate(store.MIGRATIONS[:4], start=1):
+    for version, sql in enumerate(migrations.MIGRATIONS[:4], start=1):
         con.execute(sql)
         con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
     con.execute("INSERT INTO ingests (ingest_id, loaded, rejected) VALUES (1, 2, 0)")

@@ -1,4 +1,5 @@
-"""Models: LSTM learns, masks, round-trips, cold start, fine-tune progress; baselines share the interface."""
+"""Models: the LSTM and the transformer learn, mask, round-trip, take new items and report fine-tune progress;
+every model answers the same interface."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from models.base import Histories, ItemSide, Progress, Recommender
+from models.base import EvalSet, Histories, ItemSide, Progress, Recommender, SequenceData
 from models.baselines import ItemKNN, MostPop
+from models.data import left_pad
 from models.infer import pick_device, score_users, timed_score
 from models.lstm import LSTMConfig, LSTMRecommender
-from models.train import EvalSet, SequenceData, finetune, fit, left_pad, load_run, save_run
+from models.neural import NeuralRecommender
+from models.registry import NEURAL, load_model, save_model
+from models.train import finetune
+from models.transformer import TransformerConfig
 
 N = 20
 
@@ -24,12 +29,12 @@ def cycle_data(n_seq: int = 240, length: int = 8, seed: int = 0) -> list[np.ndar
     return [((s - 1 + np.arange(length)) % N) + 1 for s in starts]
 
 
-def tiny_config(**kw) -> LSTMConfig:
+def tiny_config(arch: str = "lstm", **kw) -> LSTMConfig | TransformerConfig:
+    no_dropout = {"lstm": dict(emb_dropout=0.0, hidden_dropout=0.0), "transformer": dict(dropout=0.0)}[arch]
     base = dict(
         n_items=N,
         dim=32,
-        emb_dropout=0.0,
-        hidden_dropout=0.0,
+        **no_dropout,
         lr=1e-2,
         weight_decay=0.0,
         batch_size=32,
@@ -39,15 +44,20 @@ def tiny_config(**kw) -> LSTMConfig:
         seed=7,
     )
     base.update(kw)
-    return LSTMConfig(**base)
+    return NEURAL[arch].config_class(**base)
 
 
-@pytest.fixture(scope="module")
-def trained() -> LSTMRecommender:
+def fit(config, data: SequenceData, side: ItemSide | None = None, **kw) -> NeuralRecommender:
+    cls = LSTMRecommender if isinstance(config, LSTMConfig) else NEURAL["transformer"]
+    return cls(config, side).fit(data, **kw)
+
+
+@pytest.fixture(scope="module", params=["lstm", "transformer"])
+def trained(request) -> NeuralRecommender:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: a second thread only adds synchronisation on a busy machine
     try:
-        return fit(tiny_config(), SequenceData(cycle_data()), device="cpu")
+        return fit(tiny_config(request.param), SequenceData(cycle_data()))
     finally:
         torch.set_num_threads(threads)
 
@@ -91,11 +101,22 @@ def test_padding_anywhere_and_fully_padded_history(trained):
 
 def test_checkpoint_round_trip_identical_scores(trained, tmp_path):
     hist = left_pad([s[:-1] for s in cycle_data(30, 7, seed=2)], 10)
-    save_run(trained, tmp_path / "run", meta={"note": "test"})
+    save_model(trained, tmp_path / "run", meta={"note": "test"})
     assert (tmp_path / "run" / "model.pt").exists() and (tmp_path / "run" / "config.json").exists()
-    loaded = load_run(tmp_path / "run", device="cpu")
+    loaded = load_model(tmp_path / "run", device="cpu")
     assert torch.equal(trained.score(hist), loaded.score(hist))
     assert loaded.item_embeddings().shape == (N + 1, trained.config.dim)
+    assert loaded.name == trained.name
+
+
+def test_runs_saved_before_the_shared_item_table_still_load(tmp_path):
+    """An LSTM checkpoint from before models.layers.ItemTable (item parameters on the network itself)."""
+    trained = fit(tiny_config(max_epochs=1), SequenceData(cycle_data(30)))
+    save_model(trained, tmp_path / "run")
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    torch.save({k.removeprefix("items."): v for k, v in state.items()}, tmp_path / "run" / "model.pt")
+    hist = left_pad([[1, 2, 3]], 10)
+    assert torch.equal(load_model(tmp_path / "run").score(hist), trained.score(hist))
 
 
 def _side(n: int, cats: list[int]) -> ItemSide:
@@ -109,44 +130,41 @@ def _side(n: int, cats: list[int]) -> ItemSide:
     )
 
 
-def test_new_item_gets_finite_score_from_side_features():
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_new_item_gets_finite_score_from_side_features(arch):
     cats = [1 + (i % 4) for i in range(N)]
-    model = fit(tiny_config(max_epochs=3), SequenceData(cycle_data(60)), side=_side(N, cats), device="cpu")
+    model = fit(tiny_config(arch, max_epochs=3), SequenceData(cycle_data(60)), side=_side(N, cats))
     side2 = _side(N + 2, cats + [1, 2])
     model.add_items(2, side2)
     s = model.score(left_pad([[1, 2, 3]], 10))
     assert s.shape == (1, N + 3) and torch.isfinite(s[0, 1:]).all()
     emb = model.item_embeddings()
     assert emb.shape == (N + 3, 32) and not torch.equal(emb[N + 1], emb[N + 2])  # different side features
-    torch.testing.assert_close(emb[N + 1], model.net.side_table()[N + 1])  # side features alone
+    torch.testing.assert_close(emb[N + 1], model.net.items.side_table()[N + 1])  # side features alone
 
 
-def test_event_types_and_gaps_are_used():
-    cfg = tiny_config(max_epochs=1, n_gap_buckets=8)
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_event_types_and_gaps_are_used(arch):
+    cfg = tiny_config(arch, max_epochs=1, n_gap_buckets=8)
     seqs = cycle_data(40)
     data = SequenceData(
         seqs, event_types=[np.full(len(s), 1) for s in seqs], gaps=[np.arange(len(s)) % 8 for s in seqs]
     )
-    model = fit(cfg, data, device="cpu")
+    model = fit(cfg, data)
     h = Histories(torch.tensor([[1, 2, 3]]), torch.tensor([[1, 1, 1]]), torch.tensor([[1, 2, 3]]))
     h2 = Histories(torch.tensor([[1, 2, 3]]), torch.tensor([[5, 5, 5]]), torch.tensor([[1, 2, 3]]))
-    assert not torch.equal(model.score(h), model.score(h2))
+    h3 = Histories(torch.tensor([[1, 2, 3]]), torch.tensor([[1, 1, 1]]), torch.tensor([[4, 4, 4]]))
+    assert not torch.equal(model.score(h), model.score(h2))  # event types change the scores
+    assert not torch.equal(model.score(h), model.score(h3))  # and so do time gaps
 
 
 def test_finetune_reports_stage_and_early_stopping(trained):
     seqs = cycle_data(60, seed=3)
     mask = [np.arange(len(s)) % 2 == 0 for s in seqs]  # only some positions are targets
-    valid = EvalSet.from_sequences([s[:-1] for s in seqs[:20]], [int(s[-1]) for s in seqs[:20]], 10)
+    valid = EvalSet(left_pad([s[:-1] for s in seqs[:20]], 10), torch.tensor([int(s[-1]) for s in seqs[:20]]))
     seen: list[Progress] = []
-    tuned = finetune(
-        trained,
-        SequenceData(seqs, target_mask=mask),
-        valid,
-        max_epochs=2,
-        progress=seen.append,
-        progress_every=1,
-        device="cpu",
-    )
+    trained.config.progress_every = 1
+    tuned = finetune(trained, SequenceData(seqs, target_mask=mask), valid, max_epochs=2, progress=seen.append)
     assert seen and all(p.stage == "finetune" for p in seen)
     assert any(p.metrics.get("ndcg@10") is not None for p in seen)
     assert tuned.history and 0.0 <= seen[-1].fraction <= 1.0
@@ -154,20 +172,29 @@ def test_finetune_reports_stage_and_early_stopping(trained):
 
 def test_time_budget_and_sampled_softmax_path():
     cfg = tiny_config(max_epochs=50, sampled_softmax_above=5, n_negatives=16)
-    model = fit(cfg, SequenceData(cycle_data(60)), time_budget_s=1.0, device="cpu")
+    model = fit(cfg, SequenceData(cycle_data(60)), time_budget_s=1.0)
     assert model.train_seconds < 30 and all(math.isfinite(h["loss"]) for h in model.history)
 
 
-def test_seeded_training_is_reproducible():
-    a = fit(tiny_config(max_epochs=2), SequenceData(cycle_data(60)), device="cpu")
-    b = fit(tiny_config(max_epochs=2), SequenceData(cycle_data(60)), device="cpu")
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_seeded_training_is_reproducible(arch):
+    a = fit(tiny_config(arch, max_epochs=2), SequenceData(cycle_data(60)))
+    b = fit(tiny_config(arch, max_epochs=2), SequenceData(cycle_data(60)))
     h = left_pad([[1, 2, 3]], 10)
     assert torch.equal(a.score(h), b.score(h))
 
 
-@pytest.mark.parametrize("make", [MostPop, ItemKNN, lambda: LSTMRecommender(tiny_config(max_epochs=2))])
+@pytest.mark.parametrize(
+    "make",
+    [
+        MostPop,
+        ItemKNN,
+        lambda: LSTMRecommender(tiny_config(max_epochs=2)),
+        lambda: NEURAL["transformer"](tiny_config("transformer", max_epochs=2)),
+    ],
+)
 def test_baselines_share_the_interface(make):
-    model = make().fit(SequenceData(cycle_data(80)), n_items=N)
+    model = make().fit(SequenceData(cycle_data(80), n_items=N))
     assert isinstance(model, Recommender) and model.n_items == N
     hist = left_pad([[1, 2, 3], [5], []], 10)
     s = model.score(hist)
@@ -179,13 +206,34 @@ def test_baselines_share_the_interface(make):
 
 
 def test_itemknn_learns_the_successor():
-    model = ItemKNN().fit(cycle_data(200), n_items=N)
+    model = ItemKNN().fit(SequenceData(cycle_data(200), n_items=N))
     _, idx = model.top_k(left_pad([[3, 4, 5]], 10), 1)
     assert idx[0, 0].item() == 6
 
 
 def test_infer_helpers(trained, monkeypatch):
+    from core.config import settings
+
     monkeypatch.setenv("HS_DEVICE", "cpu")
-    assert pick_device().type == "cpu"
+    assert pick_device(settings().device).type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
     name, ms = timed_score(trained, left_pad([[1, 2]], 10))
     assert name == "cpu" and ms >= 0.0
+
+
+def test_fit_takes_no_unknown_arguments():
+    with pytest.raises(TypeError):
+        MostPop().fit(SequenceData(cycle_data(10)), n_items=N)
+    with pytest.raises(TypeError):
+        LSTMRecommender(tiny_config(max_epochs=1)).fit(SequenceData(cycle_data(10)), epochs=3)
+
+
+def test_data_beyond_the_models_catalog_is_refused():
+    with pytest.raises(ValueError, match="25 items"):
+        LSTMRecommender(tiny_config()).fit(SequenceData(cycle_data(10), n_items=25))
+
+
+def test_the_callers_config_is_not_changed():
+    config = tiny_config(n_categories=0)
+    LSTMRecommender(config, _side(N, [1] * N)).add_items(2)
+    assert (config.n_categories, config.n_items) == (0, N)

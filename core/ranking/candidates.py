@@ -1,0 +1,68 @@
+"""A shopper's candidates: the model's top-M by score, plus the items the shopper's rules need whatever the
+model thinks (a pin's item; the best few of a reserve's or a fairness rule's group). Pure: a snapshot and
+one score vector in, ``Candidates`` out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from core.ranking.pipeline import plan
+from core.ranking.rules import Rule
+from core.ranking.shop import ShopContext
+from core.ranking.state import Candidates
+
+POOL_MIN = 200  # a group's best items kept among the candidates: max(M, POOL_MIN)
+
+
+def needed_items(ctx: ShopContext, rules: list[Rule], now: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids the rules need among the candidates: (always, pool), each kind saying what its rules need."""
+    index = ctx.active.catalog.vocab.index
+    always: list[int] = []
+    pool = None  # (N,) bool over the catalog table
+    for kind, rs in plan(rules):
+        needs = kind.needs(rs, ctx.table, index, now)
+        if needs is None:
+            continue
+        always += [i for i in (index.get(str(item)) for item in needs.items) if i]
+        if needs.pool is not None:
+            pool = needs.pool.copy() if pool is None else pool | needs.pool
+    pools = np.flatnonzero(pool) + 1 if pool is not None else np.zeros(0, dtype=np.int64)
+    return np.unique(np.array(always, dtype=np.int64)), pools.astype(np.int64)
+
+
+def build_candidates(
+    ctx: ShopContext,
+    scores: np.ndarray,
+    purchased: np.ndarray,
+    needed: tuple[np.ndarray, np.ndarray],
+    m: int,
+    exclude_purchased: bool,
+) -> Candidates:
+    """The top ``m`` of ``scores`` (N+1,) that may be shown, then the needed items: a pool's best by score
+    (bounded, so one broad rule cannot flood the candidates), and the always-needed ones whatever their state
+    (the pipeline reports a pinned item that is out of stock or blocked)."""
+    masked = scores.copy()
+    masked[~ctx.in_stock] = -np.inf
+    if exclude_purchased and len(purchased):
+        masked[purchased] = -np.inf
+    masked[0] = -np.inf
+    m = min(m, int(np.isfinite(masked).sum()))
+    top = np.argpartition(-masked, m - 1)[:m] if m > 0 else np.zeros(0, dtype=np.int64)
+    top = top[np.argsort(-masked[top], kind="stable")]
+    ranks = np.zeros(len(scores), dtype=np.int64)
+    ranks[top] = np.arange(1, len(top) + 1)
+    always, pools = needed
+    pool = pools[(ranks[pools] == 0) & ctx.in_stock[pools]] if len(pools) else pools
+    pool = pool[np.argsort(-scores[pool], kind="stable")][: max(m, POOL_MIN)]
+    pinned = always[(ranks[always] == 0) & ~np.isin(always, pool)] if len(always) else always
+    chosen = np.concatenate([top, pool, pinned]).astype(np.int64)
+    return Candidates(
+        ctx.active.catalog.vocab.decode(chosen),
+        scores[chosen].astype(np.float64),
+        ranks[chosen],
+        ctx.embeddings[chosen],
+        table=ctx.table,
+        rows=chosen - 1,
+    )

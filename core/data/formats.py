@@ -12,6 +12,7 @@ from core.data.columns import normalise, shown
 from core.data.sniff import is_token, read_head
 from core.errors import InputError
 from core.sql import ident, lit
+from models.base import EVENT_TYPES as EVENT_CODES
 
 CANONICAL = [
     "ts",
@@ -39,7 +40,7 @@ REES46 = [
     "user_session",
 ]
 RETAILROCKET = ["timestamp", "visitorid", "event", "itemid", "transactionid"]
-EVENT_TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "review"]
+EVENT_TYPES = sorted(EVENT_CODES, key=EVENT_CODES.get)  # the names a log may use: models.base's vocabulary
 FORMATS = ["native", "rees46", "retailrocket", "sequence", "pairs"]
 REES46_EVENTS = {
     "view": "view",

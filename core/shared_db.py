@@ -202,6 +202,16 @@ _shared: dict[str, SharedDatabase] = {}
 _shared_lock = threading.Lock()
 
 
+def holds_cursor(path: Path) -> bool:
+    """Whether the calling thread has a unit of work open on this database.
+
+    Read without the instance's condition: a thread opening the instance holds it through the migrations
+    (seconds on a new file), and a writer asking this must reach its write lock, and say that it waits,
+    meanwhile. Only the calling thread adds or removes its own entry, so the plain read is exact."""
+    database = _shared.get(str(path))
+    return database is not None and database.holders.get(threading.get_ident(), 0) > 0
+
+
 def shared(path: Path, migrate: Callable[[duckdb.DuckDBPyConnection], None]) -> SharedDatabase:
     key = str(path)
     with _shared_lock:

@@ -28,10 +28,10 @@ import duckdb
 import polars as pl
 
 from core.config import settings
-from core.errors import storage_error
+from core.errors import StoreBusyError, storage_error
 from core.migrations import migrate
 from core.release.chain import append
-from core.shared_db import as_directory, shared
+from core.shared_db import as_directory, holds_cursor, shared
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,16 @@ _write_locks: dict[str, threading.RLock] = {}
 _write_locks_lock = threading.Lock()
 
 
+class _WritesHeld(threading.local):
+    """Per thread: the databases whose write lock it holds, with its re-entries counted."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, int] = {}
+
+
+_writes_held = _WritesHeld()
+
+
 @contextmanager
 def writing(
     db_path: str | Path | None = None, *, on_wait: Callable[[str], None] | None = None
@@ -119,8 +129,20 @@ def writing(
     """The per-database write lock of this process, held for a whole write: an ingest (its duplicate check
     included), a rule-set save, a model activation, a release. DuckDB's file lock only keeps other
     processes out; inside one process every browser session is a thread, and two loads of one file would
-    both commit. Re-entrant; a writer that has to wait says so through ``on_wait``."""
+    both commit. Re-entrant; a writer that has to wait says so through ``on_wait``.
+
+    Lock order (docs/ARCHITECTURE.md): the publish file lock, then this lock, then a cursor (``connect``).
+    A thread that holds a cursor and asks for this lock is refused at once (``StoreBusyError``): the
+    lock's holder may be waiting for every cursor to close (an instance reopened for a file the CLI
+    names), so waiting here could wait for ever."""
     key = _key(Path(db_path) if db_path else Path(settings().db_path))
+    held = _writes_held.keys
+    if not held.get(key) and holds_cursor(Path(key)):
+        raise StoreBusyError(
+            f"{Path(key).name}: this thread still has the database open and cannot wait for its write lock — "
+            "take the write lock (store.writing / store.transaction) before the cursor (store.connect); "
+            "see the lock order in docs/ARCHITECTURE.md"
+        )
     with _write_locks_lock:
         lock = _write_locks.setdefault(key, threading.RLock())
     if not lock.acquire(timeout=0.2):
@@ -129,9 +151,11 @@ def writing(
         if on_wait:
             on_wait(message)
         lock.acquire()
+    held[key] = held.get(key, 0) + 1
     try:
         yield
     finally:
+        held[key] -= 1
         lock.release()
 
 

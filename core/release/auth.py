@@ -279,7 +279,8 @@ def session_account(token: str, db_path=None) -> Account:
             raise SignInError(
                 f"you were signed out after {cfg.session_idle_min:g} idle minutes: sign in again"
             )
-        if (now - last_seen).total_seconds() > 60:
+    if (now - last_seen).total_seconds() > 60:  # a write: under the write lock, after the read's cursor
+        with store.transaction(db_path) as con:
             con.execute("UPDATE app_sessions SET last_seen = ? WHERE token_hash = ?", [now, key])
     account = Account(name, Role.parse(role), email, bool(must_change) and kind == "browser")
     with _cache_lock:

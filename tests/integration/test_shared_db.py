@@ -85,6 +85,24 @@ def test_the_write_lock_is_reentrant_and_makes_a_second_writer_wait(db):
     assert said and "waiting for another write" in said[0]
 
 
+def test_a_thread_holding_a_cursor_is_refused_the_write_lock_at_once(db):
+    """Lock order: write lock, then cursor. The other way round could wait for ever (the lock's holder may
+    be waiting for every cursor to close), so it is refused at once, even when nobody holds the lock."""
+    started = time.monotonic()
+    with store.connect(db):
+        with pytest.raises(StoreBusyError, match="take the write lock .* before the cursor"):
+            with store.transaction(db):
+                pass
+    assert time.monotonic() - started < 5
+
+
+def test_a_writer_may_open_cursors_and_write_again_inside_its_lock(db):
+    with store.writing(db), store.connect(db) as con:
+        with store.transaction(db) as inner:  # re-entry: the thread already holds the lock
+            inner.execute("INSERT INTO rejects VALUES (1, 1, 'x', 'y')")
+        assert con.execute("SELECT count(*) FROM rejects").fetchall() == [(1,)]
+
+
 def test_write_locks_are_per_database(db, tmp_path):
     other = tmp_path / "other.duckdb"
     entered = threading.Event()

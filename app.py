@@ -30,8 +30,6 @@ PAGES = [  # each page, and the permission that shows it (roles are cumulative)
     (st.Page("pages/users.py", title="Users", icon="👥"), Permission.MANAGE_USERS),
     (st.Page("pages/account.py", title="Your password", icon="🔑"), Permission.VIEW),
 ]
-# pages/rules.py records its saver from this key until it takes the account itself (next pass)
-st.session_state["role"] = account.username
 
 with st.sidebar:
     st.markdown("### 🛍️ Homepage Studio")

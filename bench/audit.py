@@ -83,6 +83,7 @@ def main() -> None:
     from core.insight.audit_population import audit_inputs, holdout_store
     from core.insight.audit_report import build_report
     from core.ranking.homepage import shop_context
+    from core.release.roles import SYSTEM
 
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"shop: {store.scalar('SELECT count(*) FROM events'):,} events; uptime: {load}")
@@ -92,7 +93,7 @@ def main() -> None:
     t0 = time.perf_counter()
     shop_context(path)  # what the first homepages_for call on the copy loads; timed on its own
     stages["snapshot of the copy (model, items, steps)"] = time.perf_counter() - t0
-    inputs = audit_inputs(("model", "draft"), fairness_draft(), sample=args.users, seed=0)
+    inputs = audit_inputs(("model", "draft"), fairness_draft(), sample=args.users, seed=0, actor=SYSTEM)
     stages.update({k: v for k, v in inputs.timings.items() if k != "hold-out copy"})
     t0 = time.perf_counter()
     build_report(inputs, n_boot=0)

@@ -76,7 +76,7 @@ def inference(model: NeuralRecommender, seqs: list[np.ndarray], batch: int) -> d
     """Users/s of top-100 scoring with history exclusion (bf16 autocast on CUDA), and the output layer's FLOP/s."""
     dev = model.device
     model.net.eval()
-    n = min(len(seqs), 50_000 if dev.type == "cuda" else 500)
+    n = min(len(seqs), 50_000 if dev.type == "cuda" else 200)
     hist = left_pad(seqs[:n], model.max_len)
     score_users(model, Histories(hist.items[:256]), batch_size=256, k=100, device=dev)  # warm-up
     sync(dev)
@@ -99,7 +99,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.cpu_smoke:
         dev = torch.device("cpu")
-        args.items, args.users, args.batch, args.train_seconds, args.dim = 200_000, 1_000, 64, 2.0, 32
+        args.items, args.users, args.batch, args.train_seconds, args.dim = 120_000, 300, 32, 1.0, 16
     elif not torch.cuda.is_available():
         print(
             "bench/gpu.py: no CUDA device here, nothing to measure (use --cpu-smoke to check the code path)."

@@ -17,6 +17,8 @@ from core.config import settings
 from core.errors import StudioError, storage_error
 from core.insight.audit_cli import add_audit_command
 from core.release import cli as release_cli
+from core.release.auth import cli_actor
+from core.release.roles import SYSTEM
 
 
 @contextmanager
@@ -93,6 +95,7 @@ def cmd_train(args) -> int:
     try:
         with _bar("train") as progress:
             run = train_run(
+                actor=cli_actor(),
                 architecture=args.architecture,
                 finetune_on=args.finetune_on,
                 epochs=args.epochs,
@@ -113,51 +116,89 @@ def cmd_train(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from core.model_runs import list_runs
+    from core.model_runs import runs_table
 
-    print(list_runs())
+    table = runs_table()
+    if table.is_empty():
+        print("no model runs yet: python -m core train")
+        return 0
+    cols = [
+        "run_id",
+        "architecture",
+        "stage",
+        "status",
+        "active",
+        "train_seconds",
+        "hr@10",
+        "ndcg@10",
+        "data",
+    ]
+    print(format_table(table.to_dicts(), cols))
     return 0
 
 
 def cmd_activate(args) -> int:
     from core.model_runs import activate_run
 
-    activate_run(args.run_id)
+    activate_run(args.run_id, cli_actor())
     print(f"run {args.run_id} is now active")
     return 0
 
 
-def format_table(rows: list[dict]) -> str:
-    """The benchmark rows as a fixed-width table; every row names its protocol."""
-    cols = ["model", "protocol", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "train_seconds"]
-    cells = [
-        [
-            f"{r[c]:.4f}"
-            if isinstance(r.get(c), float) and c != "train_seconds"
-            else f"{r[c]:.1f}"
-            if c == "train_seconds" and r.get(c) is not None
-            else str(r.get(c, ""))
-            for c in cols
-        ]
-        for r in rows
-    ]
+BENCH_COLUMNS = ["model", "protocol", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "valid_ndcg10", "train_seconds"]
+
+
+def format_table(rows: list[dict], cols: list[str] = BENCH_COLUMNS) -> str:
+    """Benchmark rows as a fixed-width table; every row names its protocol, the default model is starred."""
+
+    def cell(r: dict, c: str) -> str:
+        v = r.get(c)
+        if c == "model" and r.get("default") is True:
+            return f"{v} *"
+        if isinstance(v, float):
+            text = f"{v:.1f}" if c.startswith("train_seconds") else f"{v:.4f}"
+            std = r.get(c + "_std")
+            return (
+                text
+                if std is None
+                else f"{text} ± {std:.1f}"
+                if c.startswith("train")
+                else f"{text} ± {std:.4f}"
+            )
+        return "" if v is None else str(v)
+
+    cells = [[cell(r, c) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths))  # noqa: E731
     return "\n".join([line(cols), line(["-" * w for w in widths]), *(line(row) for row in cells)])
 
 
 def cmd_bench(args) -> int:
-    from core.insight.evaluate import run_benchmark
+    from core.insight.evaluate import run_benchmark, summarize
 
-    with _bar(f"bench {Path(args.data).name}") as progress:
-        rows = run_benchmark(
-            args.data,
-            time_budget_min=args.time_budget,
-            models=tuple(args.models.split(",")),
-            seed=args.seed,
-            progress=lambda p: progress(p.fraction, f"{p.stage} epoch {p.epoch} step {p.step}"),
-        )
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    rows = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        with _bar(f"bench {Path(args.data).name} seed {seed}") as progress:
+            rows += run_benchmark(
+                args.data,
+                time_budget_min=args.time_budget,
+                models=tuple(args.models.split(",")),
+                seed=seed,
+                progress=lambda p: progress(p.fraction, f"{p.stage} epoch {p.epoch} step {p.step}"),
+                budget_clock=args.budget_clock,
+            )
+    summary = summarize(rows) if args.seeds > 1 else []
+    if args.json:
+        print(json.dumps(rows + summary, indent=2))
+    else:
+        print(format_table(rows))
+        if summary:
+            print(f"\nmean ± standard deviation over {args.seeds} seeds (* = the default in that many runs)")
+            print(
+                format_table(
+                    summary, ["model", "protocol", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "train_seconds"]
+                )
+            )
     return 0
 
 
@@ -166,17 +207,20 @@ def cmd_first_run(args) -> int:
     admin's one-time password while it is needed."""
     from core import store
     from core.data.demo import build_demo_shop
-    from core.model_runs import active_run, train_run
+    from core.model_runs import active_run, train_best
 
     if not store.scalar("SELECT count(*) FROM events"):
         print("first run: building the demo shop (once)")
         with _bar("demo shop") as progress:
             print(build_demo_shop(progress=progress))
     if active_run() is None:
-        print("first run: training a first model (3-minute budget)")
+        print(
+            f"first run: training a transformer, an LSTM and their blend ({args.time_budget:g}-minute budget)"
+        )
         with _bar("train") as progress:
-            run = train_run(time_budget_s=args.time_budget * 60, activate=True, progress=progress)
-        print(run.summary())
+            runs = train_best(actor=SYSTEM, time_budget_s=args.time_budget * 60, progress=progress)
+        for run in runs:
+            print(run.summary())
     _first_release_and_admin(args.url)
     return 0
 
@@ -207,7 +251,7 @@ def _first_release_and_admin(url: str) -> None:
 def _add_model_commands(sub) -> None:
     """train, runs, activate, bench, first-run."""
     p = sub.add_parser("train", help="train (pretrain, optionally fine-tune) a model on the store")
-    p.add_argument("--architecture", default="lstm", help="lstm | transformer (default: lstm)")
+    p.add_argument("--architecture", default="lstm", help="lstm | transformer | blend (default: lstm)")
     p.add_argument("--finetune-on", help="purchases | recent:7d | category:PATH")
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", help="cpu | cuda | mps (default: auto, HS_DEVICE)")
@@ -221,12 +265,21 @@ def _add_model_commands(sub) -> None:
     p.add_argument("run_id")
     p.set_defaults(func=cmd_activate)
 
-    p = sub.add_parser("bench", help="evaluate LSTM, MostPop, item-kNN on a sequence file")
+    p = sub.add_parser(
+        "bench", help="every model on a sequence file, as rows; * marks the best on validation"
+    )
     p.add_argument("--data", required=True)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--time-budget", type=float, default=25.0, help="minutes of LSTM training")
-    p.add_argument("--models", default="lstm,mostpop,itemknn")
+    p.add_argument("--time-budget", type=float, default=30.0, help="minutes of training per neural model")
+    p.add_argument("--models", default="mostpop,itemknn,lstm,transformer,blend")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seeds", type=int, default=1, help="repeat with this many seeds and add mean ± std rows")
+    p.add_argument(
+        "--budget-clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: count the time budget in CPU seconds per thread (measuring on a machine shared with other jobs)",
+    )
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("first-run", help="demo shop, model, release and admin if missing (make run)")

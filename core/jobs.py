@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ROOT, settings
+from core.release import auth
+from core.release.roles import Account, Permission, require
 from models.base import Progress
 
 
@@ -104,15 +106,22 @@ def finetune_spec(kind: str, category: str = "") -> str:
 
 def start_training(
     *,
+    actor: Account,
     architecture: str = "lstm",
     finetune_on: str | None = None,
     epochs: int | None = None,
     time_budget_min: float | None = None,
     device: str | None = None,
 ) -> Job:
+    """Train in a child process (``python -m core train``) as ``actor``: checked here, and again in the
+    child, which signs in with a one-day token of ``actor``'s readable by this user only."""
+    require(actor, Permission.TRAIN)
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
     job_dir = jobs_dir() / job_id
     job_dir.mkdir(parents=True)
+    token_file = job_dir / "token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(auth.create_token(actor, days=1))
     args = [sys.executable, "-m", "core", "train", "--job-dir", str(job_dir), "--architecture", architecture]
     if finetune_on:
         args += ["--finetune-on", finetune_on]
@@ -129,10 +138,19 @@ def start_training(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={
+            **_env_without_secrets(),
+            "PYTHONUNBUFFERED": "1",
+            "HS_USER": actor.username,
+            "HS_TOKEN_FILE": str(token_file),
+        },  # fmt: skip
     )
     (job_dir / "job.json").write_text(json.dumps({"args": args, "pid": proc.pid, "started": time.time()}))
     return read_job(job_dir)
+
+
+def _env_without_secrets() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("HS_PASSWORD", "HS_USER", "HS_TOKEN_FILE")}
 
 
 def read_job(job_dir: Path) -> Job:

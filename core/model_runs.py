@@ -7,9 +7,9 @@ data snapshot, seconds, device). Training reads the store in one unit of work, c
 opens it again to record the run, so the app and other jobs are never locked out for the length of a
 training. A failed training is recorded as failed (with what failed) and leaves the active run untouched.
 
-``train_run(*, architecture="lstm", finetune_on=None, epochs=None, device=None, time_budget_s=None,
+``train_run(*, actor, architecture="lstm", finetune_on=None, epochs=None, device=None, time_budget_s=None,
             activate=True, progress=None, on_epoch=None, config=None, db_path=None) -> RunResult``
-``activate_run(run_id)``, ``list_runs()``, ``runs_table()``, ``active_run()``, ``load_active_model()``
+``activate_run(run_id, actor)``, ``list_runs()``, ``runs_table()``, ``active_run()``, ``load_active_model()``
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from core import store
 from core.config import settings
 from core.data.sequences import Catalog, ShopSequences, Vocab, load_catalog, load_sequences
 from core.errors import InputError, NotFoundError
-from core.training import ARCHITECTURE_LABELS, Relay, check_trainable, train_model
+from core.release.roles import Account, Permission, require
+from core.training import ARCHITECTURE_LABELS, Relay, check_trainable, train_candidates, train_model
 from models.base import Progress, Recommender, SequenceData
 from models.baselines import MostPop
 from models.infer import pick_device
@@ -77,7 +78,9 @@ def _snapshot(seqs: ShopSequences) -> dict:
     }
 
 
-def _record(run: RunResult, stage: str, model: Recommender, snapshot: dict, finetune_on, db_path) -> None:
+def _record(
+    run: RunResult, stage: str, model: Recommender, snapshot: dict, finetune_on, actor: Account, db_path
+) -> None:
     with store.transaction(db_path) as con:
         con.execute(
             """INSERT INTO model_runs (run_id, created_at, kind, stage, status, path, config, metrics,
@@ -95,9 +98,9 @@ def _record(run: RunResult, stage: str, model: Recommender, snapshot: dict, fine
             ],
         )
         details = {"architecture": run.architecture, "metrics": run.metrics, "finetune_on": finetune_on}
-        store.audit(con, "trainer", "train", run.run_id, details)
+        store.audit(con, actor, "train", run.run_id, details)
         if run.active:
-            _activate(con, run.run_id)
+            _activate(con, run.run_id, actor)
 
 
 def _record_failure(
@@ -119,6 +122,7 @@ def _record_failure(
 
 def train_run(
     *,
+    actor: Account,
     architecture: str = "lstm",
     finetune_on: str | None = None,
     epochs: int | None = None,
@@ -130,7 +134,9 @@ def train_run(
     config: NeuralConfig | None = None,
     db_path=None,
 ) -> RunResult:
-    """Train a model of ``architecture`` on the store and record it as a run (see module docstring)."""
+    """Train a model of ``architecture`` on the store and record it as a run in ``actor``'s name (see
+    module docstring). Who may train is checked before any work."""
+    require(actor, Permission.TRAIN)
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = settings().models_dir / run_id
     dev = str(pick_device(device or settings().device))
@@ -146,7 +152,7 @@ def train_run(
         seconds = time.perf_counter() - started
         _save(run_dir, model, seqs.catalog, {"run_id": run_id, "finetune_on": finetune_on})
         run = RunResult(run_id, run_dir, metrics, seconds, dev, activate, architecture)
-        _record(run, stage, model, _snapshot(seqs), finetune_on, db_path)
+        _record(run, stage, model, _snapshot(seqs), finetune_on, actor, db_path)
     except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         _record_failure(run_id, architecture, stage, dev, exc, db_path)
@@ -156,25 +162,56 @@ def train_run(
     return run
 
 
-def _activate(con, run_id: str) -> None:
+def train_best(
+    *,
+    actor: Account,
+    time_budget_s: float | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    db_path=None,
+) -> list[RunResult]:
+    """first-run's choice: train the candidates of ``core.training.train_candidates`` (a transformer, an LSTM,
+    their blend with item-kNN and popularity) on the same split within ``time_budget_s``, record each as a run
+    (shown side by side on the Model page) and activate the best on validation NDCG@10."""
+    require(actor, Permission.TRAIN)
+    dev = str(pick_device(settings().device))
+    seqs = load_sequences(db_path)
+    check_trainable(seqs.items)
+    candidates = train_candidates(seqs, time_budget_s, dev, Relay(progress, None, 0.95))
+    best = max(candidates, key=lambda name: candidates[name][1]["valid"].get("ndcg@10", 0.0))
+    runs = []
+    for name, (model, metrics) in candidates.items():
+        run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        run_dir = settings().models_dir / run_id
+        run = RunResult(run_id, run_dir, metrics, model.train_seconds, dev, name == best, name)
+        _save(run_dir, model, seqs.catalog, {"run_id": run_id, "chosen_from": list(candidates)})
+        _record(run, "pretrain", model, _snapshot(seqs), None, actor, db_path)
+        runs.append(run)
+    if progress:
+        progress(1.0, f"done: {best} is the best on validation")
+    return runs
+
+
+def _activate(con, run_id: str, actor: Account) -> None:
+    require(actor, Permission.ACTIVATE_MODEL, con)
     found = con.execute("SELECT status FROM model_runs WHERE run_id = ?", [run_id]).fetchall()
     if not found:
         raise NotFoundError(f"no model run '{run_id}' — see `python -m core runs`")
     if found[0][0] != "done":
         raise InputError(f"model run '{run_id}' {found[0][0]}; only a finished run can be activated")
     con.execute("UPDATE model_runs SET active = (run_id = ?)", [run_id])
-    store.audit(con, "merchandiser", "activate_run", run_id)
+    store.audit(con, actor, "activate_run", run_id)
 
 
-def activate_run(run_id: str, db_path=None) -> None:
+def activate_run(run_id: str, actor: Account, db_path=None) -> None:
+    """Make ``run_id`` the draft's model (what the preview uses; shoppers get it with the next publish)."""
     with store.transaction(db_path) as con:
-        _activate(con, run_id)
+        _activate(con, run_id, actor)
 
 
 def list_runs(db_path=None) -> pl.DataFrame:
     return store.query(
         """SELECT run_id, created_at, kind AS architecture, stage, status, active, device,
-                  round(train_seconds) AS train_seconds, metrics, message
+                  round(train_seconds) AS train_seconds, metrics, data_snapshot, message
            FROM model_runs ORDER BY created_at DESC""",
         db_path=db_path,
     )
@@ -275,25 +312,19 @@ def _align_catalog(current: Catalog, vocab: Vocab, model: Recommender) -> Catalo
     return Catalog(Vocab(order), items, aligned, current.categories, current.brands)
 
 
+RUN_COLUMNS = ("run_id", "created_at", "architecture", "stage", "status", "active", "device", "train_seconds")
+
+
 def runs_table(db_path=None) -> pl.DataFrame:
-    """Runs with their validation metrics flattened, next to the popularity baseline's."""
-    runs = list_runs(db_path)
+    """Runs with their validation metrics flattened, next to the popularity baseline's. ``data`` names the
+    store the run was trained on: runs with the same ``data`` were validated on the same split (the latest step
+    of the same sample of shoppers), so their figures compare side by side."""
     rows = []
-    for r in runs.to_dicts():
+    for r in list_runs(db_path).to_dicts():
         m = json.loads(r.pop("metrics") or "{}")
-        row = {
-            k: r[k]
-            for k in (
-                "run_id",
-                "created_at",
-                "architecture",
-                "stage",
-                "status",
-                "active",
-                "device",
-                "train_seconds",
-            )
-        }
+        snap = json.loads(r.pop("data_snapshot") or "{}")
+        row = {k: r[k] for k in RUN_COLUMNS}
+        row["data"] = f"{snap['users']:,} users, {snap['steps']:,} steps" if snap else None
         for key, prefix in (
             ("valid", ""),
             ("mostpop", "mostpop "),
@@ -305,3 +336,31 @@ def runs_table(db_path=None) -> pl.DataFrame:
         row["message"] = r["message"]
         rows.append(row)
     return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def compare_runs(db_path=None) -> pl.DataFrame:
+    """The finished runs trained on the same data as the newest one (so validated on the same split), in long
+    form for a side-by-side chart: run (architecture · id), architecture, metric, value; the popularity
+    baseline on that split is one more bar."""
+    table = runs_table(db_path)
+    if table.is_empty() or table.filter(pl.col("status") == "done").is_empty():
+        return pl.DataFrame(
+            schema={"run": pl.String, "architecture": pl.String, "metric": pl.String, "value": pl.Float64}
+        )
+    done = table.filter(pl.col("status") == "done")
+    same = done.filter(pl.col("data") == done["data"][0])
+    long = same.select(
+        run=pl.col("architecture") + " · " + pl.col("run_id"),
+        architecture="architecture",
+        **{"HR@10": "hr@10", "NDCG@10": "ndcg@10"},
+    ).unpivot(index=["run", "architecture"], variable_name="metric", value_name="value")
+    pop = (
+        same.head(1)
+        .select(
+            run=pl.lit("popularity (same split)"),
+            architecture=pl.lit("mostpop"),
+            **{"HR@10": "mostpop hr@10", "NDCG@10": "mostpop ndcg@10"},
+        )
+        .unpivot(index=["run", "architecture"], variable_name="metric", value_name="value")
+    )
+    return pl.concat([long, pop]).drop_nulls("value")

@@ -31,6 +31,7 @@ from core.config import settings
 from core.errors import StoreBusyError, storage_error
 from core.migrations import migrate
 from core.release.chain import append
+from core.release.roles import Account
 from core.shared_db import as_directory, holds_cursor, shared
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def scalar(sql: str, params: list | tuple | None = None, db_path: str | Path | N
 
 
 def audit(
-    con: duckdb.DuckDBPyConnection, actor: str, action: str, target: str, detail: dict | None = None
+    con: duckdb.DuckDBPyConnection, actor: Account | str, action: str, target: str, detail: dict | None = None
 ) -> None:
     """Append one row to the audit log inside the caller's transaction (kept for older callers: the
     one writer is ``core.release.chain.append``, which chains each row to the one before)."""

@@ -5,6 +5,7 @@ slice, pretraining and fine-tuning with progress relayed to the CLI bar and the 
 ``slice_mask(spec, seqs)`` the steps of a fine-tuning slice: ``purchases``, ``recent:7d``, ``category:PATH``.
 ``split_for_run(seqs, max_len, mask=None)`` train on all but each user's last step, validate on a sample.
 ``train_model(seqs, architecture, config, epochs, finetune_on, budget, device, relay) -> (model, metrics)``
+``train_candidates(seqs, budget, device, relay) -> {name: (model, metrics)}``  what first-run compares
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from models.baselines import MostPop
 from models.data import MIN_STEPS, Split, leave_one_out
 from models.layers import NeuralConfig
 from models.metrics import validation_metrics
-from models.registry import NEURAL, build
+from models.registry import BLEND_NEURAL, NEURAL, build, sized_config
 
-ARCHITECTURES = ("lstm", "transformer")  # what a run can train
-ARCHITECTURE_LABELS = {"lstm": "LSTM", "transformer": "Transformer (SASRec-style)"}
+ARCHITECTURES = ("lstm", "transformer", "blend")  # what a run can train
+ARCHITECTURE_LABELS = {
+    "lstm": "LSTM",
+    "transformer": "Transformer (SASRec-style)",
+    "blend": "Blend (transformer + item-kNN + popularity)",
+}
 VALID_USERS = 5000  # validation sample, enough for stable NDCG@10 and fast epochs
 
 
@@ -115,26 +120,30 @@ class Relay:
 
 def new_model(
     architecture: str, seqs: ShopSequences, config: NeuralConfig | None, epochs: int | None, device
-):
-    """An untrained model for the store's catalog; ``config`` is copied, never changed."""
+) -> Recommender:
+    """An untrained model for the store's catalog, sized from its sequences unless ``config`` is given (a blend:
+    the config of its neural part); ``config`` is copied, never changed."""
     if architecture not in ARCHITECTURES:
         raise InputError(
             f"unknown architecture {architecture!r}", fix=f"choose one of {', '.join(ARCHITECTURES)}"
         )
-    base = config if isinstance(config, NEURAL[architecture].config_class) else None
-    base = base or NEURAL[architecture].config_class()
+    cls = NEURAL[BLEND_NEURAL if architecture == "blend" else architecture]
+    data = SequenceData(seqs.items, n_items=seqs.catalog.n_items)
+    base = config if isinstance(config, cls.config_class) else sized_config(cls, data)
     base = dataclasses.replace(base, n_gap_buckets=N_GAP_BUCKETS, max_epochs=epochs or base.max_epochs)
-    n_items = seqs.catalog.n_items
-    return build(architecture, n_items, seed=base.seed, side=seqs.catalog.side, config=base).to(device)
+    side = seqs.catalog.side
+    return build(architecture, data.n_items, seed=base.seed, side=side, config=base).to(device)
 
 
 def train_model(
     seqs: ShopSequences, architecture: str, config, epochs, finetune_on, budget, device, relay: Relay
-):
+) -> tuple[Recommender, dict]:
     """Pretrain (and fine-tune on a slice) a new model; returns it and its validation metrics."""
     started = time.perf_counter()
     model = new_model(architecture, seqs, config, epochs, device)
     mask = slice_mask(finetune_on, seqs) if finetune_on else None  # a bad slice fails before any training
+    if finetune_on and not model.can_finetune:
+        raise InputError(f"a {architecture} run cannot be fine-tuned", fix="train it without --finetune-on")
     split = split_for_run(seqs, model.max_len)
     pre_budget = budget * (0.7 if finetune_on else 1.0) if budget else None
     model.fit(split.train, split.valid, time_budget_s=pre_budget, progress=relay.part(0.0, relay.span))
@@ -151,3 +160,28 @@ def train_model(
         metrics["slice_finetuned"] = _metrics(model, ft.valid)
     metrics["mostpop"] = _metrics(MostPop().fit(split.train), split.valid)
     return model, metrics
+
+
+def train_candidates(seqs: ShopSequences, budget: float | None, device, relay: Relay) -> dict[str, tuple]:
+    """What first-run compares: a transformer and an LSTM (40 % of the budget each) and their blend with
+    item-kNN and popularity (item-kNN's settings and the weights learned on validation in the rest), all on
+    the same split. Returns name → (model, metrics)."""
+    out, fitted, started = {}, {}, time.perf_counter()
+    for i, arch in enumerate(("transformer", "lstm")):
+        model = new_model(arch, seqs, None, None, device)
+        split = split_for_run(seqs, model.max_len)
+        share = 0.4 * budget if budget else None
+        model.fit(split.train, split.valid, time_budget_s=share, progress=relay.part(0.45 * i, 0.45))
+        fitted[arch] = model
+    split = split_for_run(seqs, max(m.max_len for m in fitted.values()))
+    left = max(10.0, budget - (time.perf_counter() - started)) if budget else None
+    blend = build("blend", seqs.catalog.n_items, reuse=fitted).fit(
+        split.train, split.valid, time_budget_s=left
+    )
+    pop = _metrics(MostPop().fit(split.train), split.valid)
+    for name, model in {**fitted, "blend": blend}.items():
+        out[name] = (
+            model,
+            {"valid": _metrics(model, split_for_run(seqs, model.max_len).valid), "mostpop": pop},
+        )
+    return out

@@ -42,6 +42,7 @@ class NeuralConfig:
     finetune_lr_scale: float = 0.1
     seed: int = 1337
     progress_every: int = 50  # steps between progress reports within an epoch
+    budget_clock: str = "wall"  # "cpu": count the time budget in CPU seconds per thread (shared machines)
 
 
 class FullSoftmaxCE(torch.autograd.Function):

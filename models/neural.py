@@ -117,7 +117,8 @@ class NeuralRecommender(Recommender):
 
     def score(self, histories: Histories) -> torch.Tensor:
         was_training = self.net.training
-        self.net.eval()
+        if was_training:  # walking every module to set the mode costs milliseconds a call: only when needed
+            self.net.eval()
         try:
             with torch.no_grad():  # not inference_mode: callers (top_k, SHAP) edit the scores in place
                 items, ev, gaps, lengths = compact_left(histories.to(self.device), self.config.max_len)
@@ -127,13 +128,15 @@ class NeuralRecommender(Recommender):
                 s[:, 0] = float("-inf")
                 return s
         finally:
-            self.net.train(was_training)
+            if was_training:
+                self.net.train()
 
     def _eval_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The item table (N+1, D) and, on the CPU, its contiguous transpose (D, N+1) for the logits; rebuilt
         only when a parameter or side buffer changed (serving calls score once per homepage; rebuilding id +
         side embeddings for the whole catalog each time is waste)."""
-        key = tuple((id(t), t._version, t.device) for t in [*self.net.parameters(), *self.net.buffers()])
+        items = self.net.items  # the table depends on the item table's tensors only
+        key = tuple((id(t), t._version, t.device) for t in [*items.parameters(), *items.buffers()])
         cached = self._table_cache
         if cached is None or cached[0] != key:
             table = self.net.items.table()

@@ -1,9 +1,10 @@
 """Every model by name, and the one checkpoint format: build, save, load.
 
 ``MODELS``: name → ``Recommender`` class.
-``build(name, n_items, *, seed=1337, side=None, config=None) -> Recommender``
-    An untrained model: the neural ones from ``config`` (a copy, with ``n_items`` and ``seed`` set) or their
-    defaults, the baselines with theirs.
+``build(name, n_items, *, seed=1337, side=None, config=None, data=None, reuse=None) -> Recommender``
+    An untrained model: the neural ones from ``config`` (a copy, with ``n_items`` and ``seed`` set), else their
+    defaults sized from ``data`` (``sized_config``); the baselines with theirs; the blend from the fitted
+    models in ``reuse`` (its neural parts) plus the parts it lacks.
 ``save_model(model, directory, meta=None) -> Path``
     ``config.json`` (``{"model": name, "config": ..., "meta": ..., "history": [...], "train_seconds": s}``)
     plus the model's own state files (``model.pt`` for the neural models), written to a temporary folder and
@@ -19,13 +20,16 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from models.base import ItemSide, Recommender
+from models.base import ItemSide, Recommender, SequenceData
 from models.baselines import ItemKNN, MostPop
+from models.blend import Blend
 from models.infer import pick_device
 from models.layers import NeuralConfig
 from models.lstm import LSTMRecommender
+from models.neural import NeuralRecommender
 from models.transformer import TransformerRecommender
 
 MODELS: dict[str, type[Recommender]] = {
@@ -33,10 +37,28 @@ MODELS: dict[str, type[Recommender]] = {
     "transformer": TransformerRecommender,
     "itemknn": ItemKNN,
     "mostpop": MostPop,
+    "blend": Blend,
 }
+BLEND_NEURAL = "transformer"  # the blend's neural part when it trains its own (with item-kNN and popularity)
+DROPOUT_FIELDS = {"lstm": ("emb_dropout", "hidden_dropout"), "transformer": ("dropout",)}
 
 
-NEURAL = {name: cls for name, cls in MODELS.items() if name in ("lstm", "transformer")}
+NEURAL: dict[str, type[NeuralRecommender]] = {"lstm": LSTMRecommender, "transformer": TransformerRecommender}
+
+
+def sized_config(cls: type[NeuralRecommender], data: SequenceData) -> NeuralConfig:
+    """A neural model's defaults sized from the data, so that any sequence file trains without hand-set
+    hyper-parameters: the window covers 99 % of the sequences, and dropout grows as the data per item shrinks
+    (sparse catalogs overfit first). Everything else (epochs, the blend's weights) is chosen on validation."""
+    c = cls.config_class()
+    lengths = np.array([len(s) for s in data.items]) if len(data.items) else np.zeros(1)
+    max_len = int(np.clip(np.ceil(np.percentile(lengths, 99) / 10) * 10, 20, 200))
+    steps_per_item = lengths.sum() / max(1, data.n_items)
+    dropout = 0.5 if steps_per_item < 25 else 0.3 if steps_per_item < 100 else 0.2
+    sized = {"max_len": max_len}
+    for f in DROPOUT_FIELDS[cls.name]:
+        sized[f] = dropout
+    return dataclasses.replace(c, **sized)
 
 
 def build(
@@ -46,14 +68,29 @@ def build(
     seed: int = 1337,
     side: ItemSide | None = None,
     config: NeuralConfig | None = None,
+    data: SequenceData | None = None,
+    reuse: dict[str, Recommender] | None = None,
 ) -> Recommender:
     """See the module docstring; an unknown name is a ``ValueError`` naming the known ones."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    if name == "blend":
+        reuse = reuse or {}
+        neural = [n for n in NEURAL if n in reuse] or [BLEND_NEURAL]
+        parts = {
+            p: reuse.get(p) or build(p, n_items, seed=seed, side=side, config=config, data=data)
+            for p in (*neural, "itemknn", "mostpop")
+        }
+        blend = Blend(parts)
+        blend.fitted = {p for p in parts if p in reuse}
+        return blend
     if name not in NEURAL:
         return MODELS[name]()
     cls = NEURAL[name]
-    base = config if isinstance(config, cls.config_class) else cls.config_class()
+    if isinstance(config, cls.config_class):
+        base = config
+    else:
+        base = sized_config(cls, data) if data is not None else cls.config_class()
     return cls(dataclasses.replace(base, n_items=n_items, seed=seed), side)
 
 

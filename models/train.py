@@ -63,17 +63,32 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def clock(kind: str):
+    """The clock a time budget is counted on: ``wall`` (the default), or ``cpu``: this process's CPU seconds per
+    torch thread, which on a machine shared with other jobs counts what the training itself got (a benchmark
+    taken there then stands for a quiet machine; with one thread it is a conservative stand-in)."""
+    if kind == "cpu":
+        return lambda: time.process_time() / torch.get_num_threads()
+    return time.perf_counter
+
+
 @dataclass
 class Plan:
-    """How many epochs still fit: the configured maximum, shortened to what the time budget allows."""
+    """How many epochs fit: the configured maximum, or what the time budget allows at the pace so far (re-planned
+    as the pace changes, e.g. on a machine shared with other jobs; the LR schedule follows the plan)."""
 
-    epochs: int
+    max_epochs: int
     steps_per_epoch: int
     budget_s: float | None
-    started: float
+    now: object  # the budget's clock (``clock``)
+    started: float = 0.0
+    epochs: int = 0  # the current plan
+
+    def __post_init__(self) -> None:
+        self.started, self.epochs = self.now(), self.max_epochs
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return self.now() - self.started
 
     def out_of_time(self) -> bool:
         return bool(self.budget_s) and self.elapsed() > self.budget_s
@@ -83,15 +98,15 @@ class Plan:
         decay fit the budget from the start rather than from the end of the first epoch."""
         if self.budget_s:
             per_epoch = 1.1 * self.elapsed() / steps * self.steps_per_epoch
-            self.epochs = max(1, min(self.epochs, int(self.budget_s / max(per_epoch, 1e-6))))
+            self.epochs = max(1, min(self.max_epochs, int(self.budget_s / max(per_epoch, 1e-6))))
 
     def after_epoch(self, done: int) -> bool:
-        """Re-plan after ``done`` epochs (only ever shorter); True when another epoch still fits."""
+        """Re-plan after ``done`` epochs; True when another epoch still fits."""
         if not self.budget_s:
             return done < self.epochs
         per_epoch = self.elapsed() / done
         fits = done + int(max(0.0, self.budget_s - self.elapsed()) / max(per_epoch, 1e-6))
-        self.epochs = max(done, min(self.epochs, fits))
+        self.epochs = max(done, min(self.max_epochs, fits))
         return done < self.epochs and self.elapsed() + per_epoch <= self.budget_s * 1.02
 
     def fraction(self, epoch: int, step: int) -> float:
@@ -136,7 +151,6 @@ class Loop:
     ):
         c = self.c = model.config
         self.model, self.stage, self.lr, self.progress = model, stage, lr, progress
-        self.started = time.perf_counter()
         torch.manual_seed(c.seed)
         self.rng = np.random.default_rng(c.seed)
         self.batches = TrainBatches(data, c.max_len)
@@ -146,7 +160,9 @@ class Loop:
         self.log_q = log_q(self.batches, c.n_items).to(dev) if c.n_items > c.sampled_softmax_above else None
         groups = param_groups(model.net, c.weight_decay)
         self.opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), fused=dev.type == "cuda" or None)
-        self.plan = Plan(max_epochs, self.batches.n_batches(c.batch_size), time_budget_s, self.started)
+        self.plan = Plan(
+            max_epochs, self.batches.n_batches(c.batch_size), time_budget_s, clock(c.budget_clock)
+        )
         self.warmup_frac = warmup_frac
         self.best, self.history, self.step = BestWeights(c.patience), [], 0
 
@@ -201,7 +217,7 @@ class Loop:
                 break
         self.best.restore(model.net)
         model.net.eval()
-        model.history, model.train_seconds = self.history, time.perf_counter() - self.started
+        model.history, model.train_seconds = self.history, self.plan.elapsed()
         return model
 
 

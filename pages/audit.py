@@ -8,8 +8,11 @@ from core.insight.audit_export import figures, report_csv, report_html
 from core.insight.audit_population import audit_inputs
 from core.insight.audit_report import LIST_LABELS, build_report
 from core.ranking.rule_sets import load_rule_set
+from core.release.roles import Permission
+from pages._session import require_account
 
 st.title("Bias audit")
+actor = require_account(Permission.AUDIT)
 st.caption(
     "Exposure by seller, brand, category and item age; popularity bias; quality by shopper group on each "
     "shopper's held-out next step. Formulas and flag rules: docs/METRICS.md."
@@ -48,6 +51,7 @@ if run:
         inputs = audit_inputs(
             tuple(against),
             draft,
+            actor=actor,
             sample=None if everyone else int(size),
             seed=int(seed),
             progress=lambda f, msg="": bar.progress(min(1.0, max(0.0, f)), msg),

@@ -7,9 +7,13 @@ from core.errors import StudioError
 from core.insight.why import explain_slot, global_drivers
 from core.ranking.limits import DEFAULT_K
 from core.ranking.rule_sets import load_rule_set
+from core.release import privacy
+from core.release.roles import Permission
+from pages._session import require_account
 from pages._ui import badge_html, badges
 
 st.title("Explain")
+actor = require_account(Permission.VIEW)
 
 # the widgets own their state (keys): passing a value computed from the state as well would reset them
 st.session_state.setdefault("explain_user", st.session_state.get("user_id") or "")
@@ -26,6 +30,7 @@ try:
 except StudioError as exc:
     st.error(str(exc))
     st.stop()
+privacy.record_view(actor, user_id, "explain")  # who looked at whom: the audit log
 
 st.subheader(f"Slot {why.slot}: {why.item_title}")
 st.markdown("".join(badge_html(*b) for b in badges(why.reasons)), unsafe_allow_html=True)

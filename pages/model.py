@@ -1,15 +1,19 @@
-"""Model: train in the background (pretrain / fine-tune), watch the curves, activate a run."""
+"""Model: train an LSTM, a transformer or a blend in the background (pretrain / fine-tune), watch the curves,
+compare runs on the same split, activate one."""
 
 import plotly.express as px
 import streamlit as st
 
 from core.errors import StudioError
 from core.jobs import finetune_spec, job_output, list_jobs, start_training
-from core.model_runs import activate_run, active_run, runs_table
+from core.model_runs import activate_run, active_run, compare_runs, runs_table
 from core.ranking.homepage import invalidate
+from core.release.roles import Permission
 from core.training import ARCHITECTURE_LABELS, ARCHITECTURES
+from pages._session import require_account
 
 st.title("Model")
+actor = require_account(Permission.TRAIN)
 
 current = active_run()
 if current is None:
@@ -32,6 +36,7 @@ if submitted:
     if mode.startswith("Pretrain +"):
         finetune_on = finetune_spec(slice_kind, slice_arg)
     job = start_training(
+        actor=actor,
         architecture=architecture,
         finetune_on=finetune_on,
         epochs=int(epochs) or None,
@@ -90,6 +95,17 @@ runs = runs_table()
 if runs.is_empty():
     st.caption("No runs yet.")
 else:
+    compared = compare_runs()
+    if compared["run"].n_unique() > 1:
+        fig = px.bar(
+            compared, x="run", y="value", color="metric", barmode="group", title="validation, same split"
+        )
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=None, yaxis_title=None)
+        st.plotly_chart(fig, width="stretch", key="compare-runs")
+        st.caption(
+            "Runs trained on the same data are validated on the same split: the latest step of the same sample "
+            "of shoppers, ranked against the whole catalog with their history excluded."
+        )
     st.dataframe(runs, hide_index=True, width="stretch")
     done = runs.filter(runs["status"] == "done")["run_id"].to_list()
     if done:
@@ -97,10 +113,12 @@ else:
         pick = c1.selectbox("Run to activate", done)
         if c2.button("Activate", width="stretch"):
             try:
-                activate_run(pick)
+                activate_run(pick, actor)
             except StudioError as exc:
                 st.error(str(exc))
                 st.stop()
             invalidate()
-            st.success(f"Run {pick} is now active: every homepage uses it.")
+            st.success(
+                f"Run {pick} is now the draft's model: the preview uses it; shoppers get it when you publish."
+            )
             st.rerun()

@@ -8,9 +8,14 @@ from core.ranking import rows
 from core.ranking.homepage import homepage_for
 from core.ranking.kinds.fairness import protected_meaning
 from core.ranking.rule_sets import draft_with, load_rule_set
+from core.release import privacy
+from core.release.roles import Permission
+from pages._session import require_account
 from pages._ui import badges, card_grid, card_html
 
 st.title("Preview")
+actor = require_account(Permission.VIEW)
+shown_as = lambda user: privacy.shopper_label(actor, user)  # noqa: E731 (a pseudonym for viewers)
 
 # --- pick a shopper -------------------------------------------------------------------------
 c1, c2, c3 = st.columns([2, 1, 1])
@@ -23,7 +28,9 @@ if typed:
     if not matches:
         st.warning(f"No shopper id contains “{typed}”. Check the id, or pick a random shopper.")
     else:
-        st.session_state["user_id"] = chosen or st.selectbox("Matching shoppers", matches)
+        st.session_state["user_id"] = chosen or st.selectbox(
+            "Matching shoppers", matches, format_func=shown_as
+        )
 user_id = st.session_state.get("user_id")
 if not user_id:
     st.info("Pick a shopper to see their homepage.")
@@ -36,7 +43,8 @@ except StudioError as exc:
     st.error(str(exc))
     st.stop()
 
-st.subheader(f"Shopper {user_id}")
+privacy.record_view(actor, user_id, "preview")  # who looked at whom: the audit log
+st.subheader(f"Shopper {shown_as(user_id)}")
 attrs = {k: v for k, v in view.user.attrs.items() if k != "user_id" and v is not None}
 st.caption(" · ".join(f"{k}: {v}" for k, v in attrs.items()) or "no attributes on file")
 if not view.history.is_empty():

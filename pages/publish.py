@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from core.errors import StudioError
+from core.insight.audit_population import draft_flags
+from core.ranking.rule_sets import load_rule_set
 from core.release import audit, releases
 from core.release.diff import publish_impact, release_diff, unsaved_edits
 from core.release.roles import Permission
@@ -27,7 +29,7 @@ if done:
 
 def finish(message: str) -> None:
     st.session_state["publish_done"] = message
-    for key in ("publish_diff", "publish_impact"):
+    for key in ("publish_diff", "publish_impact", "publish_flags"):
         st.session_state.pop(key, None)
     st.rerun()
 
@@ -116,12 +118,23 @@ st.markdown(f"**Model:** {'changed' if diff.model_changed else 'unchanged'} — 
             f"`{diff.draft.run_id or 'popularity'}`, live `{diff.live.run_id if diff.live else '—'}`")  # fmt: skip
 
 if st.button("Measure impact on 200 shoppers"):
-    with st.spinner("Ranking 200 homepages with the live rules and with the draft's…"):
+    with st.spinner(
+        "Ranking 200 homepages with the live rules and with the draft's, and auditing the draft…"
+    ):
+        draft_rules = load_rule_set(diff.draft.rule_set_id, diff.draft.rule_set_version or None)
         st.session_state["publish_impact"] = publish_impact(diff, 200)
+        st.session_state["publish_flags"] = draft_flags(actor, draft_rules, sample=200)
 impact = st.session_state.get("publish_impact")
 if impact:
     st.metric("Homepages changed", f"{impact.homepages_changed} of {impact.users}")
     st.dataframe(impact.summary, hide_index=True, width="stretch")
+    st.markdown("**Bias audit of the draft** (200 sampled shoppers; the Audit page has the rest)")
+    for flag in st.session_state.get("publish_flags") or []:
+        st.warning(flag)
+    if not st.session_state.get("publish_flags"):
+        st.caption(
+            "No flags: no group's exposure, popularity bias or calibration crosses the audit's limits."
+        )
 
 if st.button("Publish…", type="primary", disabled=stale):
     confirm_publish()

@@ -21,9 +21,12 @@ from core.ranking.rule_sets import (
 )
 from core.ranking.rules import Rule, RuleSet
 from core.ranking.segments import describe_scope
+from core.release.roles import Permission
 from pages import _forms
+from pages._session import require_account
 
 st.title("Rules")
+actor = require_account(Permission.EDIT_RULES)
 ss = st.session_state
 if "draft" not in ss:
     ss["draft"] = load_rule_set()
@@ -129,7 +132,7 @@ c1, c2, c3 = st.columns([3, 1, 1])
 note = c1.text_input("Note for this version", placeholder="why this change", key="version_note")
 if c2.button("Save as new version", type="primary", width="stretch"):
     try:
-        saved = save_rule_set(draft, expected_version=draft.version, saved_by=ss.get("role", "?"), note=note)
+        saved = save_rule_set(draft, expected_version=draft.version, actor=actor, note=note)
     except StudioError as exc:
         st.error(str(exc))
     else:

@@ -49,6 +49,17 @@ def using_data(data: Path):
                 os.environ[k] = v
 
 
+def stored_account(name: str, role: str = "merchandiser"):
+    """An account of ``role`` in the store the test points at (created once), as core functions take it."""
+    from core import store
+    from core.release import users
+    from core.release.roles import SYSTEM, Account, Role
+
+    if not store.scalar("SELECT count(*) FROM app_users WHERE username = ?", [name]):
+        users.create_user(SYSTEM, name, role)
+    return Account(name, Role.parse(role))
+
+
 def make_accounts(accounts: dict[str, tuple[str, str]]) -> None:
     """Create accounts the way people get them: an admin's one-time password, then their own."""
     from core.release import auth, users
@@ -87,10 +98,11 @@ def demo_shop(tmp_path_factory):
     with using_data(data):
         from core.data.demo import build_demo_shop
         from core.model_runs import train_run
+        from core.release.roles import SYSTEM
         from models.lstm import LSTMConfig
 
         build_demo_shop(users=600, items=300, days=20, seed=3)
-        train_run(time_budget_s=25, config=LSTMConfig(dim=32, max_epochs=3), activate=True)
+        train_run(actor=SYSTEM, time_budget_s=25, config=LSTMConfig(dim=32, max_epochs=3), activate=True)
         make_accounts(ACCOUNTS)
     return data
 

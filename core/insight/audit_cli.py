@@ -54,12 +54,14 @@ def cmd_audit(args, bar) -> int:
     from core.insight.audit_population import audit_inputs
     from core.insight.audit_quality import N_BOOT
     from core.insight.audit_report import build_report
+    from core.release.auth import cli_actor
 
     out = _out_path(args.out)  # a bad path fails before minutes of work
     against = tuple(a.strip() for a in args.against.split(",") if a.strip())
     with bar("audit") as progress:
         inputs = audit_inputs(
             against,
+            actor=cli_actor(),
             sample=args.sample,
             seed=args.seed,
             k=args.k,

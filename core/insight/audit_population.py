@@ -35,6 +35,7 @@ from core.insight.audit_report import AuditInputs
 from core.ranking.homepage import DEFAULT_K, homepages_for
 from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
+from core.release.roles import Account, Permission, allowed, require
 
 Progress = Callable[[float, str], None]
 _build_lock = threading.Lock()
@@ -177,6 +178,11 @@ def _frames(db_path, user_ids: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, p
     return items, users, history, now
 
 
+def _may_audit(actor: Account, holdout: bool) -> None:
+    if holdout or not allowed(actor, Permission.PUBLISH):
+        require(actor, Permission.AUDIT)
+
+
 def audit_inputs(
     against: tuple[str, ...] = ("model", "draft"),
     rule_set: RuleSet | None = None,
@@ -184,6 +190,8 @@ def audit_inputs(
     seed: int = 0,
     k: int | None = None,
     holdout: bool = True,
+    *,
+    actor: Account,
     db_path=None,
     progress: Progress | None = None,
 ) -> AuditInputs:
@@ -191,7 +199,10 @@ def audit_inputs(
 
     ``rule_set`` is the draft (default: the latest saved version). ``holdout`` (default) builds the
     homepages on the held-out copy and returns the held-out next events; without it the homepages are
-    today's and there is no quality to measure."""
+    today's and there is no quality to measure. ``actor`` must hold the audit permission (product
+    managers and up), or be a merchandiser asking for exposure only (``holdout=False``: the Publish page's
+    flags for a draft)."""
+    _may_audit(actor, holdout)
     k = k or DEFAULT_K
     unknown = [a for a in against if a not in LISTS]
     if unknown or not against:
@@ -226,3 +237,16 @@ def audit_inputs(
     report(0.95, "measuring")
     homepages = {name: frames[name] for name in against}
     return AuditInputs(homepages, items, users, history, held_out, now, label, timings)
+
+
+def draft_flags(
+    actor: Account, rule_set: RuleSet, sample: int = 300, seed: int = 0, db_path=None
+) -> list[str]:
+    """The audit's flags for a draft's homepages (exposure, popularity bias, calibration, on today's store:
+    no hold-out), which the Publish page shows before its button."""
+    from core.insight.audit_report import build_report
+
+    inputs = audit_inputs(
+        ("draft",), rule_set, sample=sample, seed=seed, holdout=False, actor=actor, db_path=db_path
+    )
+    return build_report(inputs, n_boot=0, seed=seed).lists["draft"].flags

@@ -17,12 +17,14 @@ Public API
     test = last
 ``evaluate(model, eval_set, protocol="A", ks=(10, 20), batch_size=1024, n_negatives=100, seed=0,
            split="test") -> dict``
-``run_benchmark(path, time_budget_min=15, models=("lstm", "mostpop", "itemknn"), seed=1337, progress=None,
-                protocols=("A", "B"), config=None) -> list[dict]``
+``run_benchmark(path, time_budget_min=30, models=MODEL_NAMES, seed=1337, progress=None, protocols=("A", "B"),
+                config=None) -> list[dict]``  every model as rows, the best on validation marked ``default``
+``summarize(rows) -> list[dict]``  rows of several seeds → mean and standard deviation per (model, protocol)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -37,14 +39,14 @@ from core.training import check_trainable
 from models.base import EvalSet, ProgressCallback, Recommender, SequenceData
 from models.data import Split, leave_one_out
 from models.layers import NeuralConfig
-from models.metrics import metrics_from_ranks, rank_targets
-from models.registry import build
+from models.metrics import metrics_from_ranks, rank_targets, validation_metrics
+from models.registry import BLEND_NEURAL, NEURAL, build, sized_config
 
 PROTOCOLS = {
     "A": "A: full ranking, history excluded",
     "B": "B: target vs 100 sampled negatives",
 }
-MODEL_NAMES = ("lstm", "mostpop", "itemknn")
+MODEL_NAMES = ("mostpop", "itemknn", "lstm", "transformer", "blend")
 
 
 @dataclass
@@ -152,40 +154,92 @@ def evaluate(
 
 def run_benchmark(
     path: str | os.PathLike,
-    time_budget_min: float = 15.0,
+    time_budget_min: float = 30.0,
     models=MODEL_NAMES,
     seed: int = 1337,
     progress: ProgressCallback | None = None,
     protocols=("A", "B"),
     config: NeuralConfig | None = None,
+    budget_clock: str = "wall",
 ) -> list[dict]:
-    """Leave-one-out benchmark on a sequence file. Neural models train with their config's defaults (or
-    ``config``) for at most ``time_budget_min`` minutes each, early-stopped on validation NDCG@10; results on
-    the test item. Returns one row per (model, protocol): model, protocol, hr@10, ndcg@10, hr@20, ndcg@20,
-    mrr@10, mrr@20, coverage@10/20 (protocol A), train_seconds, users, n_items."""
+    """Leave-one-out benchmark on a sequence file, every model on the same split and the same masking.
+
+    Each neural model trains for at most ``time_budget_min`` minutes (its config's defaults sized from the
+    data, or ``config``), early-stopped on validation NDCG@10. The blend reuses the models trained for their
+    own rows and learns its weights on the validation split. Every choice (epochs, blend weights, the
+    default model) is made on validation; the test item is scored once per model, for the report. Returns one
+    row per (model, protocol): model, protocol, hr@10, ndcg@10, hr@20, ndcg@20, mrr@10, mrr@20, coverage@10/20
+    (protocol A), valid_ndcg@10, valid_hr@10, default (the best model on validation), train_seconds, users,
+    n_items, seed."""
     torch.set_num_threads(settings().train_threads)
     data = read_sequence_file(path)
     check_trainable(data.sequences, source=str(path))
     split = split_file(data)
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if unknown:
+        raise InputError(
+            f"unknown model(s) {', '.join(unknown)}", fix=f"choose from {', '.join(MODEL_NAMES)}"
+        )
+    fitted: dict[str, Recommender] = {}
+    for name in sorted(models, key=lambda m: m == "blend"):  # the blend last: it reuses the others
+        cfg = _config(name, config, split.train, budget_clock)
+        fitted[name] = _fit(name, split, data.n_items, seed, time_budget_min * 60.0, progress, cfg, fitted)
+    valid = {name: validation_metrics(m, split.valid, ks=(10,)) for name, m in fitted.items()}
+    default = max(valid, key=lambda name: valid[name]["ndcg@10"])
     rows = []
-    for name in models:
-        model = _fit(name, split, data.n_items, seed, time_budget_min * 60.0, progress, config)
+    for name, model in fitted.items():
         for p in protocols:
             t0 = time.perf_counter()
             res = evaluate(model, split.test, p, ks=(10, 20), seed=seed)
             res.update(
                 model=name,
+                valid_hr10=round(valid[name]["hr@10"], 4),
+                valid_ndcg10=round(valid[name]["ndcg@10"], 4),
+                default=name == default,
                 train_seconds=round(float(model.train_seconds), 1),
                 eval_seconds=round(time.perf_counter() - t0, 1),
                 n_items=data.n_items,
+                seed=seed,
             )
             rows.append(res)
     return rows
 
 
-def _fit(name, split: Split, n_items: int, seed: int, budget_s: float, progress, config) -> Recommender:
-    try:
-        model = build(name, n_items, seed=seed, config=config)
-    except ValueError as exc:
-        raise InputError(str(exc), fix="pass --models with names from that list") from None
-    return model.fit(split.train, split.valid, time_budget_s=budget_s, progress=progress)
+def _config(
+    name: str, config: NeuralConfig | None, data: SequenceData, budget_clock: str
+) -> NeuralConfig | None:
+    """The config of ``name``'s neural model (the blend's own, when it trains one): ``config`` when it is of
+    that model's class, else the defaults sized from the data; with the budget's clock."""
+    neural = NEURAL.get(BLEND_NEURAL if name == "blend" else name)
+    if neural is None:
+        return None
+    base = config if isinstance(config, neural.config_class) else sized_config(neural, data)
+    return dataclasses.replace(base, budget_clock=budget_clock)
+
+
+def _fit(name, split: Split, n_items: int, seed, budget_s, progress, config, fitted) -> Recommender:
+    if name != "blend":
+        model = build(name, n_items, seed=seed, config=config, data=split.train)
+        return model.fit(split.train, split.valid, time_budget_s=budget_s, progress=progress)
+    blend = build("blend", n_items, seed=seed, config=config, data=split.train, reuse=fitted)
+    return blend.fit(split.train, split.valid, time_budget_s=budget_s, progress=progress)
+
+
+def summarize(rows: list[dict], keys=("hr@10", "ndcg@10", "hr@20", "ndcg@20", "train_seconds")) -> list[dict]:
+    """Rows of several seeds → one row per (model, protocol) with the mean and the standard deviation."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["protocol"]), []).append(r)
+    out = []
+    for (model, protocol), rs in groups.items():
+        row = {
+            "model": model,
+            "protocol": protocol,
+            "seeds": len(rs),
+            "default": sum(r["default"] for r in rs),
+        }
+        for k in keys:
+            values = np.array([r[k] for r in rs], dtype=float)
+            row[k], row[k + "_std"] = float(values.mean()), float(values.std(ddof=1)) if len(rs) > 1 else 0.0
+        out.append(row)
+    return out

@@ -12,6 +12,7 @@ from core.errors import ConflictError, InputError
 from core.ranking import kinds
 from core.ranking.kinds.base import missing
 from core.ranking.rules import Rule, RuleSet, as_time, validate
+from core.release.roles import Account, Permission, require
 
 # the editor table (``st.data_editor``): one row per rule; ``options`` holds the parameters that have no
 # column of their own (``within=6``, ``alpha=0.05``)
@@ -51,10 +52,13 @@ def load_rule_set(rule_set_id: str = "default", version: int | None = None, db_p
 
 
 def save_rule_set(
-    rule_set: RuleSet, expected_version: int, saved_by: str, note: str = "", db_path=None
+    rule_set: RuleSet, expected_version: int, actor: Account, note: str = "", db_path=None
 ) -> RuleSet:
-    """Save as version expected_version + 1; refuse if somebody saved in between, or if nothing changed."""
+    """Save as version expected_version + 1 in ``actor``'s name (who may edit rules: checked against the
+    store inside the transaction); refuse if somebody saved in between, or if nothing changed."""
     with store.transaction(db_path) as con:
+        require(actor, Permission.EDIT_RULES, con)
+        saved_by = actor.username
         latest = con.execute(
             "SELECT version, saved_by, saved_at, rules FROM rule_sets WHERE rule_set_id = ? "
             "ORDER BY version DESC LIMIT 1",
@@ -79,7 +83,7 @@ def save_rule_set(
         )
         store.audit(
             con,
-            saved_by,
+            actor,
             "save_rule_set",
             f"{saved.rule_set_id} v{saved.version}",
             {"note": note, "rules": len(saved.rules)},

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -25,7 +26,7 @@ from core.config import settings
 from core.errors import InputError, RateLimited, SignInError
 from core.release import audit
 from core.release.audit import utcnow
-from core.release.roles import Account, Role
+from core.release.roles import SYSTEM, Account, Role
 
 MAX_FAILURES = 5  # failed sign-ins in a row before the account is locked for a while
 LOCK_S, MAX_LOCK_S = 30, 900  # the lock doubles with each further failure, up to 15 minutes
@@ -279,13 +280,23 @@ def session_account(token: str, db_path=None) -> Account:
             raise SignInError(
                 f"you were signed out after {cfg.session_idle_min:g} idle minutes: sign in again"
             )
-    if (now - last_seen).total_seconds() > 60:  # a write: under the write lock, after the read's cursor
-        with store.transaction(db_path) as con:
-            con.execute("UPDATE app_sessions SET last_seen = ? WHERE token_hash = ?", [now, key])
+        if (
+            now - last_seen
+        ).total_seconds() > 60:  # best effort, no write lock: an ingest holds that for minutes
+            _touch(con, key, now)
     account = Account(name, Role.parse(role), email, bool(must_change) and kind == "browser")
     with _cache_lock:
         _cache[key] = (account, time.monotonic())
     return account
+
+
+def _touch(con, key: str, now: datetime) -> None:
+    """Mark the session seen. Two reruns of one browser session can check it at the same moment, and
+    DuckDB then refuses the second update: the first one's time serves both, so that is not an error."""
+    try:
+        con.execute("UPDATE app_sessions SET last_seen = ? WHERE token_hash = ?", [now, key])
+    except duckdb.TransactionException:
+        pass
 
 
 def sign_out(token: str, db_path=None) -> None:
@@ -374,3 +385,13 @@ def cli_account(allow_one_time: bool = False, db_path=None) -> Account:
     if not cfg.password:
         raise SignInError(f"set HS_PASSWORD (or HS_TOKEN_FILE) for HS_USER={cfg.user}")
     return authenticate(cfg.user, cfg.password, "cli", allow_one_time, db_path)
+
+
+def cli_actor(db_path=None) -> Account:
+    """Who a data-changing CLI command (ingest, train, activate, demo) runs as. While the store has no
+    account yet (a fresh shop being set up at the shell, before ``first-run`` creates the admin) there is
+    nobody to check against, so it is the system, and the audit log says so; from the first account on it
+    is ``cli_account()``: HS_USER and their password or token."""
+    if not store.scalar("SELECT count(*) FROM app_users", db_path=db_path):
+        return SYSTEM
+    return cli_account(db_path=db_path)

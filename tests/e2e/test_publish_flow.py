@@ -54,15 +54,19 @@ def pin_an_item_to_slot_1(page) -> str:
     """Pin an item to slot 1 and save the rule set, with today's pages (the Preview's quick rule, the Rules
     page's save): the one step to adapt when the Rules page changes. Returns the pinned item id."""
     go_to(page, "Preview")
-    page.get_by_role("button", name="Random shopper").click()
-    page.locator(".hs-card").first.wait_for(timeout=60_000)
+    # the app's first preview loads the model and the shop's snapshot: slow on a busy machine
+    page.get_by_role("button", name="Random shopper").click(timeout=180_000)
+    page.locator(".hs-card").first.wait_for(timeout=180_000)
     settle(page)
     quick = page.get_by_test_id("stExpander").filter(has_text="Add a rule from this homepage")
     quick.get_by_text("Add a rule from this homepage").click()
     # the item the model put last: slot 1 is news for it
     item = choose_last_option(page, quick).split(" — ")[0].strip()
     quick.get_by_role("button", name="Pin here").click()
-    page.locator(".hs-badge.pinned").first.wait_for()  # the draft has the pin before we leave the page
+    # the draft has the pin before we leave the page
+    page.locator('[data-testid="stAlertContentSuccess"]').filter(
+        has_text=f"Pinned {item} to slot 1"
+    ).wait_for()
     go_to(page, "Rules")
     page.get_by_role("textbox", name="Note for this version").fill(f"pin {item} to slot 1")
     page.get_by_role("button", name="Save as new version").click()

@@ -12,6 +12,7 @@ import re
 import shutil
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import ACCOUNTS
 from tests.e2e.conftest import running_app
@@ -72,14 +73,30 @@ def settle(page) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=LONG)
 
 
+def pick(page, box, text: str) -> None:
+    """Type ``text`` into a select box's field and click the option it leaves (a rerun can replace the box
+    while its list opens: then try again)."""
+    for _ in range(3):
+        field = box.locator("input").first
+        field.click()
+        field.fill(text)  # the list filters as one types: the option is then in view
+        option = page.get_by_role("option").filter(has_text=text).first
+        try:
+            option.wait_for(timeout=20_000)
+            option.click()
+            settle(page)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            settle(page)
+    raise AssertionError(f"no option {text!r} in {box.inner_text()!r}")
+
+
 def choose(page, label: str, option: str, shows: str | None = None) -> None:
     """Pick ``option`` (a part of its text) in the selectbox labelled ``label``; ``shows``: a label the page
     then has (the rerun is over when it is there)."""
     box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
-    box.locator("input").first.click()
-    box.locator("input").first.fill(option)  # the list filters as one types: the option is then in view
-    page.get_by_role("option").filter(has_text=option).first.click()
-    settle(page)
+    pick(page, box, option)
     if shows:
         page.get_by_text(shows, exact=True).first.wait_for()
 
@@ -91,11 +108,24 @@ def selected(page, label: str) -> str:
     return field.first.input_value() if field.count() else box.inner_text()
 
 
-def type_into(page, label: str, text: str) -> None:
-    field = page.get_by_label(label, exact=True).first
-    field.fill(text)
-    field.press("Enter")
-    settle(page)
+def type_into(page, label: str, text: str, shows: re.Pattern | None = None) -> None:
+    """Type ``text`` into the field labelled ``label``; ``shows``: text the page then has. A rerun that was
+    still running can swallow the keystrokes: then type again."""
+    for _ in range(3):
+        settle(page)
+        field = page.get_by_label(label, exact=True).first
+        field.fill(text)
+        field.press("Enter")
+        settle(page)
+        if shows is None:
+            return
+        try:
+            page.get_by_text(shows).first.wait_for(timeout=30_000)
+            return
+        except PlaywrightTimeout:
+            field.fill("")
+            field.press("Enter")
+    raise AssertionError(f"typing {text!r} into {label!r} never showed {shows.pattern!r}")
 
 
 def click(page, name: str) -> None:
@@ -104,8 +134,13 @@ def click(page, name: str) -> None:
 
 
 def success(page, pattern: str) -> str:
+    """The success message matching ``pattern`` (failing with the page's error messages, if any, instead)."""
     alert = page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text=re.compile(pattern)).first
-    alert.wait_for()
+    try:
+        alert.wait_for()
+    except PlaywrightTimeout:
+        errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+        raise AssertionError(f"no message {pattern!r}; errors on the page: {errors}") from None
     return alert.inner_text()
 
 
@@ -137,8 +172,7 @@ def test_the_merchandiser_loop(tab, shop):
     items = (
         page.locator('[data-testid="stMultiSelect"]').filter(has=page.get_by_text("Items", exact=True)).first
     )
-    items.click()
-    page.get_by_role("option").filter(has_text=blocked).first.click()
+    pick(page, items, blocked)
     page.keyboard.press("Escape")
     settle(page)
     click(page, "Apply to draft")
@@ -154,8 +188,7 @@ def test_the_merchandiser_loop(tab, shop):
     tiers = page.locator('[data-testid="stMultiSelect"]').filter(
         has=page.get_by_text("Seller tiers", exact=True)
     )
-    tiers.first.click()
-    page.get_by_role("option", name="small").first.click()
+    pick(page, tiers.first, "small")
     page.keyboard.press("Escape")
     settle(page)
     click(page, "Apply to draft")
@@ -210,10 +243,8 @@ def check_the_surfaces(page, shop) -> None:
     click(page, "Block item")
     page.get_by_text(re.compile(r"Blocked i\d+ in the draft")).wait_for()
     # a blocked item is in no search result and no similar-items row (without the block, both show it)
-    type_into(page, "Search titles, personalized for this shopper", shop["query"])
-    page.get_by_text(re.compile("Search: “")).first.wait_for()
-    type_into(page, "Similar items for item id (a product page)", pinned)
-    page.get_by_text(re.compile("Similar to ")).first.wait_for()
+    type_into(page, "Search titles, personalized for this shopper", shop["query"], re.compile("Search: “"))
+    type_into(page, "Similar items for item id (a product page)", pinned, re.compile("Similar to "))
     assert page.locator(".hs-card").count() > 30
     assert page.locator(f'.hs-card[data-item="{blocked}"]').count() == 0
 

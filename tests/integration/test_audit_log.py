@@ -33,7 +33,7 @@ def test_every_action_writes_exactly_one_row_naming_its_actor(shop, actor):
         (lambda: auth.sign_in("mia", "not-the-password"), ("mia", "sign_in_failed", "mia")),
         (lambda: users.create_user(ada, "newbie", "viewer"), ("ada", "create_user", "newbie")),
         (lambda: users.set_role(ada, "newbie", "merchandiser"), ("ada", "change_role", "newbie")),
-        (lambda: save_rule_set(draft_with(load_rule_set(), "pin", item_id=item, slot=1), 0, "mia"),
+        (lambda: save_rule_set(draft_with(load_rule_set(), "pin", item_id=item, slot=1), 0, mia),
          ("mia", "save_rule_set", "default v1")),
         (lambda: releases.publish(mia, "pin", expected_head=first.release_id), ("mia", "publish", "release 2")),
         (lambda: releases.publish(mia, "later", expected_head=2, starts_at=utcnow() + timedelta(hours=1)),

@@ -10,6 +10,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from core.errors import InputError
+from core.release.roles import Account, Role
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,13 @@ def fair_inputs(demo_shop):
     from core.insight.audit_population import audit_inputs
 
     try:
-        yield audit_inputs(("model", "draft"), fairness_draft(), sample=SAMPLE, seed=4)
+        yield audit_inputs(
+            ("model", "draft"),
+            fairness_draft(),
+            sample=SAMPLE,
+            seed=4,
+            actor=Account("pam", Role.PRODUCT_MANAGER),
+        )
     finally:
         mp.undo()
 
@@ -108,10 +115,28 @@ def test_live_is_not_there_yet(use_demo):
     from core.insight.audit_population import audit_inputs
 
     with pytest.raises(InputError, match="no release is live yet"):
-        audit_inputs(("model", "live"), sample=5)
+        audit_inputs(("model", "live"), sample=5, actor=Account("pam", Role.PRODUCT_MANAGER))
 
 
-def test_cli_writes_an_html_report(use_demo, tmp_path):
+@pytest.fixture
+def pam_at_the_shell(monkeypatch):
+    """The CLI signs in as HS_USER: a product manager."""
+    from tests.conftest import ACCOUNTS
+
+    monkeypatch.setenv("HS_USER", "pam")
+    monkeypatch.setenv("HS_PASSWORD", ACCOUNTS["pam"][1])
+
+
+@pytest.mark.parametrize("name, role", [("mia", Role.MERCHANDISER), ("vic", Role.VIEWER)])
+def test_only_a_product_manager_audits_quality(use_demo, name, role):
+    from core.errors import PermissionDenied
+    from core.insight.audit_population import audit_inputs
+
+    with pytest.raises(PermissionDenied, match="product manager"):
+        audit_inputs(("model",), sample=5, actor=Account(name, role))
+
+
+def test_cli_writes_an_html_report(use_demo, pam_at_the_shell, tmp_path):
     from core.__main__ import main
 
     out = tmp_path / "report.html"
@@ -119,7 +144,7 @@ def test_cli_writes_an_html_report(use_demo, tmp_path):
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-def test_cli_writes_a_csv_report(use_demo, tmp_path):
+def test_cli_writes_a_csv_report(use_demo, pam_at_the_shell, tmp_path):
     from core.__main__ import main
 
     out = tmp_path / "report.csv"
@@ -128,14 +153,14 @@ def test_cli_writes_a_csv_report(use_demo, tmp_path):
     assert header[:3] == ["list", "section", "dimension"]
 
 
-def test_cli_refuses_an_unknown_format_before_any_work(use_demo, tmp_path, capsys):
+def test_cli_refuses_an_unknown_format_before_any_work(use_demo, pam_at_the_shell, tmp_path, capsys):
     from core.__main__ import main
 
     assert main(["audit", "--out", str(tmp_path / "report.pdf")]) == 2
     assert "end the path with .html or .csv" in capsys.readouterr().err
 
 
-def test_cli_live_says_no_release_is_live(use_demo, tmp_path, capsys):
+def test_cli_live_says_no_release_is_live(use_demo, pam_at_the_shell, tmp_path, capsys):
     from core.__main__ import main
 
     out = tmp_path / "report.html"
@@ -158,8 +183,9 @@ def downloads(monkeypatch):
     return files
 
 
-def test_audit_page_renders_and_exports(use_demo, downloads, tmp_path):
+def test_audit_page_renders_and_exports(session_of, downloads, tmp_path):
     at = AppTest.from_file(str(ROOT / "pages/audit.py"), default_timeout=300)
+    at.session_state["session_token"] = session_of("pam")
     at.run()
     at.number_input(key="audit_sample").set_value(60)
     at.button[0].click().run()
@@ -171,10 +197,19 @@ def test_audit_page_renders_and_exports(use_demo, downloads, tmp_path):
     assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-def test_audit_page_before_a_run_says_what_to_do(use_demo):
+def test_audit_page_before_a_run_says_what_to_do(session_of):
     at = AppTest.from_file(str(ROOT / "pages/audit.py"), default_timeout=120)
+    at.session_state["session_token"] = session_of("pam")
     at.run()
     assert any("run the audit" in i.value for i in at.info)
+
+
+def test_audit_page_refuses_a_merchandiser(session_of):
+    at = AppTest.from_file(str(ROOT / "pages/audit.py"), default_timeout=120)
+    at.session_state["session_token"] = session_of("mia")
+    at.run()
+    assert any("may not run the bias audit" in e.value for e in at.error)
+    assert not at.button
 
 
 def test_a_failed_hold_out_build_leaves_nothing_behind(db, monkeypatch):

@@ -192,3 +192,28 @@ def test_a_token_file_signs_the_cli_in(db, tmp_path, monkeypatch):
     path.chmod(0o644)
     with pytest.raises(SignInError, match="chmod 600"):
         auth.cli_account()
+
+
+def test_one_session_checked_by_many_reruns_at_once_stays_signed_in(db):
+    """Streamlit can run two reruns of one browser session at the same moment: both touch last_seen."""
+    import threading
+
+    account_with_password("mia", "merchandiser")
+    token = auth.sign_in("mia", PASSWORD).token
+    for _ in range(10):
+        with store.transaction() as con:  # seen long ago: every check below wants to touch it
+            con.execute("UPDATE app_sessions SET last_seen = last_seen - INTERVAL 10 MINUTE")
+        auth.forget_cached_sessions()
+        start, errors = threading.Barrier(8), []
+
+        def check(start=start, errors=errors):
+            start.wait()
+            try:
+                assert auth.session_account(token).username == "mia"
+            except Exception as exc:  # noqa: BLE001 (the failure is the assertion below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=check) for _ in range(8)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert errors == []

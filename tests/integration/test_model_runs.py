@@ -11,6 +11,7 @@ import torch
 from core import store
 from core.errors import InputError
 from core.model_runs import activate_run, active_run, load_active_model, runs_table, train_run
+from core.release.roles import SYSTEM
 from core.training import slice_mask
 from models.lstm import LSTMConfig
 from models.transformer import TransformerConfig
@@ -53,7 +54,9 @@ def make_shop(n_users=200, n_items=60, seed=0):
 def test_train_records_and_activates(db):
     make_shop()
     seen = []
-    run = train_run(config=LSTMConfig(**SMALL), time_budget_s=60, progress=lambda f, m: seen.append(f))
+    run = train_run(
+        actor=SYSTEM, config=LSTMConfig(**SMALL), time_budget_s=60, progress=lambda f, m: seen.append(f)
+    )
     assert run.active
     assert sorted(p.name for p in run.path.iterdir()) == ["catalog.json", "config.json", "model.pt"]
     assert active_run()["run_id"] == run.run_id
@@ -65,24 +68,24 @@ def test_train_records_and_activates(db):
 
 def test_failed_training_leaves_active_run(db, monkeypatch):
     make_shop()
-    first = train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+    first = train_run(actor=SYSTEM, config=LSTMConfig(**SMALL), time_budget_s=60)
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr("core.model_runs.save_model", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+        train_run(actor=SYSTEM, config=LSTMConfig(**SMALL), time_budget_s=60)
     assert active_run()["run_id"] == first.run_id
     failed = runs_table().filter(pl.col("status") == "failed")
     assert len(failed) == 1 and "disk full" in failed["message"][0]
     with pytest.raises(InputError):
-        activate_run(failed["run_id"][0])
+        activate_run(failed["run_id"][0], SYSTEM)
 
 
 def test_finetune_reports_both(db):
     make_shop()
-    run = train_run(config=LSTMConfig(**SMALL), finetune_on="purchases", time_budget_s=60)
+    run = train_run(actor=SYSTEM, config=LSTMConfig(**SMALL), finetune_on="purchases", time_budget_s=60)
     for key in ("slice_pretrained", "slice_finetuned"):  # both measured on the slice's validation set
         assert 0.0 <= run.metrics[key]["ndcg@10"] <= 1.0
     assert run.metrics["slice"] == "purchases"
@@ -107,7 +110,7 @@ def test_slice_specs_are_checked(db):
 
 def test_new_catalog_item_is_scored_through_side_features(db):
     make_shop()
-    train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+    train_run(actor=SYSTEM, config=LSTMConfig(**SMALL), time_budget_s=60)
     before = load_active_model().catalog.n_items
     with store.transaction() as con:
         con.execute(
@@ -128,13 +131,15 @@ def test_caller_config_is_not_changed(db):
     make_shop()
     config = LSTMConfig(**SMALL)
     before = dataclasses.asdict(config)
-    train_run(config=config, epochs=1, time_budget_s=60)
+    train_run(actor=SYSTEM, config=config, epochs=1, time_budget_s=60)
     assert dataclasses.asdict(config) == before
 
 
 def test_transformer_run_records_its_kind_and_loads(db):
     make_shop()
-    run = train_run(architecture="transformer", config=TransformerConfig(**SMALL), time_budget_s=60)
+    run = train_run(
+        actor=SYSTEM, architecture="transformer", config=TransformerConfig(**SMALL), time_budget_s=60
+    )
     assert runs_table()["architecture"].to_list() == ["transformer"]
     active = load_active_model()
     assert active.model.name == "transformer"
@@ -144,13 +149,13 @@ def test_transformer_run_records_its_kind_and_loads(db):
 def test_unknown_architecture_is_an_input_error(db):
     make_shop()
     with pytest.raises(InputError, match="unknown architecture 'gpt5'"):
-        train_run(architecture="gpt5")
+        train_run(actor=SYSTEM, architecture="gpt5")
 
 
 def test_one_shopper_with_three_events_is_a_clear_input_error(db):
     make_shop(n_users=1)
     with pytest.raises(InputError, match="1 shopper"):
-        train_run(config=LSTMConfig(**SMALL))
+        train_run(actor=SYSTEM, config=LSTMConfig(**SMALL))
     assert runs_table()["status"].to_list() == ["failed"]
 
 
@@ -165,7 +170,7 @@ def test_item_seen_only_as_a_held_out_step_trains(db):
             "INSERT INTO events (ts, user_id, item_id, event_type) VALUES (?, 'u000', 'i999', 'purchase')",
             [datetime(2027, 1, 1)],
         )
-    run = train_run(config=LSTMConfig(**SMALL), time_budget_s=60)
+    run = train_run(actor=SYSTEM, config=LSTMConfig(**SMALL), time_budget_s=60)
     assert 0.0 <= run.metrics["mostpop"]["ndcg@10"] <= 1.0
 
 
@@ -181,7 +186,33 @@ def test_a_failure_to_record_the_failure_is_named(db, monkeypatch):
     monkeypatch.setattr("core.model_runs.save_model", boom)
     monkeypatch.setattr("core.model_runs.store.transaction", locked)
     with pytest.raises(RuntimeError, match="disk full") as info:
-        train_run(config=LSTMConfig(**SMALL), epochs=1, time_budget_s=60)
+        train_run(actor=SYSTEM, config=LSTMConfig(**SMALL), epochs=1, time_budget_s=60)
     assert any(
         "could not be recorded either: OSError: database is read-only" in n for n in info.value.__notes__
     )
+
+
+def test_blend_run_loads_and_its_parts_add_up(db):
+    make_shop()
+    run = train_run(actor=SYSTEM, architecture="blend", config=TransformerConfig(**SMALL), time_budget_s=60)
+    active = load_active_model()
+    assert active.run_id == run.run_id
+    assert active.model.name == "blend"
+    from core.data.sequences import load_sequences
+
+    h = load_sequences(catalog=active.catalog).histories([0, 1], max_len=active.model.max_len)
+    parts = active.model.score_parts(h)
+    assert set(parts) <= {"transformer", "itemknn", "mostpop"}
+    torch.testing.assert_close(sum(parts.values())[:, 1:], active.model.score(h)[:, 1:])
+
+
+def test_first_run_choice_records_every_candidate_and_activates_the_best(db):
+    from core.model_runs import train_best
+
+    make_shop()
+    runs = train_best(actor=SYSTEM, time_budget_s=30)
+    table = runs_table()
+    assert sorted(table["architecture"].to_list()) == ["blend", "lstm", "transformer"]
+    best = max(runs, key=lambda r: r.metrics["valid"]["ndcg@10"])
+    assert active_run()["run_id"] == best.run_id
+    assert table.filter(pl.col("active"))["run_id"].to_list() == [best.run_id]

@@ -61,6 +61,21 @@ def test_preview_user_switch_changes_grid(run_page):
     assert any("scored on cpu" in c.value for c in a.caption)
 
 
+def test_opening_a_shopper_is_audited_and_a_viewer_sees_a_pseudonym(run_page):
+    from core import store
+    from core.ranking.impact import sample_users
+    from core.release.privacy import pseudonym
+
+    (shopper,) = sample_users(1, seed=11)
+    seen = "SELECT count(*) FROM audit_log WHERE actor = ? AND action = 'view_shopper' AND target = ?"
+    before = store.scalar(seen, ["vic", pseudonym(shopper)])
+    viewer = run_page("pages/preview.py", as_user="vic", user_id=shopper)
+    assert f"Shopper {pseudonym(shopper)}" in [h.value for h in viewer.subheader]
+    assert store.scalar(seen, ["vic", pseudonym(shopper)]) == before + 1
+    merchandiser = run_page("pages/preview.py", as_user="mia", user_id=shopper)
+    assert f"Shopper {shopper}" in [h.value for h in merchandiser.subheader]
+
+
 def test_preview_unknown_user_says_so(run_page):
     at = run_page("pages/preview.py")
     at.text_input(key="user_query").input("no-such-shopper-zz").run()
@@ -230,6 +245,20 @@ def test_publish_page_shows_diff_history_and_audit_log(run_page):
     labels = {b.label for b in at.button}
     assert {"Publish…", "Refresh diff", "Measure impact on 200 shoppers"} <= labels
     assert at.subheader[-1].value == "Audit log"
+
+
+def test_publish_page_shows_the_audits_flags_for_the_draft_before_the_button(run_page):
+    from core.insight.audit_population import draft_flags
+    from core.ranking.rule_sets import load_rule_set
+    from core.release.roles import Account, Role
+
+    at = run_page("pages/publish.py")
+    next(b for b in at.button if b.label == "Measure impact on 200 shoppers").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Bias audit of the draft" in m.value for m in at.markdown)
+    expected = draft_flags(Account("mia", Role.MERCHANDISER), load_rule_set(), sample=200)
+    assert [w.value for w in at.warning if w.value in expected] == expected
+    assert bool(expected) or any(c.value.startswith("No flags") for c in at.caption)
 
 
 def test_publish_page_refuses_a_viewer(run_page):

@@ -17,7 +17,7 @@ from core.release import releases
 from core.release.artifact import FILES, open_live, read_pointer
 from core.release.audit import utcnow
 from core.release.diff import release_diff
-from core.release.roles import SYSTEM
+from core.release.roles import SYSTEM, Account, Role
 from core.release.state import release_state
 from tests.conftest import ACCOUNTS, ROOT
 
@@ -31,7 +31,11 @@ def pin_first_item(slot: int = 1) -> str:
     """Save a rule-set version that pins an item (not one the model ranks first)."""
     item = open_live()[1].table("items")["item_id"][7]
     current = load_rule_set()
-    save_rule_set(draft_with(current, "pin", item_id=item, slot=slot), current.version, "test")
+    save_rule_set(
+        draft_with(current, "pin", item_id=item, slot=slot),
+        current.version,
+        Account("mia", Role.MERCHANDISER),
+    )
     return item
 
 
@@ -196,7 +200,7 @@ def test_activating_a_run_changes_the_draft_not_what_shoppers_get(first, shop, a
             "VALUES ('copy-run', now(), 'lstm', 'pretrain', 'done', ?, FALSE)",
             [str(copy)],
         )
-    activate_run("copy-run")
+    activate_run("copy-run", actor("ada"))
     assert open_live()[1].run_id == run["run_id"]
     diff = release_diff()
     assert diff.model_changed

@@ -16,6 +16,7 @@ from core.ranking.rule_sets import (
     save_rule_set,
 )
 from core.ranking.rules import Rule, validate
+from tests.conftest import stored_account
 
 
 def test_stale_save_is_refused_and_nothing_is_written(db):
@@ -23,11 +24,11 @@ def test_stale_save_is_refused_and_nothing_is_written(db):
     bob = load_rule_set()
     assert alice.version == bob.version == 0
     saved = save_rule_set(
-        draft_with(alice, "pin", item_id="i1", slot=1), expected_version=0, saved_by="alice"
+        draft_with(alice, "pin", item_id="i1", slot=1), expected_version=0, actor=stored_account("alice")
     )
     assert saved.version == 1
     with pytest.raises(ConflictError, match="saved by alice .* as version 1 after you loaded version 0"):
-        save_rule_set(draft_with(bob, "block", item_id="i2"), expected_version=0, saved_by="bob")
+        save_rule_set(draft_with(bob, "block", item_id="i2"), expected_version=0, actor=stored_account("bob"))
     assert list_versions()["version"].to_list() == [1]
     assert [r.kind for r in load_rule_set().rules] == ["pin"]
     assert store.scalar("SELECT count(*) FROM audit_log WHERE action = 'save_rule_set'") == 1
@@ -129,25 +130,27 @@ def test_blank_cells_from_the_grid_are_defaults_not_nan(db):
 
 def test_saving_nothing_new_is_refused(db):
     saved = save_rule_set(
-        draft_with(load_rule_set(), "block", item_id="i1"), expected_version=0, saved_by="a"
+        draft_with(load_rule_set(), "block", item_id="i1"), expected_version=0, actor=stored_account("alice")
     )
     with pytest.raises(InputError, match="nothing to save: the draft is the same as version 1"):
-        save_rule_set(load_rule_set(), expected_version=saved.version, saved_by="a")
+        save_rule_set(load_rule_set(), expected_version=saved.version, actor=stored_account("alice"))
     assert list_versions()["version"].to_list() == [1]
 
 
 def test_history_diff_and_restore_as_draft(db):
     from core.ranking.rule_sets import diff, restore_as_draft
 
-    v1 = save_rule_set(draft_with(load_rule_set(), "block", item_id="i1"), 0, "a", note="first")
-    v2 = save_rule_set(draft_with(v1, "pin", item_id="i2", slot=3), 1, "b", note="second")
+    v1 = save_rule_set(
+        draft_with(load_rule_set(), "block", item_id="i1"), 0, stored_account("alice"), note="first"
+    )
+    v2 = save_rule_set(draft_with(v1, "pin", item_id="i2", slot=3), 1, stored_account("bob"), note="second")
     change = diff(load_rule_set(version=1), load_rule_set(version=2))
     assert [r.rule_id for r in change.added] == ["pin-1"]
     assert change.lines() == ["+ pin-1: pin item i2 to slot 3"]
     restored = restore_as_draft(1)
     assert restored.version == v2.version  # based on the latest: saving it makes version 3
     assert [r.rule_id for r in restored.rules] == ["block-1"]
-    v3 = save_rule_set(restored, restored.version, "c")
+    v3 = save_rule_set(restored, restored.version, stored_account("carl"))
     assert v3.version == 3
     assert [r.kind for r in load_rule_set().rules] == ["block"]
 

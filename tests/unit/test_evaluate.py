@@ -15,6 +15,7 @@ from core.insight.evaluate import (
     evaluate,
     read_sequence_file,
     run_benchmark,
+    summarize,
 )
 from models.base import EvalSet, Histories, Recommender, SequenceData
 from models.data import leave_one_out
@@ -146,13 +147,47 @@ def test_run_benchmark_rows(tmp_path):
     p.write_text("\n".join(lines) + "\n")
     cfg = LSTMConfig(dim=16, max_epochs=2, batch_size=32)
     seen = []
-    rows = run_benchmark(p, time_budget_min=0.5, seed=1, progress=seen.append, config=cfg)
-    assert {r["model"] for r in rows} == {"lstm", "mostpop", "itemknn"}
-    assert {r["protocol"] for r in rows} == set(PROTOCOLS.values()) and len(rows) == 6
+    models = ("mostpop", "itemknn", "lstm", "blend")
+    rows = run_benchmark(p, time_budget_min=0.5, models=models, seed=1, progress=seen.append, config=cfg)
+    assert [r["model"] for r in rows] == [m for m in models for _ in PROTOCOLS]
+    assert {r["protocol"] for r in rows} == set(PROTOCOLS.values())
     for r in rows:
-        for k in ("hr@10", "ndcg@10", "hr@20", "ndcg@20"):
+        for k in ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "valid_ndcg10"):
             assert 0.0 <= r[k] <= 1.0
         assert r["hr@20"] >= r["hr@10"] and r["ndcg@20"] >= r["ndcg@10"] and r["train_seconds"] >= 0.0
+    assert len({r["users"] for r in rows}) == 1  # the same split for every model
     assert seen
     knn = next(r for r in rows if r["model"] == "itemknn" and r["protocol"] == PROTOCOLS["A"])
     assert knn["hr@10"] > 0.5  # the successor pattern is easy
+    defaults = {r["model"] for r in rows if r["default"]}
+    best = max(rows, key=lambda r: r["valid_ndcg10"])["model"]
+    assert defaults == {best}  # the default is chosen on validation
+    blend = next(r for r in rows if r["model"] == "blend")
+    assert blend["valid_ndcg10"] >= max(r["valid_ndcg10"] for r in rows if r["model"] != "blend") - 1e-4
+
+
+def test_summary_gives_mean_and_spread_over_seeds():
+    rows = [
+        {
+            "model": "blend",
+            "protocol": "A",
+            "default": True,
+            "hr@10": h,
+            "ndcg@10": h / 2,
+            "train_seconds": 10.0,
+        }
+        for h in (0.1, 0.2, 0.3)
+    ]
+    (row,) = summarize(rows, keys=("hr@10", "ndcg@10", "train_seconds"))
+    assert row["seeds"] == 3
+    assert row["hr@10"] == pytest.approx(0.2)
+    assert row["hr@10_std"] == pytest.approx(0.1)
+    assert row["train_seconds_std"] == 0.0
+    assert row["default"] == 3
+
+
+def test_unknown_model_name_is_an_input_error(tmp_path):
+    p = tmp_path / "bench.txt"
+    p.write_text("\n".join(f"u{u} a b c d" for u in range(12)) + "\n")
+    with pytest.raises(InputError, match="unknown model"):
+        run_benchmark(p, models=("gpt5",))

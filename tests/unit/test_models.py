@@ -237,3 +237,47 @@ def test_the_callers_config_is_not_changed():
     config = tiny_config(n_categories=0)
     LSTMRecommender(config, _side(N, [1] * N)).add_items(2)
     assert (config.n_categories, config.n_items) == (0, N)
+
+
+def test_fused_cross_entropy_matches_torch():
+    from models.layers import FullSoftmaxCE
+
+    torch.manual_seed(0)
+    logits = torch.randn(7, 50, dtype=torch.float64) * 3
+    y = torch.randint(0, 50, (7,))
+    ours, ref = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    loss = FullSoftmaxCE.apply(ours * 1.0, y)  # * 1.0: the function overwrites its input buffer
+    loss.backward()
+    expected = torch.nn.functional.cross_entropy(ref, y)
+    expected.backward()
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), abs=1e-12)
+    torch.testing.assert_close(ours.grad, ref.grad)
+
+
+def test_cpu_budget_clock_does_not_count_waiting():
+    """On a shared machine the budget can be counted in the process's own CPU time: waiting is not training."""
+    import time
+
+    from models.train import clock
+
+    wall, cpu = clock("wall"), clock("cpu")
+    w0, c0 = wall(), cpu()
+    time.sleep(0.3)
+    assert wall() - w0 >= 0.3
+    assert cpu() - c0 < 0.1
+
+
+def test_plan_follows_the_pace_within_the_budget():
+    from models.train import Plan
+
+    t = [0.0]
+    plan = Plan(max_epochs=100, steps_per_epoch=10, budget_s=100.0, now=lambda: t[0])
+    t[0] = 10.0  # the first epoch took 10 s: 10 fit
+    assert plan.after_epoch(1)
+    assert plan.epochs == 10
+    t[0] = 15.0  # the second took 5 s: the average pace (7.5 s) fits more
+    assert plan.after_epoch(2)
+    assert plan.epochs == 13
+    t[0] = 99.0  # nearly out of time: no further epoch fits
+    assert not plan.after_epoch(3)
+    assert Plan(max_epochs=4, steps_per_epoch=10, budget_s=1e9, now=lambda: t[0]).epochs == 4

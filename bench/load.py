@@ -1,0 +1,189 @@
+"""Browser load on the dashboard: N Playwright sessions in Debian's chromium, each signing in, then for
+``--seconds`` previewing a random shopper and opening the explanation of a slot, over and over.
+
+    .venv/bin/python bench/load.py [--data DIR] [--sessions 1,5,20] [--seconds 60] [--json]
+
+The app runs as ``make run`` starts it (``streamlit run app.py``) on a copy of ``--data`` (default: the
+app's ``data/``; build it with ``python -m core first-run``), so the bench's account and audit rows never
+reach the real store. Each interaction is timed from the click to the thing a person waits for (the
+preview's first product card; the explanation's "Slot N:" heading). An error is a timeout, an exception
+box or an error message on the page. Target (issue 13): 0 errors at 20 sessions and p95 preview ≤ 2 s at 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-sync",
+]
+TIMEOUT_MS = 60_000
+FAILED = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+def bench_account(data: Path) -> tuple[str, str]:
+    """A merchandiser for the bench in the copied store, with a password of its own."""
+    os.environ["HS_DATA"], os.environ["HS_DB"] = str(data), str(data / "shop.duckdb")
+    from core.release import auth, users
+    from core.release.roles import SYSTEM
+
+    name, password = "loadbench", secrets.token_urlsafe(16)
+    session = auth.sign_in(name, users.create_user(SYSTEM, name, "merchandiser"))
+    auth.change_password(session.account, password, keep_token=session.token)
+    return name, password
+
+
+@contextmanager
+def running_app(data: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HS_DATA": str(data), "HS_DB": str(data / "shop.duckdb")}
+    log = open(data.parent / "streamlit.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+async def timed(samples: list[float], errors: list[str], page, what: str, action, done) -> None:
+    started = time.perf_counter()
+    try:
+        await action()
+        await done.wait_for(timeout=TIMEOUT_MS)
+        samples.append(time.perf_counter() - started)
+        if await page.locator(FAILED).count():
+            errors.append(f"{what}: {await page.locator(FAILED).first.inner_text()}"[:200])
+    except Exception as exc:  # noqa: BLE001 (a timeout or a crash is this bench's error count)
+        errors.append(f"{what}: {type(exc).__name__}: {str(exc)[:150]}")
+
+
+async def one_session(browser, url, account, deadline, out) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        await page.goto(url)
+        await page.get_by_role("textbox", name="User name").fill(account[0])
+        await page.get_by_role("textbox", name="Password").fill(account[1])
+        await timed(out["sign_in"], out["errors"], page, "sign in",
+                    page.get_by_role("button", name="Sign in").click, page.get_by_text("Signed in as"))  # fmt: skip
+        while True:  # at least once: the warm-up is one round
+            await page.get_by_role("link", name="Preview", exact=True).first.click()
+            random = page.get_by_role("button", name="Random shopper")
+            await random.wait_for(timeout=TIMEOUT_MS)
+            cards = page.locator(".hs-card")
+            await timed(out["preview"], out["errors"], page, "preview", random.click, cards.first)
+            await page.get_by_role("link", name="Explain", exact=True).first.click()
+            heading = page.get_by_role("heading", name="Slot 1:")
+            await timed(out["explain"], out["errors"], page, "explain", lambda: asyncio.sleep(0), heading)
+            if time.perf_counter() >= deadline:
+                break
+    finally:
+        await context.close()
+
+
+async def run_level(url: str, account, sessions: int, seconds: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    out = {"sign_in": [], "preview": [], "explain": [], "errors": []}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(one_session(browser, url, account, deadline, out) for _ in range(sessions)))
+        await browser.close()
+    return out
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(sessions: int, out: dict) -> dict:
+    row = {"sessions": sessions, "errors": len(out["errors"]), "first_errors": out["errors"][:3]}
+    for what in ("sign_in", "preview", "explain"):
+        values = out[what]
+        row[what] = {
+            "n": len(values),
+            "p50_s": statistics.median(values) if values else None,
+            "p95_s": percentile(values, 0.95),
+        }
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT / "data"))
+    ap.add_argument("--sessions", default="1,5,20")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    source = Path(args.data).resolve()
+    if not (source / "shop.duckdb").exists():
+        print(f"{source}: no shop.duckdb — run `python -m core first-run` first", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="hs-load-") as tmp:
+        data = Path(tmp) / "data"
+        shutil.copytree(source, data, ignore=shutil.ignore_patterns("audit", "uploads", "jobs"))
+        account = bench_account(data)
+        load = os.getloadavg()
+        rows = []
+        with running_app(data) as url:
+            warm = summary(1, asyncio.run(run_level(url, account, 1, 0)))  # the first run loads the shop
+            if not args.json:
+                print("warm-up (not counted):", json.dumps(warm))
+            for n in [int(x) for x in args.sessions.split(",")]:
+                rows.append(summary(n, asyncio.run(run_level(url, account, n, args.seconds))))
+                if not args.json:
+                    print(json.dumps(rows[-1]))
+    report = {"load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in os.getloadavg()],
+              "seconds": args.seconds, "levels": rows}  # fmt: skip
+    print(
+        json.dumps(report, indent=2)
+        if args.json
+        else f"load average {report['load_before']} → {report['load_after']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The blend: one Recommender whose parts add up, weights learned on validation, popularity for cold users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.base import EvalSet, ItemSide, SequenceData
+from models.baselines import ItemKNN, MostPop
+from models.blend import Blend, log_probs
+from models.data import leave_one_out, left_pad
+from models.metrics import validation_metrics
+from models.registry import build, load_model, save_model
+from models.transformer import TransformerConfig
+
+N = 20
+
+
+def cycle_data(n_seq: int = 200, length: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """Item i is always followed by i % N + 1."""
+    rng = np.random.default_rng(seed)
+    return [((s - 1 + np.arange(length)) % N) + 1 for s in rng.integers(1, N + 1, n_seq)]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[Blend, object]:
+    torch.set_num_threads(1)
+    split = leave_one_out(SequenceData(cycle_data(), n_items=N), max_len=10)
+    config = TransformerConfig(dim=16, max_len=10, max_epochs=3, dropout=0.0, batch_size=32, lr=1e-2)
+    blend = build("blend", N, config=config, data=split.train).fit(split.train, split.valid)
+    return blend, split
+
+
+def test_parts_add_up_to_the_score(fitted):
+    blend, _ = fitted
+    h = left_pad([[1, 2, 3], [7]], 10)
+    parts = blend.score_parts(h)
+    assert set(parts) == {n for n, w in blend.weights.items() if w}
+    torch.testing.assert_close(sum(parts.values())[:, 1:], blend.score(h)[:, 1:])
+
+
+def test_blend_is_at_least_its_best_part_on_validation(fitted):
+    blend, split = fitted
+    best_part = max(validation_metrics(p, split.valid)["ndcg@10"] for p in blend.parts.values())
+    assert validation_metrics(blend, split.valid)["ndcg@10"] >= best_part - 1e-9
+
+
+def test_cold_user_gets_popularity(fitted):
+    blend, _ = fitted
+    cold = blend.score(left_pad([[]], 10))
+    pop = log_probs("mostpop", blend.parts["mostpop"].score(left_pad([[]], 10)))
+    assert torch.equal(
+        torch.argsort(cold[0, 1:], descending=True), torch.argsort(pop[0, 1:], descending=True)
+    )
+
+
+def test_weights_come_from_validation_only(fitted):
+    """Validation targets that popularity alone predicts (the most frequent item, against the cycle) pull the
+    weights toward popularity; the training data is the same."""
+    blend, split = fitted
+    popular = int(torch.argmax(blend.parts["mostpop"].pop[1:])) + 1
+    skewed = type(split.valid)(split.valid.histories, torch.full_like(split.valid.targets, popular))
+    before = dict(blend.weights)
+    try:
+        weights = blend.learn_weights(skewed)
+        assert weights["mostpop"] > before["mostpop"]
+    finally:
+        blend.weights = before
+
+
+def test_round_trip_and_new_items(fitted, tmp_path):
+    blend, _ = fitted
+    save_model(blend, tmp_path / "blend")
+    loaded = load_model(tmp_path / "blend")
+    h = left_pad([[1, 2, 3]], 10)
+    assert torch.equal(loaded.score(h), blend.score(h))
+    assert loaded.weights == blend.weights
+    side = ItemSide()
+    loaded.add_items(2, side)
+    s = loaded.score(h)
+    assert s.shape == (1, N + 3)
+    assert torch.isfinite(s[0, 1:]).all()
+
+
+def test_unknown_part_is_refused():
+    with pytest.raises(ValueError, match="parts are named from"):
+        Blend({"gpt": build("mostpop", N)})
+
+
+def test_learned_weights_combine_parts_that_complement_each_other():
+    """Half of the validation targets are the successor (item-kNN knows it), half the most popular item
+    (popularity knows it): only a mix of both ranks every target near the top."""
+    rng = np.random.default_rng(1)
+    seqs = [np.array([s, s + 1, s + 2]) for s in rng.integers(2, N - 1, 300)]
+    seqs += [np.array([1, 1 + k % 3]) for k in range(600)]  # item 1 is by far the most frequent
+    data = SequenceData(
+        [np.concatenate([s, [1]]) if i % 3 == 0 else s for i, s in enumerate(seqs)], n_items=N
+    )
+    parts = {"itemknn": ItemKNN(tune=False).fit(data), "mostpop": MostPop().fit(data)}
+    histories = left_pad([[5, 6]] * 10 + [[9, 10]] * 10, 4)
+    targets = torch.tensor([7] * 10 + [1] * 10)
+    valid = EvalSet(histories, targets)
+    blend = Blend(parts)
+    weights = blend.learn_weights(valid)
+    assert weights["itemknn"] > 0
+    assert weights["mostpop"] > 0
+    alone = max(validation_metrics(p, valid)["ndcg@10"] for p in parts.values())
+    assert validation_metrics(blend, valid)["ndcg@10"] > alone + 0.1

@@ -45,7 +45,12 @@ def cmd_demo(args) -> int:
 
     with _bar("demo shop") as progress:
         summary = build_demo_shop(
-            users=args.users, items=args.items, days=args.days, seed=args.seed, progress=progress
+            actor=cli_actor(),
+            users=args.users,
+            items=args.items,
+            days=args.days,
+            seed=args.seed,
+            progress=progress,
         )
     print(summary)
     return 0
@@ -56,7 +61,7 @@ def cmd_ingest(args) -> int:
 
     mapping = dict(pair.split("=", 1) for pair in args.map) if args.map else None
     with _bar(f"ingest {Path(args.file).name}") as progress:
-        result = ingest_events(args.file, args.format, mapping=mapping, progress=progress)
+        result = ingest_events(args.file, args.format, actor=cli_actor(), mapping=mapping, progress=progress)
     print(result.summary())
     return 0
 
@@ -64,7 +69,7 @@ def cmd_ingest(args) -> int:
 def cmd_ingest_catalog(args) -> int:
     from core.data.ingest import ingest_catalog
 
-    result = ingest_catalog(args.file, args.kind)
+    result = ingest_catalog(args.file, args.kind, actor=cli_actor())
     print(result.summary())
     return 0
 
@@ -212,7 +217,7 @@ def cmd_first_run(args) -> int:
     if not store.scalar("SELECT count(*) FROM events"):
         print("first run: building the demo shop (once)")
         with _bar("demo shop") as progress:
-            print(build_demo_shop(progress=progress))
+            print(build_demo_shop(actor=SYSTEM, progress=progress))
     if active_run() is None:
         print(
             f"first run: training a transformer, an LSTM and their blend ({args.time_budget:g}-minute budget)"

@@ -9,8 +9,11 @@ from core.data.ingest import ingest_catalog, ingest_events, ingest_history, reje
 from core.data.quality import quality_report
 from core.errors import StudioError
 from core.ranking.homepage import invalidate
+from core.release.roles import Permission
+from pages._session import require_account
 
 st.title("Data")
+actor = require_account(Permission.INGEST)
 
 load, history, quality, views = st.tabs(["Load a file", "Ingest history", "Quality", "Features"])
 
@@ -39,9 +42,11 @@ with load:
         try:
             target = save_upload(upload.name, upload.getvalue()) if upload is not None else confine(path)
             if kind.startswith("Catalog"):
-                result = ingest_catalog(target, progress=show)
+                result = ingest_catalog(target, actor=actor, progress=show)
             else:
-                result = ingest_events(target, None if fmt == "auto-detect" else fmt, progress=show)
+                result = ingest_events(
+                    target, None if fmt == "auto-detect" else fmt, actor=actor, progress=show
+                )
         except StudioError as exc:
             bar.empty()
             st.error(str(exc))

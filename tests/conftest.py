@@ -101,7 +101,7 @@ def demo_shop(tmp_path_factory):
         from core.release.roles import SYSTEM
         from models.lstm import LSTMConfig
 
-        build_demo_shop(users=600, items=300, days=20, seed=3)
+        build_demo_shop(users=600, items=300, days=20, seed=3, actor=SYSTEM)
         train_run(actor=SYSTEM, time_budget_s=25, config=LSTMConfig(dim=32, max_epochs=3), activate=True)
         make_accounts(ACCOUNTS)
     return data

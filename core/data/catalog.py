@@ -33,6 +33,7 @@ from core.data.ingest_support import IngestResult, _check_file, _line_of, _line_
 from core.data.lines import JOINS_TABLE, csv_fields, json_keys_in, lines_reader
 from core.data.sniff import Head, read_head
 from core.errors import InputError
+from core.release.roles import Account, Permission, require
 from core.sql import lit
 
 TEMP = ("cat", "checked", "good", "line_map", "merge_src", JOINS_TABLE, REJECTS_TABLE, REJECTS_SCAN)
@@ -119,9 +120,13 @@ def _stage(con, path: Path, head: Head, cmap: ColumnMap, kind: str) -> int:
     return skipped
 
 
-def ingest_catalog(path, kind: str | None = None, *, db_path=None, progress=None) -> IngestResult:
+def ingest_catalog(
+    path, kind: str | None = None, *, actor: Account, db_path=None, progress=None
+) -> IngestResult:
     """Upsert one catalog file; bad rows go to ``rejects`` with their line and reason, a key repeated in the
-    file counts as a duplicate (the first row is loaded)."""
+    file counts as a duplicate (the first row is loaded). ``actor`` must hold the ingest permission; the
+    load is audited in its name, in the load's transaction."""
+    require(actor, Permission.INGEST)
     started = time.perf_counter()
     path = _check_file(Path(path))
     head = read_head(path)
@@ -137,7 +142,7 @@ def ingest_catalog(path, kind: str | None = None, *, db_path=None, progress=None
         ):
             for table in TEMP:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
-            result = _load(con, path, head, kind, digest, started)
+            result = _load(con, path, head, kind, digest, started, actor)
             for table in TEMP:
                 con.execute(f"DROP TABLE IF EXISTS {table}")
     except duckdb.Error as exc:
@@ -149,7 +154,7 @@ def ingest_catalog(path, kind: str | None = None, *, db_path=None, progress=None
     return result
 
 
-def _load(con, path: Path, head: Head, kind: str | None, digest: str, started: float) -> IngestResult:
+def _load(con, path: Path, head: Head, kind: str | None, digest: str, started: float, actor) -> IngestResult:
     columns = _file_columns(con, path, head)
     kind = kind or detect_kind(columns, path)
     if is_event_log([normalise(c) for c in columns]):
@@ -169,6 +174,8 @@ def _load(con, path: Path, head: Head, kind: str | None, digest: str, started: f
     con.execute("BEGIN TRANSACTION")
     try:
         result = _write(con, path, head, kind, cmap, skipped, rows_read, digest, started)
+        store.audit(con, actor, "ingest_catalog", path.name, {"ingest_id": result.ingest_id, "kind": kind,
+                    "loaded": result.loaded, "rejected": result.rejected})  # fmt: skip
     except BaseException:
         store.rollback(con)
         raise

@@ -34,6 +34,7 @@ from core.data.demo_catalog import (  # noqa: F401  (TREE, _leaves: re-exported 
     _promotions,
     _us,
 )
+from core.release.roles import Account
 from models.base import EVENT_NAMES, EVENT_TYPES
 
 REGIONS, DEVICES = ["north", "south", "east", "west"], ["mobile", "desktop", "tablet"]
@@ -295,6 +296,7 @@ def build_demo_shop(
     days: int = 60,
     seed: int = 7,
     *,
+    actor: Account,
     out_dir: str | Path | None = None,
     db_path=None,
     progress: Callable[[float, str], None] | None = None,
@@ -312,11 +314,12 @@ def build_demo_shop(
     files = write_demo_files(frames, out)
     report(0.45, "loading the catalog")
     for name in ("sellers", "items", "promotions", "users"):
-        ingest_catalog(files[name], name, db_path=db_path)
+        ingest_catalog(files[name], name, actor=actor, db_path=db_path)
     report(0.55, "loading the events")
     result = ingest_events(
         files["events"],
         "native",
+        actor=actor,
         db_path=db_path,
         source="demo",
         progress=lambda f, m="": report(0.55 + 0.45 * f, m),

@@ -41,6 +41,7 @@ from core.data.ingest_support import (
 from core.data.sniff import check_sequence_fits, read_head
 from core.data.stage import Staged, drop_temp, stage_fast, stage_lines
 from core.errors import InputError, StudioError
+from core.release.roles import Account, Permission, require
 
 Progress = Callable[[float, str], None]
 _stage_fast, _stage = stage_fast, stage_lines  # module names the tests replace
@@ -50,6 +51,7 @@ def ingest_events(
     path,
     fmt: str | None = None,
     *,
+    actor: Account,
     db_path=None,
     mapping: dict | None = None,
     progress: Progress | None = None,
@@ -58,7 +60,9 @@ def ingest_events(
     """Load one event log. ``fmt`` None = detect from the header; ``mapping``: canonical → source column
     (native files); ``source``: label stored in ``events.source`` (default: the file's own or the format).
     Any file the process can read is loaded (the CLI's operator chose it); the app confines its paths to
-    the import folders first (``core.data.imports``)."""
+    the import folders first (``core.data.imports``). ``actor`` must hold the ingest permission; the load
+    is audited in its name, in the load's transaction."""
+    require(actor, Permission.INGEST)
     started = time.perf_counter()
     report = progress or (lambda fraction, message="": None)
     path = _check_file(Path(path))
@@ -78,7 +82,9 @@ def ingest_events(
             store.writing(db_path, on_wait=on_wait),
             store.connect(db_path, read_paths=[path], on_wait=on_wait) as con,
         ):
-            result = _ingest(con, path, fmt, head.first_line_no, mapping, source, digest, report, started)
+            result = _ingest(
+                con, path, fmt, head.first_line_no, mapping, source, digest, report, started, actor
+            )
     except duckdb.Error as exc:  # what DuckDB said, as one sentence with the file named
         first = str(exc).strip().splitlines()[0]
         raise InputError(
@@ -89,7 +95,9 @@ def ingest_events(
     return result
 
 
-def _ingest(con, path: Path, fmt, header_line, mapping, source, digest, report, started) -> IngestResult:
+def _ingest(
+    con, path: Path, fmt, header_line, mapping, source, digest, report, started, actor
+) -> IngestResult:
     """Stage the file, then write everything from ``stage`` in one transaction (write lock held)."""
     drop_temp(con)
     steps = _Steps()
@@ -108,6 +116,8 @@ def _ingest(con, path: Path, fmt, header_line, mapping, source, digest, report, 
     con.execute("BEGIN TRANSACTION")
     try:
         result = _load(con, path, fmt, digest, staged, started, report, steps)
+        store.audit(con, actor, "ingest", path.name, {"ingest_id": result.ingest_id, "format": fmt,
+                    "loaded": result.loaded, "rejected": result.rejected})  # fmt: skip
     except BaseException:
         store.rollback(con)
         raise

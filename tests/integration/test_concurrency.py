@@ -15,6 +15,7 @@ import pytest
 
 from core import store
 from core.data.ingest import ingest_catalog, ingest_events
+from core.release.roles import SYSTEM
 
 ROUNDS = range(20)
 EVENTS = 20_000
@@ -73,7 +74,7 @@ def test_two_loads_of_one_log_at_once_load_it_once(tmp_path, files, round_):
     first, second = together(
         *(
             lambda i=i: ingest_events(
-                files["log"], db_path=db, progress=lambda f, m="", i=i: said[i].append(m)
+                files["log"], db_path=db, progress=lambda f, m="", i=i: said[i].append(m), actor=SYSTEM
             )
             for i in (0, 1)
         )
@@ -90,9 +91,9 @@ def test_two_loads_of_one_log_at_once_load_it_once(tmp_path, files, round_):
 def test_two_loads_of_one_catalog_at_once_keep_one_row_per_item(tmp_path, files, round_):
     db = tmp_path / "new.duckdb"
     results = together(
-        lambda: ingest_catalog(files["items"], db_path=db),
-        lambda: ingest_catalog(files["items"], db_path=db),
-        lambda: ingest_events(files["log"], db_path=db),  # events create items too
+        lambda: ingest_catalog(files["items"], db_path=db, actor=SYSTEM),
+        lambda: ingest_catalog(files["items"], db_path=db, actor=SYSTEM),
+        lambda: ingest_events(files["log"], db_path=db, actor=SYSTEM),  # events create items too
     )
     assert [r.rejected for r in results] == [0, 0, 0]
     assert store.scalar("SELECT count(*) FROM items", db_path=db) == 400

@@ -34,7 +34,7 @@ def test_a_publish_a_load_a_save_and_a_sign_in_at_once_all_finish_once(shop, log
     blocked = store.scalar("SELECT min(item_id) FROM items")
     release, loaded, saved, session = together(
         lambda: releases.publish(SYSTEM, "at once", expected_head=None),
-        lambda: ingest_events(log),
+        lambda: ingest_events(log, actor=SYSTEM),
         lambda: save_rule_set(draft_with(current, "block", item_id=blocked), current.version, "mia"),
         lambda: auth.sign_in("mia", ACCOUNTS["mia"][1]),
     )

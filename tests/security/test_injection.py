@@ -15,6 +15,7 @@ from security_helpers import snapshot, table_names
 from core import store
 from core.data.ingest import ingest_catalog, ingest_events
 from core.errors import InputError
+from core.release.roles import SYSTEM
 from core.sql import ident, lit
 
 
@@ -78,7 +79,7 @@ def test_hostile_column_names_in_an_event_log_are_ignored_and_reported(db, tmp_p
     hostile = hostile_names(tmp_path)
     path = write(tmp_path, fmt, EVENT_COLUMNS, EVENT_ROWS, hostile)
     tables = table_names(db)
-    result = ingest_events(path, db_path=db)
+    result = ingest_events(path, db_path=db, actor=SYSTEM)
     assert (result.loaded, result.rejected) == (2, 0)
     assert table_names(db) == tables
     assert not (tmp_path / "pwned.csv").exists()
@@ -94,7 +95,7 @@ def test_hostile_column_names_in_a_catalog_are_ignored_and_reported(db, tmp_path
     hostile = hostile_names(tmp_path)
     path = write(tmp_path, fmt, CATALOG_COLUMNS, CATALOG_ROWS, hostile)
     tables = table_names(db)
-    result = ingest_catalog(path, db_path=db)
+    result = ingest_catalog(path, db_path=db, actor=SYSTEM)
     assert (result.kind, result.loaded, result.rejected) == ("items", 2, 0)
     assert table_names(db) == tables
     assert not (tmp_path / "pwned.csv").exists()
@@ -112,9 +113,9 @@ def test_a_required_column_spelled_with_a_quote_is_missing_and_nothing_is_writte
     before = snapshot(db)
     with pytest.raises(InputError, match="missing required column"):
         if target == "events":
-            ingest_events(path, db_path=db)
+            ingest_events(path, db_path=db, actor=SYSTEM)
         else:
-            ingest_catalog(path, "items", db_path=db)
+            ingest_catalog(path, "items", db_path=db, actor=SYSTEM)
     assert snapshot(db) == before
 
 
@@ -123,7 +124,7 @@ def test_hostile_values_are_data(db, tmp_path):
     path = tmp_path / "values.csv"
     value = "'); DROP TABLE events; --"
     path.write_text(f'ts,user_id,item_id,event_type\n2024-05-01 10:00:00,"{value}",i1,view\n')
-    ingest_events(path, db_path=db)
+    ingest_events(path, db_path=db, actor=SYSTEM)
     assert store.scalar("SELECT user_id FROM events", db_path=db) == value
 
 
@@ -143,7 +144,7 @@ def test_a_json_key_that_is_a_path_expression_is_not_followed(db, tmp_path):
         )
         + "\n"
     )
-    result = ingest_events(path, db_path=db)
+    result = ingest_events(path, db_path=db, actor=SYSTEM)
     assert result.loaded == 1
     assert store.query("SELECT user_id, item_id FROM events", db_path=db).rows() == [("u1", "i1")]
 
@@ -152,7 +153,7 @@ def test_two_columns_meaning_one_known_name_are_refused(db, tmp_path):
     path = tmp_path / "twice.csv"
     path.write_text("ts,user_id,item_id,event_type, USER_ID\n2024-05-01 10:00:00,u1,i1,view,u2\n")
     with pytest.raises(InputError, match="column user_id appears twice"):
-        ingest_events(path, db_path=db)
+        ingest_events(path, db_path=db, actor=SYSTEM)
 
 
 class TestQuoting:

@@ -9,6 +9,7 @@ import pytest
 from core import store
 from core.data.ingest import ingest_events
 from core.errors import StorageError
+from core.release.roles import SYSTEM
 
 REFUSED = [
     "SELECT * FROM read_text('/etc/hostname')",
@@ -82,7 +83,7 @@ def test_a_file_named_by_a_trusted_caller_is_reachable_only_for_its_unit_of_work
     (another instance: the last one closed) cannot read it."""
     log = tmp_path / "outside.csv"
     log.write_text("ts,user_id,item_id,event_type\n2024-05-01 10:00:00,u1,i1,view\n")
-    assert ingest_events(log, db_path=db).loaded == 1
+    assert ingest_events(log, db_path=db, actor=SYSTEM).loaded == 1
     with pytest.raises(StorageError):
         with store.connect(db) as con:
             con.execute(f"SELECT * FROM read_csv('{log}')").fetchall()

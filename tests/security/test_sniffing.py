@@ -17,6 +17,7 @@ from security_helpers import snapshot
 
 from core.data.ingest import ingest_catalog, ingest_events
 from core.errors import InputError
+from core.release.roles import SYSTEM
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE = "ts,user_id,item_id,event_type\n" + "".join(
@@ -46,7 +47,7 @@ def test_a_file_that_does_not_fit_the_format_is_refused(db, tmp_path, content, f
     path.write_text(content)
     before = snapshot(db)
     with pytest.raises(InputError, match=says):
-        ingest_events(path, fmt, db_path=db)
+        ingest_events(path, fmt, db_path=db, actor=SYSTEM)
     assert snapshot(db) == before
 
 
@@ -56,7 +57,7 @@ def test_an_event_log_given_to_the_catalog_loader_is_refused(db, tmp_path, kind)
     path.write_text(NATIVE)
     before = snapshot(db)
     with pytest.raises(InputError, match="is an event log, not a catalog — it looks like a native event log"):
-        ingest_catalog(path, kind, db_path=db)
+        ingest_catalog(path, kind, db_path=db, actor=SYSTEM)
     assert snapshot(db) == before
 
 
@@ -102,7 +103,7 @@ def test_a_file_that_is_not_a_text_log_is_refused_saying_what_it_is(db, tmp_path
 def test_a_real_gz_file_is_read(db, tmp_path):
     path = tmp_path / "log.csv.gz"
     path.write_bytes(gzip.compress(NATIVE.encode()))
-    assert ingest_events(path, db_path=db).loaded == 7
+    assert ingest_events(path, db_path=db, actor=SYSTEM).loaded == 7
 
 
 def run_cli(*args: str, db: Path) -> subprocess.CompletedProcess:
@@ -157,7 +158,7 @@ def test_odd_files_end_in_a_clear_message(db, tmp_path, name):
     path.write_bytes(data)
     before = snapshot(db)
     with pytest.raises(InputError, match=says):
-        ingest_events(path, db_path=db)
+        ingest_events(path, db_path=db, actor=SYSTEM)
     assert snapshot(db) == before
 
 
@@ -165,11 +166,11 @@ def test_too_many_columns_are_refused_when_the_format_is_given(db, tmp_path):
     path = tmp_path / "wide.csv"
     path.write_text("ts,user_id,item_id,event_type," + ",".join(f"c{i}" for i in range(1500)) + "\n")
     with pytest.raises(InputError, match="1,504 columns; a log or catalog has at most 1,000"):
-        ingest_events(path, "native", db_path=db)
+        ingest_events(path, "native", db_path=db, actor=SYSTEM)
 
 
 def test_a_pipe_is_not_read(db, tmp_path):
     fifo = tmp_path / "log.csv"
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="not a regular file"):
-        ingest_events(fifo, db_path=db)
+        ingest_events(fifo, db_path=db, actor=SYSTEM)

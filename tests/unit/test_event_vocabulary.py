@@ -9,6 +9,7 @@ from core import store
 from core.data import formats
 from core.data.ingest import ingest_events, rejects_for
 from core.data.sequences import load_sequences, read_steps
+from core.release.roles import SYSTEM
 from models.base import EVENT_TYPES
 
 FUNNEL = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "review"]
@@ -21,7 +22,7 @@ def test_the_loader_knows_the_models_names_in_code_order():
 def test_a_name_outside_the_vocabulary_is_rejected_naming_the_vocabulary(db, tmp_path):
     log = tmp_path / "log.csv"
     log.write_text("ts,user_id,item_id,event_type\n2024-05-01 10:00:00,u1,i1,wishlist\n")
-    result = ingest_events(log, db_path=db)
+    result = ingest_events(log, db_path=db, actor=SYSTEM)
     reason = rejects_for(result.ingest_id, db_path=db)["reason"][0]
     assert all(name in reason for name in EVENT_TYPES)
 
@@ -32,7 +33,7 @@ def funnel_db(db, tmp_path):
     rows = [f"2024-05-01 10:0{i}:00,u1,i{i},{name}" for i, name in enumerate(FUNNEL)]
     log = tmp_path / "funnel.csv"
     log.write_text("ts,user_id,item_id,event_type\n" + "\n".join(rows) + "\n")
-    assert ingest_events(log, db_path=db).loaded == len(FUNNEL)
+    assert ingest_events(log, db_path=db, actor=SYSTEM).loaded == len(FUNNEL)
     return db
 
 

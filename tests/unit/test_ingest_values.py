@@ -13,6 +13,7 @@ import pytest
 from core import migrations, store
 from core.data.features import overview_stats
 from core.data.ingest import ingest_catalog, ingest_events, rejects_for
+from core.release.roles import SYSTEM
 
 HEADER = "ts,user_id,item_id,event_type,session_id,price"
 
@@ -20,7 +21,7 @@ HEADER = "ts,user_id,item_id,event_type,session_id,price"
 def load(tmp_path, db, text: str, name: str = "log.csv", fmt: str | None = None):
     path = tmp_path / name
     path.write_text(text) if isinstance(text, str) else path.write_bytes(text)
-    result = ingest_events(path, fmt, db_path=db)
+    result = ingest_events(path, fmt, db_path=db, actor=SYSTEM)
     assert result.rows_read == result.loaded + result.rejected + result.duplicates
     return result, {r["line_no"]: r["reason"] for r in rejects_for(result.ingest_id, db_path=db).to_dicts()}
 
@@ -74,7 +75,7 @@ def test_non_finite_doubles_in_parquet_are_rejected(db, tmp_path):
         }
     )
     frame.write_parquet(tmp_path / "log.parquet")
-    result = ingest_events(tmp_path / "log.parquet", db_path=db)
+    result = ingest_events(tmp_path / "log.parquet", db_path=db, actor=SYSTEM)
     assert (result.loaded, result.rejected) == (1, 2)
 
 
@@ -188,7 +189,7 @@ def test_a_sequence_token_with_a_control_character_is_rejected(db, tmp_path):
 def catalog(tmp_path, db, text: str, kind=None, name="items.csv"):
     path = tmp_path / name
     path.write_text(text)
-    result = ingest_catalog(path, kind, db_path=db)
+    result = ingest_catalog(path, kind, db_path=db, actor=SYSTEM)
     assert result.rows_read == result.loaded + result.rejected + result.duplicates
     return result, {r["line_no"]: r["reason"] for r in rejects_for(result.ingest_id, db_path=db).to_dicts()}
 
@@ -255,7 +256,7 @@ def test_a_malformed_catalog_jsonl_line_is_rejected_on_its_own(db, tmp_path):
 def test_catalog_ids_with_control_characters_or_too_long_are_rejected(db, tmp_path, bad):
     path = tmp_path / "items.jsonl"
     path.write_text(json.dumps({"item_id": bad, "title": "t"}) + "\n" + json.dumps({"item_id": "ok"}) + "\n")
-    result = ingest_catalog(path, db_path=db)
+    result = ingest_catalog(path, db_path=db, actor=SYSTEM)
     assert (result.loaded, result.rejected) == (1, 1)
 
 
@@ -320,7 +321,7 @@ def test_a_byte_order_mark_is_not_part_of_the_first_record(db, tmp_path, shape):
     }[shape]
     path = tmp_path / f"bom.{shape}"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())
-    result = ingest_events(path, db_path=db)
+    result = ingest_events(path, db_path=db, actor=SYSTEM)
     assert result.rejected == 0
     assert store.scalar("SELECT min(user_id) FROM events", db_path=db) == "u1"
 

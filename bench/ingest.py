@@ -12,7 +12,12 @@ Generates a deterministic REES46-format CSV (``--rows`` rows, in a temporary fol
 Each timed run is its own Python process (as a CLI ingest is), timed from just before the work to just
 after the database is closed, so that neither inherits the other's memory or caches; the two alternate,
 and which goes first alternates from one run to the next, so that both see the same machine load.
-Prints each run, the medians and the ratio (target: ours ≤ 1.5 × plain).
+Prints each run, the medians and the ratio (target: ours ≤ 1.5 × plain). Each run's CPU seconds (all the
+process's threads, over the same span) are printed too: on a shared machine they move far less with the load than
+wall time, so their ratio tells whether a change made the work itself heavier.
+
+Ours runs as the product does, on the store's locked-down DuckDB instance (``core.shared_db``); plain is
+a bare ``duckdb.connect``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
+
+from core.release.roles import SYSTEM  # noqa: E402
 
 
 def generate(path: Path, rows: int) -> None:
@@ -66,11 +73,11 @@ def _fresh(path: Path) -> None:
 def plain(csv: Path, db: Path) -> dict:
     _fresh(db)
     duckdb.connect(str(db)).close()  # as ours opens its store before the clock: both start warm
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     con = duckdb.connect(str(db))
     con.execute("CREATE TABLE t AS SELECT * FROM read_csv(?)", [str(csv)])
     con.close()
-    return {"seconds": time.perf_counter() - start}
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}
 
 
 def ours(csv: Path, db: Path) -> dict:
@@ -80,11 +87,12 @@ def ours(csv: Path, db: Path) -> dict:
     _fresh(db)
     with store.connect(db):  # the migrations are not part of the load
         pass
-    start = time.perf_counter()
-    result = ingest_events(csv, db_path=db)
+    start, cpu = time.perf_counter(), time.process_time()
+    result = ingest_events(csv, db_path=db, actor=SYSTEM)
     steps = " ".join(f"{k} {v:.1f}" for k, v in result.steps.items())
     return {
         "seconds": time.perf_counter() - start,
+        "cpu": time.process_time() - cpu,
         "summary": f"{result.summary()}\n  steps (s): {steps}",
     }
 
@@ -127,15 +135,18 @@ def main() -> None:
                 f"generated {csv.name}: {csv.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s"
             )
         times: dict[str, list[float]] = {"plain": [], "ours": []}
+        cpu: dict[str, list[float]] = {"plain": [], "ours": []}
         for run in range(args.repeat):
             order = ("plain", "ours") if run % 2 == 0 else ("ours", "plain")
             got = {which: timed_in_subprocess(which, csv, folder / f"{which}.duckdb") for which in order}
             p, o = got["plain"]["seconds"], got["ours"]["seconds"]
             times["plain"].append(p)
             times["ours"].append(o)
+            for which in cpu:
+                cpu[which].append(got[which]["cpu"])
             print(
                 f"run {run + 1} ({order[0]} first): plain read_csv {p:6.2f} s | ingest_events {o:6.2f} s | "
-                f"ratio {o / p:.2f}"
+                f"ratio {o / p:.2f} | cpu {got['plain']['cpu']:.1f} s vs {got['ours']['cpu']:.1f} s"
             )
             print(f"  {got['ours']['summary']}", flush=True)
         mp, mo = statistics.median(times["plain"]), statistics.median(times["ours"])
@@ -145,6 +156,8 @@ def main() -> None:
             f"ours {mo:.2f} s ({args.rows / mo / 1e6:.2f} M rows/s), ratio {mo / mp:.2f} (target ≤ 1.5); "
             f"per-run ratios {ratios[0]:.2f}–{ratios[-1]:.2f}"
         )
+        cp, co = statistics.median(cpu["plain"]), statistics.median(cpu["ours"])
+        print(f"cpu seconds, median: plain {cp:.1f}, ours {co:.1f}, ratio {co / cp:.2f}")
         for which in ("plain", "ours"):
             _fresh(folder / f"{which}.duckdb")
 

@@ -47,12 +47,16 @@ def prepare_shop(args, work: Path) -> tuple[int, int]:
     else:
         from core.data.demo import build_demo_shop
         from core.model_runs import train_run
+        from core.release.roles import SYSTEM
 
         work.mkdir(parents=True)
         t0 = time.perf_counter()
-        print(build_demo_shop(users=args.shop_users, items=args.shop_items, days=args.shop_days), flush=True)
+        print(
+            build_demo_shop(users=args.shop_users, items=args.shop_items, days=args.shop_days, actor=SYSTEM),
+            flush=True,
+        )
         print(f"demo shop built in {time.perf_counter() - t0:.0f} s; training {args.train_s} s", flush=True)
-        train_run(time_budget_s=args.train_s, activate=True)
+        train_run(actor=SYSTEM, time_budget_s=args.train_s, activate=True)
     from core.ranking.rule_sets import load_rule_set, save_rule_set
     from core.ranking.rules import Rule
     from core.release import releases
@@ -62,7 +66,7 @@ def prepare_shop(args, work: Path) -> tuple[int, int]:
     first = releases.publish(SYSTEM, "bench: the model", expected_head=head).release_id
     rules = load_rule_set()
     boost = Rule("bench-boost", "boost", {"condition": {"seller_tier": "small"}, "factor": 1.3})
-    save_rule_set(rules.with_rules([*rules.rules, boost]), rules.version, "bench", "bench: a boost")
+    save_rule_set(rules.with_rules([*rules.rules, boost]), rules.version, SYSTEM, "bench: a boost")
     return first, releases.publish(SYSTEM, "bench: a boost", expected_head=first).release_id
 
 

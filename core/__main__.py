@@ -1,6 +1,7 @@
 """The CLI for every batch job: ``python -m core <command>``.
 
-Errors meant for people (``StudioError``) are printed without a traceback and exit 2.
+Errors meant for people (``StudioError``) are printed as one sentence, without a traceback, and exit 2;
+so is any other failure (with ``--traceback`` to see where it came from).
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import StudioError
+from core.config import settings
+from core.errors import StudioError, storage_error
 from core.insight.audit_cli import add_audit_command
 from core.release import cli as release_cli
 from core.release.auth import cli_actor
@@ -43,7 +46,12 @@ def cmd_demo(args) -> int:
 
     with _bar("demo shop") as progress:
         summary = build_demo_shop(
-            users=args.users, items=args.items, days=args.days, seed=args.seed, progress=progress
+            actor=cli_actor(),
+            users=args.users,
+            items=args.items,
+            days=args.days,
+            seed=args.seed,
+            progress=progress,
         )
     print(summary)
     return 0
@@ -54,7 +62,7 @@ def cmd_ingest(args) -> int:
 
     mapping = dict(pair.split("=", 1) for pair in args.map) if args.map else None
     with _bar(f"ingest {Path(args.file).name}") as progress:
-        result = ingest_events(args.file, args.format, mapping=mapping, progress=progress)
+        result = ingest_events(args.file, args.format, actor=cli_actor(), mapping=mapping, progress=progress)
     print(result.summary())
     return 0
 
@@ -62,7 +70,7 @@ def cmd_ingest(args) -> int:
 def cmd_ingest_catalog(args) -> int:
     from core.data.ingest import ingest_catalog
 
-    result = ingest_catalog(args.file, args.kind)
+    result = ingest_catalog(args.file, args.kind, actor=cli_actor())
     print(result.summary())
     return 0
 
@@ -211,7 +219,7 @@ def cmd_first_run(args) -> int:
     if not store.scalar("SELECT count(*) FROM events"):
         print("first run: building the demo shop (once)")
         with _bar("demo shop") as progress:
-            print(build_demo_shop(progress=progress))
+            print(build_demo_shop(actor=SYSTEM, progress=progress))
     if active_run() is None:
         print(
             f"first run: training a transformer, an LSTM and their blend ({args.time_budget:g}-minute budget)"
@@ -289,6 +297,20 @@ def _add_model_commands(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted — nothing half-written was kept", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 — every failure ends in one sentence, never a traceback
+        if args.traceback:
+            traceback.print_exc()
+        print(f"error: {_sentence(exc)}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Homepage Studio batch jobs")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -323,15 +345,23 @@ def main(argv: list[str] | None = None) -> int:
     add_audit_command(sub, _bar)
     release_cli.register(sub)  # publish, rollback, releases, cancel-release, audit-log, users, forget-user
     serve_cli.register(sub)  # serve: the storefront API
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except StudioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc.filename or exc}: no such file — check the path", file=sys.stderr)
-        return 2
+    parser.add_argument("--traceback", action="store_true", help="show where an unexpected error came from")
+    return parser
+
+
+def _sentence(exc: Exception) -> str:
+    """What to print for a failure: a ``StudioError``'s own message, the storage cause of an OS or
+    DuckDB error, else the error's first line."""
+    if isinstance(exc, StudioError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename or exc}: no such file — check the path"
+    where = (exc.filename if isinstance(exc, OSError) else None) or settings().db_path
+    translated = storage_error(exc, where)
+    if translated:
+        return str(translated)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first} — unexpected; run again with --traceback and report it"
 
 
 if __name__ == "__main__":

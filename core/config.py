@@ -16,12 +16,20 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def _env_paths(name: str) -> list[Path]:
+    value = os.environ.get(name, "")
+    return [Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p.strip()]
+
+
 @dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: _env_path("HS_DATA", ROOT / "data"))
     db_path: Path | None = None  # HS_DB, else <data_dir>/shop.duckdb
     device: str = field(default_factory=lambda: os.environ.get("HS_DEVICE", "auto"))
     lock_wait_s: float = field(default_factory=lambda: float(os.environ.get("HS_LOCK_WAIT", "60")))
+    # HS_IMPORT_DIRS (os.pathsep-separated): the only folders the app loads server files from;
+    # default <data_dir>/import
+    import_dirs: list[Path] = field(default_factory=lambda: _env_paths("HS_IMPORT_DIRS"))
     # the shop clock for previews of a log snapshot (ISO time); None = the latest event
     now: str | None = field(default_factory=lambda: os.environ.get("HS_NOW") or None)
     # torch threads for serving one homepage: single-user passes are tiny, and threads wait on each other
@@ -56,6 +64,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.db_path is None:
             self.db_path = _env_path("HS_DB", self.data_dir / "shop.duckdb")
+        if not self.import_dirs:
+            self.import_dirs = [self.data_dir / "import"]
 
     @property
     def models_dir(self) -> Path:
@@ -64,6 +74,10 @@ class Settings:
     @property
     def releases_dir(self) -> Path:
         return self.data_dir / "releases"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
 
     @property
     def secret_key_path(self) -> Path:
@@ -89,6 +103,7 @@ ENV = (
     "HS_SERVE_WORKERS",
     "HS_SERVE_POLL",
     "PROMETHEUS_MULTIPROC_DIR",
+    "HS_IMPORT_DIRS",
 )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class StudioError(Exception):
     """Base class: the message is shown as-is by the UI and the CLI."""
@@ -56,3 +59,41 @@ class RateLimited(SignInError):
 
 class ArtifactError(StudioError):
     """A release artifact is missing, incomplete or does not match its manifest."""
+
+
+class StorageError(StudioError):
+    """The disk or folder under the database (or a file DuckDB was asked to read) refused: full, read-only,
+    not permitted. Nothing was written."""
+
+
+def storage_error(exc: BaseException, where: str | Path) -> StorageError | None:
+    """The sentence a person can act on for a storage failure from DuckDB or the OS (matched on errno or
+    on DuckDB's message, which carries the OS's text), or None when ``exc`` is something else."""
+    text = str(exc)
+    errno_ = getattr(exc, "errno", None)
+    folder = Path(where).parent if Path(where).suffix else Path(where)
+    if errno_ == errno.ENOSPC or "No space left on device" in text:
+        return StorageError(
+            f"the disk holding {folder} is full — free some space there (or set HS_DATA/HS_DB to a disk "
+            "with room) and try again; nothing was written"
+        )
+    if errno_ == errno.EROFS or "Read-only file system" in text:
+        return StorageError(
+            f"the database folder {folder} is on a read-only file system — set HS_DATA (or HS_DB) to a "
+            "writable folder"
+        )
+    if errno_ in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
+        return StorageError(
+            f"no permission to write the database in {folder} — make the folder writable for this user or "
+            "set HS_DATA (or HS_DB) to one that is"
+        )
+    if "file system operations are disabled by configuration" in text:
+        return StorageError(
+            f"{where}: the database may only read files in the import folders (HS_IMPORT_DIRS) and the "
+            "uploads — put the file there or load it with `python -m core ingest FILE`"
+        )
+    if "Out of Memory" in text or isinstance(exc, MemoryError):
+        return StorageError(
+            f"{where}: not enough memory to finish — close other jobs or load the file in smaller parts"
+        )
+    return None

@@ -1,18 +1,19 @@
 """Data: load a log or a catalog, see what was rejected and why, the quality report, the features."""
 
-from pathlib import Path
-
 import plotly.express as px
 import streamlit as st
 
 from core.data import features
+from core.data.imports import confine, import_dirs, save_upload
 from core.data.ingest import ingest_catalog, ingest_events, ingest_history, rejects_for
-from core.data.ingest_support import save_upload
 from core.data.quality import quality_report
 from core.errors import StudioError
 from core.ranking.homepage import invalidate
+from core.release.roles import Permission
+from pages._session import require_account
 
 st.title("Data")
+actor = require_account(Permission.INGEST)
 
 load, history, quality, views = st.tabs(["Load a file", "Ingest history", "Quality", "Features"])
 
@@ -32,18 +33,19 @@ with load:
     if source == "Upload":
         upload = st.file_uploader("Log file", type=["csv", "parquet", "jsonl", "json", "txt", "gz"])
     else:
-        path = st.text_input("File path", placeholder="/data/logs/2019-Oct.csv")
+        folders = ", ".join(str(d) for d in import_dirs())
+        path = st.text_input("File path", placeholder="2019-Oct.csv", help=f"a file in {folders}")
+        st.caption(f"Files are loaded from the import folder(s) only: {folders}")
     if st.button("Load", type="primary", disabled=not (upload or path)):
-        target = save_upload(upload.name, upload.getvalue()) if upload is not None else Path(path)
         bar = st.progress(0.0, text="reading…")
+        show = lambda f, m="": bar.progress(min(1.0, f), text=m or "loading…")  # noqa: E731
         try:
+            target = save_upload(upload.name, upload.getvalue()) if upload is not None else confine(path)
             if kind.startswith("Catalog"):
-                result = ingest_catalog(target)
+                result = ingest_catalog(target, actor=actor, progress=show)
             else:
                 result = ingest_events(
-                    target,
-                    None if fmt == "auto-detect" else fmt,
-                    progress=lambda f, m="": bar.progress(min(1.0, f), text=m or "loading…"),
+                    target, None if fmt == "auto-detect" else fmt, actor=actor, progress=show
                 )
         except StudioError as exc:
             bar.empty()
@@ -52,7 +54,7 @@ with load:
         bar.progress(1.0, text="done")
         invalidate()
         st.success(result.summary())
-        if getattr(result, "rejected", 0):
+        if result.rejected:
             st.warning(f"{result.rejected:,} rows were rejected — see them under **Ingest history**.")
 
 with history:

@@ -3,6 +3,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,15 +71,21 @@ def make_accounts(accounts: dict[str, tuple[str, str]]) -> None:
 
 
 def copy_shop(source: Path, target: Path) -> Path:
-    """A consistent copy of a shop's database (through DuckDB, under its lock) into a new data folder;
-    model runs stay where they are (their rows name their folders)."""
-    from core import store
+    """A consistent copy of a shop's database into a new data folder; model runs stay where they are (their
+    rows name their folders). Copied through a plain in-memory DuckDB connection of the test's own, not a
+    store connection: the store's instances are locked down and may ATTACH nothing outside the folders the
+    product loads files from (docs/SECURITY.md). The source is attached read-only, so no other process (or
+    unit of work of this one) may be writing it meanwhile — a fixture copies before its test starts."""
+    from core.sql import lit
 
     target.mkdir(parents=True, exist_ok=True)
-    with store.connect(source / "shop.duckdb") as con:
-        con.execute(f"ATTACH '{target / 'shop.duckdb'}' AS copy")  # a path we made, not input
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {lit(source / 'shop.duckdb')} AS shop (READ_ONLY)")
+        con.execute(f"ATTACH {lit(target / 'shop.duckdb')} AS copy")
         con.execute("COPY FROM DATABASE shop TO copy")
-        con.execute("DETACH copy")
+    finally:
+        con.close()
     return target
 
 
@@ -94,7 +101,7 @@ def demo_shop(tmp_path_factory):
         from core.release.roles import SYSTEM
         from models.lstm import LSTMConfig
 
-        build_demo_shop(users=600, items=300, days=20, seed=3)
+        build_demo_shop(users=600, items=300, days=20, seed=3, actor=SYSTEM)
         train_run(actor=SYSTEM, time_budget_s=25, config=LSTMConfig(dim=32, max_epochs=3), activate=True)
         make_accounts(ACCOUNTS)
     return data

@@ -1,293 +1,234 @@
 """Catalog files: items, sellers, promotions, users (and RetailRocket's item properties and
-category tree), upserted: a newer file updates attributes, nothing is deleted."""
+category tree), upserted: a newer file updates the attributes it names, nothing is deleted.
+
+The file's columns are mapped onto the kind's known columns in Python (``core.data.columns``) and read by
+position (CSV fields, Parquet ``#i``) or by a JSON key spelled only with letters, digits and _; no name from
+the file reaches SQL. Every row is loaded, a duplicate (its key was already in the file) or rejected with
+its line and a reason: ``rows_read = loaded + rejected + duplicates``. The load holds the database's write
+lock and is one transaction.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
+import duckdb
+
 from core import store
-from core.data import readers
+from core.data.catalog_sql import KEYS, KINDS, REASONS, merge_args, upsert
+from core.data.columns import ColumnMap, map_columns
 from core.data.formats import (
     REJECTS_SCAN,
     REJECTS_TABLE,
-    file_kind,
-    first_lines,
     header_columns,
-    ident,
-    lit,
+    is_event_log,
+    looks_like,
+    normalise,
+    parquet_columns,
     sniff_delim,
 )
 from core.data.ingest_support import IngestResult, _check_file, _line_of, _line_rejects, merge, sha256_of
+from core.data.lines import JOINS_TABLE, csv_fields, json_keys_in, lines_reader
+from core.data.sniff import Head, read_head
 from core.errors import InputError
+from core.release.roles import Account, Permission, require
+from core.sql import lit
 
-KINDS = {
-    "items": [
-        "item_id",
-        "title",
-        "category",
-        "brand",
-        "seller_id",
-        "price",
-        "image_url",
-        "in_stock",
-        "created_at",
-    ],
-    "sellers": ["seller_id", "name", "tier", "onboarded_at"],
-    "promotions": ["promotion_id", "item_id", "category", "discount", "starts_at", "ends_at"],
-    "users": ["user_id", "first_seen", "region", "device", "segment"],
-    "item_properties": ["timestamp", "itemid", "property", "value"],
-    "category_tree": ["categoryid", "parentid"],
-}
-TS = "coalesce(try_cast({c} AS TIMESTAMP), try_cast(try_cast({c} AS TIMESTAMPTZ) AS TIMESTAMP))"
+TEMP = ("cat", "checked", "good", "line_map", "merge_src", JOINS_TABLE, REJECTS_TABLE, REJECTS_SCAN)
 
 
-def _columns(con, path: Path) -> tuple[list[str], str]:
-    kind = file_kind(path)
-    if kind == "empty":
-        raise InputError("the file is empty", file=str(path), fix="export the catalog again")
-    if kind == "parquet":
-        src = f"read_parquet({lit(path)})"
-    elif kind == "jsonl":
-        src = f"read_json({lit(path)}, format='newline_delimited')"
-    else:
-        line = first_lines(path, 1)[0]
-        return [c.lower() for c in header_columns(line, sniff_delim(line))], "csv"
-    cols = [r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-    return cols, kind
+def _file_columns(con, path: Path, head: Head) -> list[str]:
+    """The file's column names as written, in order."""
+    if head.kind == "parquet":
+        return parquet_columns(con, path)
+    if head.kind == "jsonl":
+        return json_keys_in(con, path)
+    return header_columns(head.lines[0], sniff_delim(head.lines[0]), path)
 
 
 def detect_kind(cols: list[str], path: Path) -> str:
-    c = set(cols)
+    c = {normalise(x) for x in cols}
+    if is_event_log(list(c)):
+        raise InputError(
+            f"is an event log, not a catalog — it looks like {looks_like(path)}",
+            file=str(path),
+            line=1,
+            fix="load it with `python -m core ingest` (Data page: Events)",
+        )
     if set(KINDS["item_properties"]) <= c:
         return "item_properties"
     if set(KINDS["category_tree"]) <= c:
         return "category_tree"
-    if "discount" in c:
-        return "promotions"
-    if "item_id" in c:
-        return "items"
-    if "seller_id" in c:
-        return "sellers"
-    if "user_id" in c:
-        return "users"
+    for kind, column in (
+        ("promotions", "discount"),
+        ("items", "item_id"),
+        ("sellers", "seller_id"),
+        ("users", "user_id"),
+    ):
+        if column in c:
+            return kind
+    looks = looks_like(path)
     raise InputError(
-        f"not a catalog file I know: columns {', '.join(cols)}",
+        "not a catalog file I know" + (f": it looks like {looks}" if looks else ""),
         file=str(path),
         line=1,
         fix="items need item_id; sellers seller_id; promotions discount; users user_id",
     )
 
 
-def _stage(con, path: Path, kind: str, file_type: str) -> int:
-    """Temp table ``cat`` of VARCHAR columns + line number, ``nf_reason`` (a row that is not a record: wrong
-    column count or quoting) and ``raw`` (the line, CSV only). CSV is read line by line, so line numbers are
-    exact and a line that is not UTF-8 is rejected on its own. Returns how many such lines there were."""
-    skipped = 0
+def _stage(con, path: Path, head: Head, cmap: ColumnMap, kind: str) -> int:
+    """Temp table ``cat``: line, raw, ``nf_reason`` (a row that is not a record: wrong column count,
+    quoting, not a JSON object) and one trimmed VARCHAR per known column of ``kind`` (NULL where the file has
+    none). Text is read line by line, so line numbers are exact and a line that is not UTF-8, or not JSON, is
+    rejected on its own. Returns how many lines the line reader refused (in ``line_map``)."""
+    wanted = KINDS[kind]
     con.execute("CREATE OR REPLACE TEMP TABLE line_map (line BIGINT, raw VARCHAR, reason VARCHAR)")
-    if file_type == "parquet":
+
+    def value(sql_of) -> str:
+        return ", ".join(
+            f"nullif(trim(CAST({sql_of(cmap.positions[c], c)} AS VARCHAR)), '') AS {c}"
+            if c in cmap
+            else f"NULL::VARCHAR AS {c}"
+            for c in wanted
+        )
+
+    if head.kind == "parquet":
+        every = ", ".join(f"coalesce(CAST(#{i + 1} AS VARCHAR), '')" for i in range(cmap.count))
         con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
-                        SELECT file_row_number + 1 AS line, NULL::VARCHAR AS nf_reason, NULL::VARCHAR AS raw,
-                               * EXCLUDE (file_row_number)
-                        FROM read_parquet({lit(path)}, file_row_number=true)""")
-    elif file_type == "jsonl":
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
-                        SELECT row_number() OVER () AS line, NULL::VARCHAR AS nf_reason, NULL::VARCHAR AS raw, *
-                        FROM read_json({lit(path)}, format='newline_delimited')""")
+            SELECT file_row_number + 1 AS line, concat_ws(',', {every}) AS raw, NULL::VARCHAR AS nf_reason,
+                   {value(lambda i, c: f"#{i + 1}")}
+            FROM read_parquet({lit(path)}, file_row_number=true)""")
+        return 0
+    if head.kind == "jsonl":
+        rows = f"""(SELECT ord, line AS raw,
+                CASE WHEN NOT ok THEN 'not a valid JSON object — each line must be one {{…}} record' END
+                  AS nf_reason, CASE WHEN ok THEN line END AS jl
+            FROM (SELECT ord, line, coalesce(starts_with(ltrim(line), '{{') AND json_valid(line), false) AS ok
+                  FROM {lines_reader(path)} WHERE trim(coalesce(line, '')) <> ''))"""
+        picked = value(lambda i, c: f"json_extract_string(jl, {lit('$.' + json.dumps(cmap.spelled[c]))})")
     else:
-        first = first_lines(path, 1)[0]
-        delim = sniff_delim(first)
-        header = header_columns(first, delim)
-        fields = ", ".join(f"nullif(f[{i + 1}], '') AS {ident(h.lower())}" for i, h in enumerate(header))
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat_lines AS
-                        SELECT ord, raw, nf_reason, {fields}
-                        FROM {readers._csv_fields(path, delim, len(header), header)}""")
-        skipped = _line_rejects(con)
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
-                        SELECT {_line_of(skipped)} AS line, * EXCLUDE (ord) FROM cat_lines s""")
-        con.execute("DROP TABLE cat_lines")
-    names = [r[0] for r in con.execute("DESCRIBE cat").fetchall()]
-    for n in names:
-        if n != n.lower():
-            con.execute(f'ALTER TABLE cat RENAME "{n}" TO "{n.lower()}"')
-    for col in KINDS[kind]:
-        if col not in [n.lower() for n in names]:
-            con.execute(f'ALTER TABLE cat ADD COLUMN "{col}" VARCHAR')
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE cat AS SELECT * REPLACE ("
-        + ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in KINDS[kind])
-        + ") FROM cat"
-    )
+        delim = sniff_delim(head.lines[0])
+        rows = csv_fields(con, path, delim, cmap.labels(), head.first_line_no)
+        picked = value(lambda i, c: f"f[{i + 1}]")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cat_lines AS SELECT ord, raw, nf_reason, {picked} FROM {rows}")
+    skipped = _line_rejects(con)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE cat AS
+                    SELECT {_line_of(skipped)} AS line, * EXCLUDE (ord) FROM cat_lines s""")
+    con.execute("DROP TABLE cat_lines")
     return skipped
 
 
-REASONS = {
-    "items": """CASE
-        WHEN item_id IS NULL OR trim(item_id) = '' THEN 'missing item_id — every catalog row needs one'
-        WHEN price IS NOT NULL AND trim(price) <> '' AND try_cast(price AS DOUBLE) IS NULL
-            THEN 'price ''' || price || ''' is not a number'
-        WHEN try_cast(price AS DOUBLE) < 0 THEN 'negative price ' || price
-        WHEN in_stock IS NOT NULL AND trim(in_stock) <> '' AND try_cast(in_stock AS BOOLEAN) IS NULL
-            THEN 'in_stock ''' || in_stock || ''' is not true/false'
-        WHEN created_at IS NOT NULL AND trim(created_at) <> '' AND {created} IS NULL
-            THEN 'created_at ''' || created_at || ''' is not a date'
-        END""".format(created=TS.format(c="created_at")),
-    "sellers": """CASE
-        WHEN seller_id IS NULL OR trim(seller_id) = '' THEN 'missing seller_id'
-        WHEN onboarded_at IS NOT NULL AND trim(onboarded_at) <> '' AND {t} IS NULL
-            THEN 'onboarded_at ''' || onboarded_at || ''' is not a date'
-        END""".format(t=TS.format(c="onboarded_at")),
-    "promotions": """CASE
-        WHEN coalesce(trim(item_id), '') = '' AND coalesce(trim(category), '') = ''
-            THEN 'a promotion needs an item_id or a category'
-        WHEN try_cast(discount AS DOUBLE) IS NULL THEN 'discount ''' || coalesce(discount, '') || ''' is not a number'
-        WHEN try_cast(discount AS DOUBLE) < 0 OR try_cast(discount AS DOUBLE) > 100
-            THEN 'discount ' || discount || ' is outside 0–1 (or 0–100 %)'
-        WHEN {s} IS NULL THEN 'starts_at ''' || coalesce(starts_at, '') || ''' is not a date'
-        WHEN ends_at IS NOT NULL AND trim(ends_at) <> '' AND {e} IS NULL
-            THEN 'ends_at ''' || ends_at || ''' is not a date'
-        WHEN {e} < {s} THEN 'ends_at is before starts_at'
-        END""".format(s=TS.format(c="starts_at"), e=TS.format(c="ends_at")),
-    "users": """CASE
-        WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing user_id'
-        WHEN first_seen IS NOT NULL AND trim(first_seen) <> '' AND {t} IS NULL
-            THEN 'first_seen ''' || first_seen || ''' is not a date'
-        END""".format(t=TS.format(c="first_seen")),
-    "item_properties": "CASE WHEN itemid IS NULL THEN 'missing itemid' END",
-    "category_tree": "CASE WHEN categoryid IS NULL THEN 'missing categoryid' END",
-}
-
-# items and users: merged (no PRIMARY KEY index on them, see store migration 4):
-# (table, key, source, columns, SET list)
-MERGE = {
-    "items": (
-        "items",
-        "item_id",
-        """(SELECT trim(item_id) AS item_id, title, nullif(category, '') AS category, nullif(brand, '') AS brand,
-                   nullif(seller_id, '') AS seller_id, try_cast(price AS DOUBLE) AS price, image_url,
-                   {created} AS created_at, coalesce(try_cast(in_stock AS BOOLEAN), TRUE) AS in_stock,
-                   TRUE AS from_catalog
-            FROM good QUALIFY row_number() OVER (PARTITION BY trim(item_id) ORDER BY line DESC) = 1)""".format(
-            created=TS.format(c="created_at")
-        ),
-        [*KINDS["items"], "from_catalog"],
-        """title = coalesce(s.title, t.title), category = coalesce(s.category, t.category),
-           brand = coalesce(s.brand, t.brand), seller_id = coalesce(s.seller_id, t.seller_id),
-           price = coalesce(s.price, t.price), image_url = coalesce(s.image_url, t.image_url),
-           created_at = coalesce(s.created_at, t.created_at), in_stock = s.in_stock, from_catalog = TRUE""",
-    ),
-    "users": (
-        "users",
-        "user_id",
-        """(SELECT trim(user_id) AS user_id, {t} AS first_seen, region, device, segment FROM good
-            QUALIFY row_number() OVER (PARTITION BY trim(user_id) ORDER BY line DESC) = 1)""".format(
-            t=TS.format(c="first_seen")
-        ),
-        KINDS["users"],
-        """first_seen = coalesce(s.first_seen, t.first_seen), region = coalesce(s.region, t.region),
-           device = coalesce(s.device, t.device), segment = coalesce(s.segment, t.segment)""",
-    ),
-    # RetailRocket: the latest categoryid / available per item
-    "item_properties": (
-        "items",
-        "item_id",
-        """(SELECT itemid AS item_id,
-                   max_by(CASE WHEN property = 'categoryid' THEN value END,
-                          CASE WHEN property = 'categoryid' THEN try_cast(timestamp AS BIGINT) END) AS category,
-                   max_by(CASE WHEN property = 'available' THEN value = '1' END,
-                          CASE WHEN property = 'available' THEN try_cast(timestamp AS BIGINT) END) AS in_stock
-            FROM good WHERE property IN ('categoryid', 'available') GROUP BY itemid)""",
-        ["item_id", "category", "in_stock"],
-        "category = coalesce(s.category, t.category), in_stock = coalesce(s.in_stock, t.in_stock)",
-    ),
-}
-
-UPSERT = {
-    "sellers": """INSERT INTO sellers SELECT trim(seller_id), name, lower(tier), {t} FROM good
-        QUALIFY row_number() OVER (PARTITION BY trim(seller_id) ORDER BY line DESC) = 1
-        ON CONFLICT (seller_id) DO UPDATE SET name = coalesce(excluded.name, sellers.name),
-            tier = coalesce(excluded.tier, sellers.tier),
-            onboarded_at = coalesce(excluded.onboarded_at, sellers.onboarded_at)""".format(
-        t=TS.format(c="onboarded_at")
-    ),
-    "promotions": """INSERT INTO promotions
-        SELECT coalesce(nullif(promotion_id, ''), md5(concat_ws('|', item_id, category, starts_at))),
-               nullif(trim(item_id), ''), nullif(category, ''),
-               CASE WHEN try_cast(discount AS DOUBLE) > 1 THEN try_cast(discount AS DOUBLE) / 100
-                    ELSE try_cast(discount AS DOUBLE) END, {s}, {e}
-        FROM good QUALIFY row_number() OVER (
-            PARTITION BY coalesce(nullif(promotion_id, ''), md5(concat_ws('|', item_id, category, starts_at)))
-            ORDER BY line DESC) = 1
-        ON CONFLICT (promotion_id) DO UPDATE SET item_id = excluded.item_id, category = excluded.category,
-            discount = excluded.discount, starts_at = excluded.starts_at, ends_at = excluded.ends_at""".format(
-        s=TS.format(c="starts_at"), e=TS.format(c="ends_at")
-    ),
-    # RetailRocket: replace category ids by their path of ids from the root (a.b.c)
-    "category_tree": """UPDATE items SET category = p.path FROM (
-        WITH RECURSIVE walk(categoryid, node, path, depth) AS (
-            SELECT categoryid, parentid, categoryid, 0 FROM good
-            UNION ALL
-            SELECT w.categoryid, g.parentid, g.categoryid || '.' || w.path, w.depth + 1
-            FROM walk w JOIN good g ON g.categoryid = w.node WHERE w.depth < 20)
-        SELECT categoryid, arg_max(path, depth) AS path FROM walk GROUP BY categoryid) p
-        WHERE items.category = p.categoryid""",
-}
-
-
-def ingest_catalog(path, kind: str | None = None, *, db_path=None) -> IngestResult:
-    """Upsert one catalog file; bad rows go to ``rejects`` with their line and reason."""
-    path = Path(path)
+def ingest_catalog(
+    path, kind: str | None = None, *, actor: Account, db_path=None, progress=None
+) -> IngestResult:
+    """Upsert one catalog file; bad rows go to ``rejects`` with their line and reason, a key repeated in the
+    file counts as a duplicate (the first row is loaded). ``actor`` must hold the ingest permission; the
+    load is audited in its name, in the load's transaction."""
+    require(actor, Permission.INGEST)
     started = time.perf_counter()
-    _check_file(path)
+    path = _check_file(Path(path))
+    head = read_head(path)
+    if kind is not None and kind not in KINDS:
+        raise InputError(f"unknown catalog kind '{kind}'", file=str(path), fix="use " + ", ".join(KINDS))
     digest = sha256_of(path)
-    with store.transaction(db_path) as con:
-        cols, file_type = _columns(con, path)
-        kind = kind or detect_kind(cols, path)
-        if kind not in KINDS:
-            raise InputError(f"unknown catalog kind '{kind}'", file=str(path), fix="use " + ", ".join(KINDS))
-        key = KINDS[kind][0]
-        if kind != "promotions" and key not in cols:
-            raise InputError(
-                f"missing required column {key} for {kind}", file=str(path), line=1, fix=f"add a {key} column"
-            )
-        try:
-            skipped = _stage(con, path, kind, file_type)
-        except Exception as exc:
-            raise InputError(f"could not be read as a {kind} file: {exc}", file=str(path)) from exc
-        ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE checked AS SELECT *, coalesce(nf_reason, {REASONS[kind]}) AS reason "
-            "FROM cat"
+    report = progress or (lambda fraction, message="": None)
+    on_wait = lambda message: report(0.0, message)  # noqa: E731
+    try:
+        with (
+            store.writing(db_path, on_wait=on_wait),
+            store.connect(db_path, read_paths=[path], on_wait=on_wait) as con,
+        ):
+            for table in TEMP:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            result = _load(con, path, head, kind, digest, started, actor)
+            for table in TEMP:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(
+            f"could not be loaded as a catalog: {first}", file=str(path), fix="check the file and its kind"
+        ) from exc
+    report(1.0, "done")
+    return result
+
+
+def _load(con, path: Path, head: Head, kind: str | None, digest: str, started: float, actor) -> IngestResult:
+    columns = _file_columns(con, path, head)
+    kind = kind or detect_kind(columns, path)
+    if is_event_log([normalise(c) for c in columns]):
+        detect_kind(columns, path)  # refuses, saying what the file looks like
+    cmap = map_columns(columns, KINDS[kind], file=str(path), json_keys=head.kind == "jsonl")
+    key = KINDS[kind][0]
+    if kind != "promotions" and key not in cmap:
+        raise InputError(
+            f"missing required column {key} for {kind}", file=str(path), line=1, fix=f"add a {key} column"
         )
-        con.execute("CREATE OR REPLACE TEMP TABLE good AS SELECT * FROM checked WHERE reason IS NULL")
-        if con.execute("SELECT count(*) FROM checked").fetchall()[0][0] + skipped == 0:
-            raise InputError(
-                "has a header but no rows", file=str(path), fix="export the catalog again with its rows"
-            )
-        raw_cols = " || ',' || ".join(f"coalesce(CAST(\"{c}\" AS VARCHAR), '')" for c in KINDS[kind])
-        con.execute(
-            f"""INSERT INTO rejects SELECT ?, line, coalesce(raw, {raw_cols}), reason FROM checked
-                        WHERE reason IS NOT NULL""",
-            [ingest_id],
+    skipped = _stage(con, path, head, cmap, kind)
+    rows_read = con.execute("SELECT count(*) FROM cat").fetchall()[0][0] + skipped
+    if rows_read == 0:
+        raise InputError(
+            "has a header but no rows", file=str(path), fix="export the catalog again with its rows"
         )
-        con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
-        rows_read = con.execute("SELECT count(*) FROM checked").fetchall()[0][0] + skipped
-        rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][
-            0
-        ]
-        if kind in MERGE:
-            merge(con, *MERGE[kind])
-        else:
-            con.execute(UPSERT[kind])
-        loaded = rows_read - rejected
-        seconds = time.perf_counter() - started
-        con.execute(
-            """INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, now() - to_microseconds(?), now(), 'done', NULL)""",
-            [ingest_id, str(path), digest, file_type, kind, rows_read, loaded, rejected, int(seconds * 1e6)],
-        )
-        for table in ("cat", "checked", "good", "line_map", REJECTS_TABLE, REJECTS_SCAN):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-    return IngestResult(ingest_id, str(path), file_type, rows_read, loaded, rejected, 0, seconds, kind=kind)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = _write(con, path, head, kind, cmap, skipped, rows_read, digest, started)
+        store.audit(con, actor, "ingest_catalog", path.name, {"ingest_id": result.ingest_id, "kind": kind,
+                    "loaded": result.loaded, "rejected": result.rejected})  # fmt: skip
+    except BaseException:
+        store.rollback(con)
+        raise
+    con.execute("COMMIT")
+    return result
+
+
+def _write(con, path, head, kind, cmap: ColumnMap, skipped, rows_read, digest, started) -> IngestResult:
+    """Rejects, the upsert and the ingests row, inside the caller's transaction."""
+    ingest_id = con.execute("SELECT nextval('ingest_seq')").fetchall()[0][0]
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE checked AS SELECT *, coalesce(nf_reason, {REASONS[kind]}) AS reason FROM cat"
+    )
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE good AS SELECT * FROM checked WHERE reason IS NULL
+                    QUALIFY row_number() OVER (PARTITION BY {KEYS[kind]} ORDER BY line) = 1""")
+    raw_cols = " || ',' || ".join(f"coalesce({c}, '')" for c in KINDS[kind])
+    con.execute(
+        f"INSERT INTO rejects SELECT ?, line, coalesce(raw, {raw_cols}), reason FROM checked WHERE reason IS NOT NULL",
+        [ingest_id],
+    )
+    con.execute("INSERT INTO rejects SELECT ?, line, raw, reason FROM line_map", [ingest_id])
+    rejected = con.execute("SELECT count(*) FROM rejects WHERE ingest_id = ?", [ingest_id]).fetchall()[0][0]
+    loaded = con.execute("SELECT count(*) FROM good").fetchall()[0][0]
+    present = set(cmap.positions)
+    if kind in ("items", "users", "item_properties"):
+        merge(con, *merge_args(kind, present))
+    else:
+        con.execute(upsert(kind, present))
+    duplicates = rows_read - rejected - loaded
+    fmt = {"parquet": "parquet", "jsonl": "jsonl"}.get(head.kind, "csv")
+    note = cmap.ignored_note()
+    seconds = time.perf_counter() - started
+    con.execute(
+        """INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now() - to_microseconds(?), now(), 'done', ?)""",
+        [
+            ingest_id,
+            str(path),
+            digest,
+            fmt,
+            kind,
+            rows_read,
+            loaded,
+            rejected,
+            duplicates,
+            int(seconds * 1e6),
+            note,
+        ],
+    )
+    result = IngestResult(
+        ingest_id, str(path), fmt, rows_read, loaded, rejected, duplicates, seconds, kind=kind
+    )
+    result.notes = [note] if note else []
+    return result
 
 
 __all__ = ["ingest_catalog", "detect_kind", "KINDS"]

@@ -34,10 +34,15 @@ from core.data.demo_catalog import (  # noqa: F401  (TREE, _leaves: re-exported 
     _promotions,
     _us,
 )
+from core.release.roles import Account
+from models.base import EVENT_NAMES, EVENT_TYPES
 
 REGIONS, DEVICES = ["north", "south", "east", "west"], ["mobile", "desktop", "tablet"]
 PAGES = ["home", "search", "category", "product"]
-EVENTS = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "review"]
+# the funnel's steps in the one vocabulary of event types (models.base): their codes also order a session
+VIEW, CLICK, CART, REMOVE, BUY, REVIEW = (
+    EVENT_TYPES[name] for name in ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "review")
+)
 # Funnel knobs: clicks ≈ 35 % of views, carts ≈ 10 % of clicks, purchases ≈ 55 % of carts (≈ 2 % of views).
 P_CLICK, P_CART, P_BUY, P_REMOVE, P_REVIEW = 0.57, 0.1, 0.55, 0.3, 0.3
 # the next item in a session: from the complement of the last leaf, from a new leaf, else the same leaf
@@ -203,16 +208,16 @@ def _events(rng: np.random.Generator, s: dict, cat: dict, u: dict, promo: dict) 
     review_after = rng.uniform(1, 10, n) * DAY
     idx, code, ts = [], [], []
     for c, mask, offset in (
-        (0, None, 0.0),
-        (1, click, 0.3),
-        (2, cart, 0.6),
-        (3, removed, 0.8),
-        (4, buy, 0.9),
+        (VIEW, None, 0.0),
+        (CLICK, click, 0.3),
+        (CART, cart, 0.6),
+        (REMOVE, removed, 0.8),
+        (BUY, buy, 0.9),
     ):
         i = np.arange(n) if mask is None else np.flatnonzero(mask)
         idx.append(i), code.append(np.full(len(i), c)), ts.append(t[i] + offset * gap[i])
     i = np.flatnonzero(review)
-    idx.append(i), code.append(np.full(len(i), 5)), ts.append(t[i] + review_after[i])
+    idx.append(i), code.append(np.full(len(i), REVIEW)), ts.append(t[i] + review_after[i])
     idx, code, ts = np.concatenate(idx), np.concatenate(code), np.concatenate(ts)
     keep = ts < _END
     idx, code, ts = idx[keep], code[keep], ts[keep]
@@ -223,18 +228,18 @@ def _events(rng: np.random.Generator, s: dict, cat: dict, u: dict, promo: dict) 
             "i": item[idx],
             "code": code,
             "sess": sess[idx],
-            "dwell_ms": np.where(code == 0, dwell[idx], -1),
-            "position": np.where(code <= 1, position[idx], -1),
+            "dwell_ms": np.where(code == VIEW, dwell[idx], -1),
+            "position": np.where(np.isin(code, [VIEW, CLICK]), position[idx], -1),
             "page": page[idx],
             "price": price[idx],
-            "rating": np.where(code == 5, rating[idx], np.nan),
+            "rating": np.where(code == REVIEW, rating[idx], np.nan),
         }
     ).sort("u", "ts", "code", "i", maintain_order=True)
     return ev.select(
         "ts",
         pl.format("u{}", pl.col("u").cast(pl.Utf8).str.zfill(6)).alias("user_id"),
         pl.format("i{}", pl.col("i").cast(pl.Utf8).str.zfill(5)).alias("item_id"),
-        pl.col("code").replace_strict(list(range(6)), EVENTS, return_dtype=pl.Utf8).alias("event_type"),
+        pl.col("code").replace_strict(EVENT_NAMES, return_dtype=pl.Utf8).alias("event_type"),
         pl.format("S{}", pl.col("sess").cast(pl.Utf8).str.zfill(7)).alias("session_id"),
         pl.when(pl.col("dwell_ms") >= 0).then(pl.col("dwell_ms")).alias("dwell_ms"),
         pl.when(pl.col("position") > 0).then(pl.col("position").cast(pl.Int32)).alias("position"),
@@ -291,6 +296,7 @@ def build_demo_shop(
     days: int = 60,
     seed: int = 7,
     *,
+    actor: Account,
     out_dir: str | Path | None = None,
     db_path=None,
     progress: Callable[[float, str], None] | None = None,
@@ -308,11 +314,12 @@ def build_demo_shop(
     files = write_demo_files(frames, out)
     report(0.45, "loading the catalog")
     for name in ("sellers", "items", "promotions", "users"):
-        ingest_catalog(files[name], name, db_path=db_path)
+        ingest_catalog(files[name], name, actor=actor, db_path=db_path)
     report(0.55, "loading the events")
     result = ingest_events(
         files["events"],
         "native",
+        actor=actor,
         db_path=db_path,
         source="demo",
         progress=lambda f, m="": report(0.55 + 0.45 * f, m),

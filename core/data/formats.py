@@ -5,12 +5,14 @@ sequence files). The SQL that reads each format is in ``core.data.readers``.
 from __future__ import annotations
 
 import csv
-import gzip
 import json
-import re
 from pathlib import Path
 
+from core.data.columns import normalise, shown
+from core.data.sniff import is_token, read_head
 from core.errors import InputError
+from core.sql import ident, lit
+from models.base import EVENT_TYPES as EVENT_CODES
 
 CANONICAL = [
     "ts",
@@ -38,7 +40,7 @@ REES46 = [
     "user_session",
 ]
 RETAILROCKET = ["timestamp", "visitorid", "event", "itemid", "transactionid"]
-EVENT_TYPES = ["view", "click", "add_to_cart", "remove_from_cart", "purchase", "review"]
+EVENT_TYPES = sorted(EVENT_CODES, key=EVENT_CODES.get)  # the names a log may use: models.base's vocabulary
 FORMATS = ["native", "rees46", "retailrocket", "sequence", "pairs"]
 REES46_EVENTS = {
     "view": "view",
@@ -52,47 +54,30 @@ LINE_DELIM = "\x01\x02\x03\x04"  # never in a text log: each physical line is on
 REJECTS_TABLE, REJECTS_SCAN = "hs_line_rejects", "hs_line_scans"
 
 
-def lit(text) -> str:
-    """A SQL string literal (for the few places that take no parameters: names in generated SQL)."""
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return path.open("r", encoding="utf-8", errors="replace", newline="")
+__all__ = ["ident", "lit"]  # re-exported: the one quoting helper lives in core.sql
 
 
 def file_kind(path: Path) -> str:
-    """'parquet', 'jsonl', 'text' or 'empty', from the first bytes."""
-    with path.open("rb") as f:
-        head = f.read(4)
-    if head == b"PAR1":
-        return "parquet"
-    for line in first_lines(path, 1):
-        return "jsonl" if line.lstrip().startswith("{") else "text"
-    return "empty"
+    """'parquet', 'jsonl' or 'text' (``core.data.sniff`` refuses anything else, and empty files)."""
+    return read_head(path).kind
 
 
 def first_lines(path: Path, n: int = 20) -> list[str]:
-    """The first ``n`` non-blank lines (BOM and line ends stripped)."""
-    out = []
-    with _open_text(path) as f:
-        for line in f:
-            line = line.lstrip("\ufeff").rstrip("\r\n")
-            if line.strip():
-                out.append(line)
-            if len(out) >= n:
-                break
-    return out
+    """The first ``n`` (at most 20) non-blank lines (BOM and line ends stripped)."""
+    return list(read_head(path).lines[:n])
 
 
-def header_columns(line: str, delim: str = ",") -> list[str]:
-    return [c.strip().lower() for c in next(csv.reader([line.lstrip("\ufeff")], delimiter=delim))]
+def header_columns(line: str, delim: str = ",", path: Path | None = None) -> list[str]:
+    """The header's column names as written (a BOM dropped); ``core.data.columns`` maps them onto ours."""
+    try:
+        return next(csv.reader([line.lstrip("\ufeff")], delimiter=delim))
+    except csv.Error as exc:
+        raise InputError(
+            f"the header cannot be read as CSV ({exc})",
+            file=str(path) if path else None,
+            line=1,
+            fix="the first line must be the column names, separated by commas",
+        ) from exc
 
 
 def sniff_delim(line: str) -> str:
@@ -103,12 +88,12 @@ def parquet_columns(con, path: Path) -> list[str]:
     return [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
 
 
-def json_keys(path: Path, n: int = 100) -> list[str]:
+def json_keys(path: Path, n: int = 20) -> list[str]:
     keys: list[str] = []
     for line in first_lines(path, n):
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to be a record: that row's reject
             continue
         if isinstance(row, dict):
             keys += [k for k in row if k not in keys]
@@ -121,21 +106,23 @@ def columns_of(path: Path) -> tuple[str, list[str]]:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        return kind, [c.lower() for c in pq.read_schema(path).names]
+        try:
+            names = pq.read_schema(path).names
+        except Exception as exc:  # pyarrow's errors for a damaged file are many kinds
+            raise InputError(
+                f"is not a readable Parquet file ({exc})", file=str(path), fix="export the file again"
+            ) from exc
+        return kind, [normalise(c) for c in names]
     if kind == "jsonl":
-        return kind, [k.lower() for k in json_keys(path)]
-    if kind == "text":
-        line = first_lines(path, 1)[0]
-        return kind, header_columns(line, sniff_delim(line))
-    return kind, []
+        return kind, [normalise(k) for k in json_keys(path)]
+    line = first_lines(path, 1)[0]
+    return kind, [normalise(c) for c in header_columns(line, sniff_delim(line), path)]
 
 
 def detect_format(path: str | Path) -> str:
     """The event-log format of a file, from its header (or first lines for headerless sequence files)."""
     path = Path(path)
     kind, cols = columns_of(path)
-    if kind == "empty":
-        raise InputError("the file is empty", file=str(path), fix="export the log again; it has no rows")
     if set(REES46) <= set(cols):
         return "rees46"
     if set(RETAILROCKET[:4]) <= set(cols):
@@ -143,12 +130,12 @@ def detect_format(path: str | Path) -> str:
     if kind in ("parquet", "jsonl"):
         return "native"
     lines = first_lines(path)
-    if len(cols) >= 2 and not all(_is_token(c) for c in cols):
+    if len(cols) >= 2 and not all(is_token(c) for c in cols):
         return "native"
     if set(REQUIRED) & set(cols):
         return "native"
     tokens = [line.split() for line in lines]
-    if all(_is_token(t) for line in tokens for t in line) and sum(len(t) >= 2 for t in tokens) > 0.5 * len(
+    if all(is_token(t) for line in tokens for t in line) and sum(len(t) >= 2 for t in tokens) > 0.5 * len(
         tokens
     ):
         return "pairs" if all(len(t) == 2 for t in tokens) and _users_repeat(tokens) else "sequence"
@@ -161,10 +148,6 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def _is_token(text: str) -> bool:
-    return bool(re.fullmatch(r"[\w.:@-]+", text))
-
-
 def _users_repeat(tokens: list[list[str]]) -> bool:
     """'user item' pairs repeat users over lines; a sequence file has one line per user."""
     users = [t[0] for t in tokens if t]
@@ -173,9 +156,44 @@ def _users_repeat(tokens: list[list[str]]) -> bool:
 
 def require(path: Path, missing: list[str], expected: list[str], mapped: bool = False) -> None:
     if missing:
+        looks = looks_like(path)
         raise InputError(
-            f"missing required column(s) {', '.join(missing)}; expected a header with {', '.join(expected)}",
+            f"missing required column(s) {', '.join(missing)}; expected a header with {', '.join(expected)}"
+            + (f" — the file looks like {looks}" if looks else ""),
             file=str(path),
             line=1,
             fix="rename the columns" + ("" if mapped else " or map them (--map ts=event_time …)"),
         )
+
+
+DESCRIBED = {
+    "native": "a native event log (ts, user_id, item_id, event_type)",
+    "rees46": "a REES46 event log (use --format rees46)",
+    "retailrocket": "a RetailRocket event log (use --format retailrocket)",
+    "sequence": "a sequence file, user item item … (use --format sequence)",
+    "pairs": "a pairs file, user item (use --format pairs)",
+}
+
+
+def looks_like(path: Path) -> str | None:
+    """What the file looks like, for a refusal's message: an event log format, a catalog, or None."""
+    try:
+        kind, cols = columns_of(path)
+        if is_event_log(cols):
+            return DESCRIBED[detect_format(path)]
+        if {"item_id", "user_id", "seller_id", "discount"} & set(cols):
+            return "a catalog file (load it with ingest-catalog / Catalog on the Data page)"
+        if kind in ("parquet", "jsonl"):
+            return f"a {'Parquet' if kind == 'parquet' else 'JSON Lines'} file without the columns we need"
+        fmt = detect_format(path)
+        if fmt in ("sequence", "pairs"):
+            return DESCRIBED[fmt]
+        return "a CSV file with the columns " + ", ".join(shown(c, 20) for c in cols[:8])
+    except InputError:
+        return None
+
+
+def is_event_log(cols: list[str]) -> bool:
+    """A header only an event log has: native, REES46 or RetailRocket."""
+    c = set(cols)
+    return set(REQUIRED) <= c or set(REES46) <= c or set(RETAILROCKET[:4]) <= c

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,29 +31,51 @@ class IngestResult:
     status: str = "done"
     kind: str = "events"
     steps: dict = field(default_factory=dict)  # seconds per step (read, duplicates, events, items, …)
+    notes: list[str] = field(default_factory=list)  # e.g. the columns that were ignored
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{Path(self.file).name} ({self.format} {self.kind}): read {self.rows_read:,} rows → loaded "
             f"{self.loaded:,}, rejected {self.rejected:,}, duplicates {self.duplicates:,} "
             f"in {self.seconds:.1f} s (ingest #{self.ingest_id})"
         )
+        return "; ".join([text, *self.notes])
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError("no such file", file=str(path), fix="check the path")
-    if not path.is_file():
-        raise InputError("is a folder, not a file", file=str(path), fix="point at one log file")
+GLOB_CHARACTERS = "*?[]{}"  # DuckDB reads a path holding one of these as a pattern of several files
+
+
+def _check_file(path: Path) -> Path:
+    """The file, resolved (symlinks followed), if it is one we can read: else a clear ``InputError``."""
+    if "\x00" in str(path):
+        raise InputError("the path holds a NUL character", file=repr(str(path)), fix="check the path")
     try:
-        with path.open("rb") as f:
+        resolved = path.resolve()
+        if not resolved.exists():
+            raise InputError("no such file", file=str(path), fix="check the path")
+        if resolved.is_dir():
+            raise InputError("is a folder, not a file", file=str(path), fix="point at one log file")
+        if not resolved.is_file():
+            raise InputError(
+                "is not a regular file (a device, a pipe or a socket)",
+                file=str(path),
+                fix="point at a log file",
+            )
+        with resolved.open("rb") as f:
             f.read(1)
     except OSError as exc:
         raise InputError(
-            f"cannot be read ({exc.strerror})", file=str(path), fix="check its permissions"
+            f"cannot be read ({exc.strerror or exc})", file=str(path), fix="check its permissions"
         ) from exc
-    if path.stat().st_size == 0:
+    if resolved.stat().st_size == 0:
         raise InputError("the file is empty", file=str(path), fix="export the log again; it has no rows")
+    if any(c in str(resolved) for c in GLOB_CHARACTERS):
+        raise InputError(
+            f"its path holds one of {GLOB_CHARACTERS}, which the database reads as a pattern of file names",
+            file=str(path),
+            fix="rename the file (or its folder) without those characters",
+        )
+    return resolved
 
 
 def sha256_of(path: Path) -> str:
@@ -122,17 +143,27 @@ class _Steps:
         self.last = now
 
 
-def merge(con, table: str, key: str, source: str, columns: list[str], update: str | None) -> None:
+def merge(
+    con,
+    table: str,
+    key: str,
+    source: str,
+    columns: list[str],
+    update: str | None,
+    insert: dict[str, str] | None = None,
+) -> None:
     """Upsert for ``items`` and ``users`` (which have no PRIMARY KEY index, see migration 4): rows of
     ``source`` (a relation with ``columns``, at most one row per ``key``) whose key is stored update that row
     with ``update`` (a SET list; ``t`` is the stored row, ``s`` the new one; None: left as they are), the
-    others are inserted."""
+    others are inserted (``insert``: column → the SQL inserted instead of the column itself). Callers hold
+    the database's write lock (``store.writing``): two merges at once would both insert a new id."""
     cols = ", ".join(columns)
+    values = ", ".join((insert or {}).get(c, c) for c in columns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE merge_src AS SELECT {cols} FROM {source}")
     if update:
         con.execute(f"UPDATE {table} AS t SET {update} FROM merge_src s WHERE t.{key} = s.{key}")
     con.execute(
-        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM merge_src WHERE {key} NOT IN "
+        f"INSERT INTO {table} ({cols}) SELECT {values} FROM merge_src WHERE {key} NOT IN "
         f"(SELECT {key} FROM {table})"
     )
     con.execute("DROP TABLE merge_src")
@@ -175,13 +206,6 @@ def open_descriptor(path: str) -> int | None:
         except OSError:
             continue
     return None
-
-
-def save_upload(name: str, data: bytes) -> Path:
-    """An uploaded file written to a fresh temporary folder under its own name, ready to ingest."""
-    target = Path(tempfile.mkdtemp(prefix="upload-")) / Path(name).name
-    target.write_bytes(data)
-    return target
 
 
 def ingest_history(db_path=None) -> pl.DataFrame:

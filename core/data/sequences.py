@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from core import store
-from models.base import Histories, ItemSide
+from models.base import EVENT_TYPES, Histories, ItemSide
 
 # time since the previous step: 1 = first step, then <1 min, <10 min, <1 h, <1 day, <1 week, more
 GAP_EDGES_S = np.array([60, 600, 3600, 86_400, 604_800])
@@ -122,20 +122,29 @@ def load_catalog(con, categories: list[str] | None = None, brands: list[str] | N
     return Catalog(vocab, items, side, categories, brands)
 
 
+# event type → code, from the one vocabulary (models.base), joined by the SQL below as a registered frame:
+# a step keeps its strongest event (codes grow with intent); a removal from the cart counts as the cart
+EVENT_CODES = pl.DataFrame(
+    {"event_type": list(EVENT_TYPES), "ev": list(EVENT_TYPES.values())},
+    schema={"event_type": pl.Utf8, "ev": pl.Int64},
+)
+_STEPS_PARAMS = {
+    "review": "review",
+    "removed": EVENT_TYPES["remove_from_cart"],
+    "cart": EVENT_TYPES["add_to_cart"],
+}
 _STEPS_SQL = """
 WITH e AS (
-    SELECT user_id, item_id, ts,
-           CASE event_type WHEN 'view' THEN 1 WHEN 'click' THEN 2 WHEN 'add_to_cart' THEN 3
-                WHEN 'remove_from_cart' THEN 4 WHEN 'purchase' THEN 5 WHEN 'review' THEN 6 END AS ev
-    FROM events
-    WHERE event_type <> 'review' {user_filter}
+    SELECT user_id, item_id, ts, c.ev
+    FROM events JOIN hs_event_codes c USING (event_type)
+    WHERE event_type <> $review {user_filter}
 ), r AS (
     SELECT *, sum(CASE WHEN item_id IS DISTINCT FROM prev THEN 1 ELSE 0 END)
                   OVER (PARTITION BY user_id ORDER BY ts, ev, item_id ROWS UNBOUNDED PRECEDING) AS run
     FROM (SELECT *, lag(item_id) OVER (PARTITION BY user_id ORDER BY ts, ev, item_id) AS prev FROM e)
 ), s AS (
     SELECT user_id, run, any_value(item_id) AS item_id, min(ts) AS ts,
-           CASE WHEN max(ev) = 4 THEN 3 ELSE max(ev) END AS ev
+           CASE WHEN max(ev) = $removed THEN $cart ELSE max(ev) END AS ev
     FROM r GROUP BY user_id, run
 ), ranked AS (
     SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY run DESC) AS back FROM s
@@ -144,7 +153,7 @@ SELECT user_id,
        list(item_id ORDER BY run) AS items,
        list(ev ORDER BY run) AS evs,
        list(epoch(ts) ORDER BY run) AS ts
-FROM ranked WHERE back <= ?
+FROM ranked WHERE back <= $max_steps
 GROUP BY user_id ORDER BY user_id
 """
 
@@ -181,11 +190,21 @@ class ShopSequences:
 def read_steps(con, max_steps: int = 200, user_ids: list[str] | None = None) -> pl.DataFrame:
     """Every user's (or the given users') recent steps as a plain frame: user_id, items (external ids),
     evs (event codes), ts (epoch seconds), each list in time order."""
-    if user_ids is None:
-        return con.sql(_STEPS_SQL.format(user_filter=""), params=[max_steps]).pl()
-    wanted = pl.DataFrame({"user_id": [str(u) for u in user_ids]})  # noqa: F841 (read by SQL)
-    sql = _STEPS_SQL.format(user_filter="AND user_id IN (SELECT user_id FROM wanted)")
-    return con.sql(sql, params=[max_steps]).pl()
+    # frames registered by name: the locked-down instance does not scan Python variables (core.shared_db)
+    frames = {"hs_event_codes": EVENT_CODES}
+    if user_ids is not None:
+        frames["hs_wanted_users"] = pl.DataFrame(
+            {"user_id": [str(u) for u in user_ids]}, schema={"user_id": pl.Utf8}
+        )
+    wanted = "AND user_id IN (SELECT user_id FROM hs_wanted_users)" if user_ids is not None else ""
+    for name, frame in frames.items():
+        con.register(name, frame)
+    try:
+        params = {**_STEPS_PARAMS, "max_steps": int(max_steps)}
+        return con.sql(_STEPS_SQL.format(user_filter=wanted), params=params).pl()
+    finally:
+        for name in frames:
+            con.unregister(name)
 
 
 def steps_from_frame(frame: pl.DataFrame, catalog: Catalog) -> ShopSequences:

@@ -139,12 +139,11 @@ def _build_holdout(db_path, path: Path, targets_path: Path) -> None:
     steps = load_sequences(db_path)  # each user's steps as the model reads them, time order
     users = [u for u, s in zip(steps.user_ids, steps.items) if len(s)]
     last = np.array([s[-1] for s in steps.items if len(s)], dtype=np.int64)
-    cut = pl.DataFrame(  # noqa: F841 (read by the SQL below)
-        {"user_id": users, "cut": [t[-1] for t, s in zip(steps.ts, steps.items) if len(s)]}
-    )
+    cut = pl.DataFrame({"user_id": users, "cut": [t[-1] for t, s in zip(steps.ts, steps.items) if len(s)]})
     targets = pl.DataFrame({"user_id": users, "item_id": steps.catalog.vocab.decode(last)})
     with store.connect(db_path) as con:
         tables = {t: con.sql(f"SELECT * FROM {t}").pl() for t in COPIED_TABLES}
+        con.register("cut", cut)  # by name: the store's instance does not scan Python variables
         tables["events"] = con.sql(
             "SELECT e.* FROM events e LEFT JOIN cut c USING (user_id) WHERE c.cut IS NULL OR epoch(e.ts) < c.cut"
         ).pl()
@@ -152,8 +151,10 @@ def _build_holdout(db_path, path: Path, targets_path: Path) -> None:
     tmp, tmp_targets = path.with_name(f".{token}.duckdb"), targets_path.with_name(f".{token}.parquet")
     try:
         with store.transaction(tmp) as con:
-            for name, frame in tables.items():  # noqa: B007 (the frame is read by name in the SQL)
-                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM frame")
+            for name, frame in tables.items():
+                con.register("copied", frame)  # by name: the store's instance does not scan Python variables
+                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM copied")
+                con.unregister("copied")
         targets.write_parquet(tmp_targets)
         os.replace(tmp, path)
         os.replace(tmp_targets, targets_path)
@@ -181,8 +182,8 @@ def population(ids: list[str], sample: int | None, seed: int) -> tuple[list[str]
 
 def _frames(db_path, user_ids: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, datetime]:
     """items (with seller tier and interaction counts), the population's users and history, the shop clock."""
-    pop = pl.DataFrame({"user_id": user_ids})  # noqa: F841 (read by the SQL below)
     with store.connect(db_path) as con:
+        con.register("pop", pl.DataFrame({"user_id": user_ids}))  # by name: no scan of Python variables
         items = con.sql(
             """SELECT i.item_id, i.seller_id, s.tier AS seller_tier, i.brand, i.category, i.created_at,
                       coalesce(i.in_stock, true) AS in_stock, coalesce(n.interactions, 0) AS interactions

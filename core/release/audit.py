@@ -36,6 +36,7 @@ ACTIONS = (
     "activate_run",
     "train",
     "ingest",
+    "ingest_catalog",
     "create_user",
     "change_role",
     "reset_password",

@@ -280,7 +280,9 @@ def session_account(token: str, db_path=None) -> Account:
             raise SignInError(
                 f"you were signed out after {cfg.session_idle_min:g} idle minutes: sign in again"
             )
-        if (now - last_seen).total_seconds() > 60:
+        if (
+            now - last_seen
+        ).total_seconds() > 60:  # best effort, no write lock: an ingest holds that for minutes
             _touch(con, key, now)
     account = Account(name, Role.parse(role), email, bool(must_change) and kind == "browser")
     with _cache_lock:

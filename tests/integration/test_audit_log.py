@@ -5,7 +5,9 @@ from datetime import timedelta
 import pytest
 
 from core import store
+from core.data.ingest import ingest_catalog, ingest_events
 from core.errors import PermissionDenied, SignInError
+from core.model_runs import activate_run, active_run
 from core.ranking.rule_sets import draft_with, load_rule_set, save_rule_set
 from core.release import audit, auth, privacy, releases, users
 from core.release.audit import utcnow
@@ -23,11 +25,15 @@ def last_id() -> int:
     return store.scalar("SELECT coalesce(max(audit_id), 0) FROM audit_log")
 
 
-def test_every_action_writes_exactly_one_row_naming_its_actor(shop, actor):
+def test_every_action_writes_exactly_one_row_naming_its_actor(shop, actor, tmp_path):
     ada, mia = actor("ada"), actor("mia")
     item = store.scalar("SELECT min(item_id) FROM items")
     shopper = store.scalar("SELECT min(user_id) FROM events")
     first = releases.publish(SYSTEM, "first", expected_head=None)
+    log, catalog = tmp_path / "more.csv", tmp_path / "items.csv"
+    log.write_text(f"ts,user_id,item_id,event_type\n2024-05-01 10:00:00,u-new,{item},view\n")
+    catalog.write_text(f"item_id,title\n{item},A new title\n")
+    run_id = active_run()["run_id"]
     actions = [
         (lambda: auth.sign_in("mia", ACCOUNTS["mia"][1]), ("mia", "sign_in", "mia")),
         (lambda: auth.sign_in("mia", "not-the-password"), ("mia", "sign_in_failed", "mia")),
@@ -42,6 +48,9 @@ def test_every_action_writes_exactly_one_row_naming_its_actor(shop, actor):
         (lambda: releases.rollback(mia, 1, "undo", expected_head=3), ("mia", "rollback", "release 4")),
         (lambda: privacy.record_view(mia, shopper, "preview"), ("mia", "view_shopper", privacy.pseudonym(shopper))),
         (lambda: privacy.forget_user(ada, shopper), ("ada", "forget_user", privacy.pseudonym(shopper))),
+        (lambda: ingest_events(log, actor=ada), ("ada", "ingest", "more.csv")),
+        (lambda: ingest_catalog(catalog, "items", actor=ada), ("ada", "ingest_catalog", "items.csv")),
+        (lambda: activate_run(run_id, ada), ("ada", "activate_run", run_id)),
     ]  # fmt: skip
     for act, expected in actions:
         before = last_id()

@@ -10,7 +10,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from core.errors import InputError
-from core.release.roles import Account, Role
+from core.release.roles import SYSTEM, Account, Role
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,7 +217,7 @@ def test_a_failed_hold_out_build_leaves_nothing_behind(db, monkeypatch):
     from core.data.demo import build_demo_shop
     from core.insight.audit_population import holdout_store
 
-    build_demo_shop(users=60, items=40, days=5, seed=1)
+    build_demo_shop(users=60, items=40, days=5, seed=1, actor=SYSTEM)
     events = store.scalar("SELECT count(*) FROM events")
     with monkeypatch.context() as patch:
         patch.setattr(

@@ -8,6 +8,7 @@ import pytest
 from core import store
 from core.data.ingest import detect_format, ingest_catalog, ingest_events, rejects_for
 from core.errors import InputError
+from core.release.roles import SYSTEM
 
 REES_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n"
 REES_ROWS = (
@@ -31,7 +32,7 @@ def test_rees46(db, tmp_path):
     f = tmp_path / "2019-Oct.csv"
     f.write_text(REES_HEADER + REES_ROWS)
     assert detect_format(f) == "rees46"
-    r = ingest_events(f)
+    r = ingest_events(f, actor=SYSTEM)
     assert (r.format, r.loaded, r.rejected, r.duplicates) == ("rees46", 3, 0, 0)
     types = store.query("SELECT event_type FROM events ORDER BY ts")["event_type"].to_list()
     assert types == ["view", "add_to_cart", "purchase"]
@@ -51,7 +52,7 @@ def test_retailrocket_with_properties_and_tree(db, tmp_path):
         "1433221332117,257597,view,355908,\n1433224214164,992329,addtocart,248676,\n"
         "1433221999827,111016,transaction,318965,4000\n"
     )
-    r = ingest_events(ev)
+    r = ingest_events(ev, actor=SYSTEM)
     assert (r.format, r.loaded) == ("retailrocket", 3)
     assert set(store.query("SELECT event_type FROM events")["event_type"]) == {
         "view",
@@ -66,8 +67,8 @@ def test_retailrocket_with_properties_and_tree(db, tmp_path):
     )
     tree = tmp_path / "category_tree.csv"
     tree.write_text("categoryid,parentid\n1338,1000\n1000,250\n250,\n")
-    assert ingest_catalog(props).kind == "item_properties"
-    assert ingest_catalog(tree).kind == "category_tree"
+    assert ingest_catalog(props, actor=SYSTEM).kind == "item_properties"
+    assert ingest_catalog(tree, actor=SYSTEM).kind == "category_tree"
     row = store.query("SELECT category, in_stock FROM items WHERE item_id = '355908'").to_dicts()[0]
     assert row == {"category": "250.1000.1338", "in_stock": False}
 
@@ -91,24 +92,27 @@ def test_native_csv_parquet_jsonl_and_mapping(db, tmp_path):
         tmp_path / "m.csv"
     )
     for name in ("e.csv", "e.parquet", "e.jsonl"):
-        r = ingest_events(tmp_path / name)
+        r = ingest_events(tmp_path / name, actor=SYSTEM)
         assert (r.format, r.loaded, r.rejected) == ("native", 2, 0), name
     with pytest.raises(InputError, match="missing required column"):
-        ingest_events(tmp_path / "m.csv")
-    assert ingest_events(tmp_path / "m.csv", mapping={"ts": "when", "user_id": "visitor"}).loaded == 2
+        ingest_events(tmp_path / "m.csv", actor=SYSTEM)
+    assert (
+        ingest_events(tmp_path / "m.csv", mapping={"ts": "when", "user_id": "visitor"}, actor=SYSTEM).loaded
+        == 2
+    )
     assert count("events") == 8 and count("users") == 8
 
 
 def test_sequence_and_pairs(db, tmp_path):
     seq = tmp_path / "beauty-like.txt"
     seq.write_text("1 10 11 12\n2 11 13\n3\n")
-    r = ingest_events(seq)
+    r = ingest_events(seq, actor=SYSTEM)
     assert (r.format, r.loaded, r.rejected) == ("sequence", 5, 1)
     order = store.query("SELECT item_id FROM events WHERE user_id = '1' ORDER BY ts")["item_id"].to_list()
     assert order == ["10", "11", "12"]
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("7 a\n8 b\n7 c\n7 a b\n")
-    r = ingest_events(pairs, "pairs")
+    r = ingest_events(pairs, "pairs", actor=SYSTEM)
     assert (r.loaded, r.rejected) == (3, 1)
     assert store.query("SELECT item_id FROM events WHERE user_id = '7' ORDER BY ts")["item_id"].to_list() == [
         "a",
@@ -138,7 +142,7 @@ def test_every_bad_row_kind_is_rejected_with_line_and_reason(db, tmp_path):
     )
     data = "\n".join(lines).encode() + b"\n2026-10-01 10:00:00,u1,i\xff1,view,s,1\n"
     f.write_bytes(data)
-    r = ingest_events(f)
+    r = ingest_events(f, actor=SYSTEM)
     assert conserved(r)
     assert (r.loaded, r.rejected) == (2, len(BAD_ROWS) + 1)
     rejects = rejects_for(r.ingest_id).to_dicts()
@@ -152,9 +156,9 @@ def test_every_bad_row_kind_is_rejected_with_line_and_reason(db, tmp_path):
 def test_reingest_adds_no_duplicates(db, tmp_path):
     f = tmp_path / "r.csv"
     f.write_text(REES_HEADER + REES_ROWS + REES_ROWS.splitlines()[0] + "\n")  # one in-file duplicate
-    first = ingest_events(f)
+    first = ingest_events(f, actor=SYSTEM)
     assert (first.loaded, first.duplicates) == (3, 1) and conserved(first)
-    again = ingest_events(f)
+    again = ingest_events(f, actor=SYSTEM)
     assert (again.loaded, again.duplicates) == (0, 4) and conserved(again)
     assert count("events") == 3 and count("ingests") == 2
 
@@ -171,20 +175,20 @@ def test_whole_file_problems_write_nothing(db, tmp_path, content, match):
     f = tmp_path / "x.csv"
     f.write_text(content)
     with pytest.raises(InputError, match=match) as err:
-        ingest_events(f)
+        ingest_events(f, actor=SYSTEM)
     assert "x.csv" in str(err.value)
     assert count("events") == 0 and count("ingests") == 0
 
 
 def test_missing_file_is_named(db, tmp_path):
     with pytest.raises(InputError, match="no such file"):
-        ingest_events(tmp_path / "nope.csv")
+        ingest_events(tmp_path / "nope.csv", actor=SYSTEM)
 
 
 def test_failure_mid_load_leaves_store_unchanged(db, tmp_path, monkeypatch):
     f = tmp_path / "r.csv"
     f.write_text(REES_HEADER + REES_ROWS)
-    ingest_events(f)
+    ingest_events(f, actor=SYSTEM)
     before = {t: count(t) for t in ("events", "items", "users", "ingests", "rejects")}
     g = tmp_path / "more.csv"
     g.write_text(REES_HEADER + REES_ROWS.replace("2019-10-01", "2019-10-02") + "bad,row\n")
@@ -194,7 +198,7 @@ def test_failure_mid_load_leaves_store_unchanged(db, tmp_path, monkeypatch):
 
     monkeypatch.setattr("core.data.ingest._upsert_items_from_events", crash)
     with pytest.raises(RuntimeError, match="killed"):
-        ingest_events(g)
+        ingest_events(g, actor=SYSTEM)
     assert {t: count(t) for t in before} == before
 
 
@@ -204,12 +208,12 @@ def test_catalog_upsert_keeps_and_updates(db, tmp_path):
         "item_id,title,category,brand,seller_id,price,in_stock\n"
         "a,Phone,electronics.phones.smartphones,Acme,s1,199,true\nb,Case,,Acme,s1,-5,true\n"
     )
-    r = ingest_catalog(items)
+    r = ingest_catalog(items, actor=SYSTEM)
     assert (r.kind, r.loaded, r.rejected) == ("items", 1, 1)
     assert "negative price" in rejects_for(r.ingest_id)["reason"][0]
     newer = tmp_path / "items2.csv"
     newer.write_text("item_id,price,in_stock\na,149,false\nc,5,true\n")
-    ingest_catalog(newer)
+    ingest_catalog(newer, actor=SYSTEM)
     row = store.query("SELECT title, price, in_stock FROM items WHERE item_id = 'a'").to_dicts()[0]
     assert row == {"title": "Phone", "price": 149.0, "in_stock": False}
     assert count("items") == 2
@@ -236,7 +240,7 @@ def test_catalog_upsert_keeps_and_updates(db, tmp_path):
 def test_catalog_kinds_reject_bad_rows_on_their_line(db, tmp_path, name, text, kind, reason):
     path = tmp_path / name
     path.write_text(text)
-    r = ingest_catalog(path)
+    r = ingest_catalog(path, actor=SYSTEM)
     assert (r.kind, r.loaded, r.rejected) == (kind, 1, 1)
     rejected = rejects_for(r.ingest_id)
     assert rejected["line_no"].to_list() == [3] and rejected["reason"][0] == reason
@@ -245,7 +249,7 @@ def test_catalog_kinds_reject_bad_rows_on_their_line(db, tmp_path, name, text, k
 def test_events_on_unknown_items_are_kept(db, tmp_path):
     f = tmp_path / "e.csv"
     f.write_text("ts,user_id,item_id,event_type\n2026-10-01 10:00:00,u1,ghost,view\n")
-    assert ingest_events(f).loaded == 1
+    assert ingest_events(f, actor=SYSTEM).loaded == 1
     assert store.scalar("SELECT count(*) FROM items WHERE item_id = 'ghost' AND NOT from_catalog") == 1
     from core.data.quality import quality_report
 

@@ -22,7 +22,7 @@ SMALL = dict(dim=16, max_epochs=2, batch_size=64)
 def make_shop(n_users=200, n_items=60, seed=0):
     """A tiny shop where item i is usually followed by item i+7: something learnable."""
     rng = np.random.default_rng(seed)
-    shop_items = pl.DataFrame(  # noqa: F841 (read by SQL)
+    shop_items = pl.DataFrame(
         {
             "item_id": [f"i{i:03d}" for i in range(n_items)],
             "title": [f"Item {i}" for i in range(n_items)],
@@ -39,8 +39,10 @@ def make_shop(n_users=200, n_items=60, seed=0):
             rows.append(
                 (t0 + timedelta(hours=u, minutes=j), f"u{u:03d}", f"i{(start + 7 * j) % n_items:03d}", kind)
             )
-    log = pl.DataFrame(rows, schema=["ts", "user_id", "item_id", "event_type"], orient="row")  # noqa: F841
-    with store.transaction() as con:
+    log = pl.DataFrame(rows, schema=["ts", "user_id", "item_id", "event_type"], orient="row")
+    with store.transaction() as con:  # frames registered by name: the store does not scan Python variables
+        con.register("shop_items", shop_items)
+        con.register("log", log)
         con.execute("INSERT INTO items (item_id, title, category, brand, price) SELECT * FROM shop_items")
         con.execute("INSERT INTO events (ts, user_id, item_id, event_type) SELECT * FROM log")
         con.execute(

@@ -1,9 +1,13 @@
 """A viewer calling the core functions directly gets a permission error (the pages hide them too, but
 this is the check that counts). Nothing is written."""
 
+from pathlib import Path
+
 import pytest
 
 from core import store
+from core.data.demo import build_demo_shop
+from core.data.ingest import ingest_catalog, ingest_events
 from core.errors import PermissionDenied
 from core.jobs import start_training
 from core.model_runs import activate_run, train_run
@@ -26,11 +30,16 @@ CALLS = {
     "train a model": lambda vic: train_run(actor=vic, epochs=1),
     "start a training job": lambda vic: start_training(actor=vic, epochs=1),
     "activate a model run": lambda vic: activate_run("any-run", vic),
+    "ingest events": lambda vic: ingest_events(LOG, actor=vic),
+    "ingest a catalog": lambda vic: ingest_catalog(LOG, "items", actor=vic),
+    "build the demo shop": lambda vic: build_demo_shop(users=20, items=10, days=2, actor=vic),
 }
 
 
 WRITTEN = """SELECT (SELECT count(*) FROM releases), (SELECT count(*) FROM app_users),
-    (SELECT count(*) FROM rule_sets), (SELECT count(*) FROM model_runs), (SELECT count(*) FROM app_sessions)"""
+    (SELECT count(*) FROM rule_sets), (SELECT count(*) FROM model_runs), (SELECT count(*) FROM app_sessions),
+    (SELECT count(*) FROM events), (SELECT count(*) FROM items), (SELECT count(*) FROM ingests)"""
+LOG = Path(__file__).parent / "a_log_a_viewer_cannot_load.csv"  # never read: the check comes first
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from core.ranking.rule_sets import (
     save_rule_set,
 )
 from core.ranking.rules import Rule, validate
+from core.release.roles import SYSTEM
 from tests.conftest import stored_account
 
 
@@ -62,7 +63,7 @@ def test_apply_edits_validates_against_the_catalog(db, tmp_path):
     from core.ranking.rule_sets import apply_edits
 
     (tmp_path / "items.csv").write_text("item_id,title\ni1,One\ni2,Two\n")
-    ingest_catalog(tmp_path / "items.csv")
+    ingest_catalog(tmp_path / "items.csv", actor=SYSTEM)
     draft = load_rule_set()
     good = rules_to_frame(draft_with(draft, "pin", item_id="i1", slot=2))
     applied = apply_edits(draft, good)
@@ -78,7 +79,7 @@ def test_shopper_search_resolves_exact_and_single_matches(db, tmp_path):
     from core.ranking.rows import resolve_user
 
     (tmp_path / "users.csv").write_text("user_id,region\nu1,n\nu10,n\nu2,s\n")
-    ingest_catalog(tmp_path / "users.csv")
+    ingest_catalog(tmp_path / "users.csv", actor=SYSTEM)
     assert resolve_user(" u1 ") == ("u1", ["u1", "u10"])  # an exact id wins
     assert resolve_user("2") == ("u2", ["u2"])  # the only match
     assert resolve_user("u") == (None, ["u1", "u2", "u10"])  # several: the page asks

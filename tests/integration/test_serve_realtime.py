@@ -28,7 +28,7 @@ def phone_shop(tmp_path_factory):
 
     data = tmp_path_factory.mktemp("phones") / "data"
     with using_data(data):
-        build_demo_shop(users=600, items=120, days=20, seed=3)
+        build_demo_shop(users=600, items=120, days=20, seed=3, actor=SYSTEM)
         train_run(actor=SYSTEM, time_budget_s=180, config=LSTMConfig(dim=32, max_epochs=10), activate=True)
         releases.publish(SYSTEM, "a model that has seen phones and their accessories", expected_head=None)
         with TestClient(create_app(LiveRelease(data / "releases"), watch=False)) as client:

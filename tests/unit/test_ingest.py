@@ -12,6 +12,7 @@ import pytest
 from core import store
 from core.data.ingest import detect_format, ingest_catalog, ingest_events
 from core.errors import InputError
+from core.release.roles import SYSTEM
 
 NATIVE = """ts,user_id,item_id,event_type,session_id,dwell_ms,position,page,price,rating,source
 2024-05-01 10:00:00,u1,i1,view,s1,1200,1,home,9.99,,web
@@ -54,7 +55,7 @@ def count(table, db):
 def test_native_csv(db, tmp_path):
     path = write(tmp_path, "log.csv", NATIVE)
     assert detect_format(path) == "native"
-    r = ingest_events(path, db_path=db)
+    r = ingest_events(path, db_path=db, actor=SYSTEM)
     assert (r.format, r.rows_read, r.loaded, r.rejected, r.duplicates) == ("native", 6, 6, 0, 0)
     assert "loaded 6" in r.summary()
     ev = store.query("SELECT * FROM events ORDER BY ts", db_path=db)
@@ -80,7 +81,7 @@ def test_native_mapping_timezones_and_progress(db, tmp_path):
         "1704103200,b,x,cart\n",
     )
     with pytest.raises(InputError, match="ts"):
-        ingest_events(path, "native", db_path=db)
+        ingest_events(path, "native", db_path=db, actor=SYSTEM)
     seen = []
     r = ingest_events(
         path,
@@ -88,6 +89,7 @@ def test_native_mapping_timezones_and_progress(db, tmp_path):
         db_path=db,
         mapping={"ts": "when", "user_id": "who", "item_id": "what", "event_type": "kind"},
         progress=lambda f, m="": seen.append(f),
+        actor=SYSTEM,
     )
     assert r.loaded == 3
     assert seen and seen == sorted(seen) and seen[-1] == 1.0
@@ -105,7 +107,7 @@ def test_native_parquet_and_jsonl(db, tmp_path):
     pq = tmp_path / "log.parquet"
     frame.write_parquet(pq)
     assert detect_format(pq) == "native"
-    r = ingest_events(pq, db_path=db)
+    r = ingest_events(pq, db_path=db, actor=SYSTEM)
     assert (r.rows_read, r.loaded) == (6, 6)
     jl = tmp_path / "log.jsonl"
     rows = frame.with_columns(pl.col("user_id") + "j").to_dicts()
@@ -114,7 +116,7 @@ def test_native_parquet_and_jsonl(db, tmp_path):
         "\n".join(json.dumps({k: v for k, v in row.items() if v is not None}) for row in rows) + "\n{oops\n"
     )
     assert detect_format(jl) == "native"
-    r = ingest_events(jl, db_path=db)
+    r = ingest_events(jl, db_path=db, actor=SYSTEM)
     assert (r.rows_read, r.loaded, r.rejected) == (7, 5, 2)
     rej = store.query(
         "SELECT line_no, reason FROM rejects WHERE ingest_id = ? ORDER BY line_no", [r.ingest_id], db_path=db
@@ -127,7 +129,7 @@ def test_native_parquet_and_jsonl(db, tmp_path):
 def test_rees46_items_and_users(db, tmp_path):
     path = write(tmp_path, "2019-Oct.csv", REES46)
     assert detect_format(path) == "rees46"
-    r = ingest_events(path, db_path=db)
+    r = ingest_events(path, db_path=db, actor=SYSTEM)
     assert (r.format, r.loaded, r.rejected) == ("rees46", 5, 0)
     types = store.query("SELECT event_type, count(*) n FROM events GROUP BY 1 ORDER BY 1", db_path=db)
     assert dict(types.iter_rows()) == {"add_to_cart": 1, "purchase": 1, "remove_from_cart": 1, "view": 2}
@@ -145,15 +147,15 @@ def test_rees46_items_and_users(db, tmp_path):
     constant = store.query("SELECT DISTINCT source, dwell_ms, position, page, rating FROM events", db_path=db)
     assert constant.rows() == [("rees46", None, None, None, None)]
     other = write(tmp_path, "other.csv", REES46.replace(",e937", ",e938"))
-    ingest_events(other, db_path=db, source="shop-eu")
+    ingest_events(other, db_path=db, source="shop-eu", actor=SYSTEM)
     assert store.scalar("SELECT count(*) FROM events WHERE source = 'shop-eu'", db_path=db) == 3
 
 
 def test_rees46_keeps_catalog_attributes(db, tmp_path):
     cat = write(tmp_path, "items.csv", "item_id,title,category,brand\n4802036,Headphones,audio.premium,\n")
-    r = ingest_catalog(cat, db_path=db)
+    r = ingest_catalog(cat, db_path=db, actor=SYSTEM)
     assert r.loaded == 1
-    ingest_events(write(tmp_path, "r.csv", REES46), db_path=db)
+    ingest_events(write(tmp_path, "r.csv", REES46), db_path=db, actor=SYSTEM)
     row = store.query("SELECT * FROM items WHERE item_id = '4802036'", db_path=db).to_dicts()[0]
     assert row["category"] == "audio.premium"  # from the catalog: kept
     assert row["brand"] == "apple"  # empty in the catalog: filled from the log
@@ -163,7 +165,7 @@ def test_rees46_keeps_catalog_attributes(db, tmp_path):
 def test_retailrocket_with_properties_and_tree(db, tmp_path):
     path = write(tmp_path, "events.csv", RETAILROCKET)
     assert detect_format(path) == "retailrocket"
-    r = ingest_events(path, db_path=db)
+    r = ingest_events(path, db_path=db, actor=SYSTEM)
     assert (r.loaded, r.rejected) == (4, 0)
     ev = store.query("SELECT * FROM events ORDER BY ts", db_path=db)
     assert ev["ts"][0] == datetime(2015, 6, 2, 5, 2, 12, 117000)
@@ -174,9 +176,9 @@ def test_retailrocket_with_properties_and_tree(db, tmp_path):
         "timestamp,itemid,property,value\n1435460400000,355908,categoryid,1338\n"
         "1435460400000,355908,available,0\n1435460400000,248676,790,n5.000\n",
     )
-    assert ingest_catalog(props, db_path=db).kind == "item_properties"
+    assert ingest_catalog(props, db_path=db, actor=SYSTEM).kind == "item_properties"
     tree = write(tmp_path, "category_tree.csv", "categoryid,parentid\n1338,250\n250,\n")
-    assert ingest_catalog(tree, db_path=db).kind == "category_tree"
+    assert ingest_catalog(tree, db_path=db, actor=SYSTEM).kind == "category_tree"
     item = store.query(
         "SELECT category, in_stock FROM items WHERE item_id = '355908'", db_path=db
     ).to_dicts()[0]
@@ -186,7 +188,7 @@ def test_retailrocket_with_properties_and_tree(db, tmp_path):
 def test_sequence_and_pairs(db, tmp_path):
     seq = write(tmp_path, "beauty.txt", "1 10 11 12\n2 11 13\n3 10\n")
     assert detect_format(seq) == "sequence"
-    r = ingest_events(seq, db_path=db)
+    r = ingest_events(seq, db_path=db, actor=SYSTEM)
     assert (r.rows_read, r.loaded) == (6, 6)
     order = store.query("SELECT item_id FROM events WHERE user_id = '1' ORDER BY ts", db_path=db)
     assert order["item_id"].to_list() == ["10", "11", "12"]
@@ -195,11 +197,11 @@ def test_sequence_and_pairs(db, tmp_path):
     ]
     pairs = write(tmp_path, "pairs.txt", "a x\nb y\na z\nb x\na x\n")
     assert detect_format(pairs) == "pairs"
-    r = ingest_events(pairs, db_path=db)
+    r = ingest_events(pairs, db_path=db, actor=SYSTEM)
     assert (r.rows_read, r.loaded, r.duplicates) == (5, 5, 0)  # a bought x twice, at different times
     order = store.query("SELECT item_id FROM events WHERE user_id = 'a' ORDER BY ts", db_path=db)
     assert order["item_id"].to_list() == ["x", "z", "x"]
-    again = ingest_events(pairs, db_path=db)
+    again = ingest_events(pairs, db_path=db, actor=SYSTEM)
     assert (again.loaded, again.duplicates) == (0, 5)
 
 
@@ -208,7 +210,7 @@ def test_beauty_sample(db, tmp_path):
     lines = (Path(__file__).parent.parent / "fixtures" / "amazon-beauty-head.txt").read_text().splitlines()
     assert len(lines) == 300
     path = write(tmp_path, "beauty-head.txt", "\n".join(lines) + "\n")
-    r = ingest_events(path, db_path=db)
+    r = ingest_events(path, db_path=db, actor=SYSTEM)
     assert r.format == "sequence" and r.rejected == 0
     assert r.loaded + r.duplicates == sum(len(line.split()) - 1 for line in lines)
     assert count("users", db) == 300
@@ -216,8 +218,8 @@ def test_beauty_sample(db, tmp_path):
 
 def test_idempotent_and_overlapping(db, tmp_path):
     path = write(tmp_path, "log.csv", NATIVE)
-    first = ingest_events(path, db_path=db)
-    again = ingest_events(path, db_path=db)
+    first = ingest_events(path, db_path=db, actor=SYSTEM)
+    again = ingest_events(path, db_path=db, actor=SYSTEM)
     assert (again.rows_read, again.loaded, again.duplicates) == (6, 0, 6)
     lines = NATIVE.splitlines()
     overlap = write(
@@ -225,7 +227,7 @@ def test_idempotent_and_overlapping(db, tmp_path):
         "overlap.csv",
         "\n".join(lines[:1] + lines[4:] + ["2024-05-03 08:00:00,u3,i9,view,,,,,,,"]) + "\n",
     )
-    r = ingest_events(overlap, db_path=db)
+    r = ingest_events(overlap, db_path=db, actor=SYSTEM)
     assert (r.rows_read, r.loaded, r.duplicates) == (4, 1, 3)
     assert count("events", db) == first.loaded + 1
     assert count("ingests", db) == 3
@@ -237,7 +239,7 @@ def test_duplicates_within_file_null_session(db, tmp_path):
         + "2024-01-01 00:00:00,u,i,view,\n" * 3
         + "2024-01-01 00:00:00,u,i,view,s\n2024-01-01 00:00:00,u,i,click,\n"
     )
-    r = ingest_events(write(tmp_path, "d.csv", text), db_path=db)
+    r = ingest_events(write(tmp_path, "d.csv", text), db_path=db, actor=SYSTEM)
     assert (r.rows_read, r.loaded, r.duplicates) == (5, 3, 2)
 
 
@@ -248,27 +250,27 @@ def test_catalog_kinds_and_upsert(db, tmp_path):
         "item_id,title,category,brand,seller_id,price,in_stock\n"
         "a,Alpha,x.y,acme,s1,10,true\nb,Beta,x.z,,s2,5,false\nc,,,,,-3,\n",
     )
-    r = ingest_catalog(items, db_path=db)
+    r = ingest_catalog(items, db_path=db, actor=SYSTEM)
     assert (r.kind, r.rows_read, r.loaded, r.rejected) == ("items", 3, 2, 1)
     assert store.scalar("SELECT reason FROM rejects", db_path=db).startswith("negative price")
     newer = write(tmp_path, "items2.csv", "item_id,price,title\na,12.5,\nd,1,Delta\n")
-    ingest_catalog(newer, "items", db_path=db)
+    ingest_catalog(newer, "items", db_path=db, actor=SYSTEM)
     got = {r["item_id"]: r for r in store.query("SELECT * FROM items", db_path=db).to_dicts()}
     assert set(got) == {"a", "b", "d"}  # nothing deleted
     assert got["a"]["price"] == 12.5 and got["a"]["title"] == "Alpha" and got["a"]["category"] == "x.y"
     sellers = write(tmp_path, "sellers.csv", "seller_id,name,tier,onboarded_at\ns1,One,large,2020-01-01\n")
-    assert ingest_catalog(sellers, db_path=db).kind == "sellers"
+    assert ingest_catalog(sellers, db_path=db, actor=SYSTEM).kind == "sellers"
     promos = write(
         tmp_path,
         "promos.csv",
         "item_id,category,discount,starts_at,ends_at\na,,0.2,2024-01-01,2024-02-01\n,x.z,15,2024-01-01,\n",
     )
-    assert ingest_catalog(promos, db_path=db).loaded == 2
+    assert ingest_catalog(promos, db_path=db, actor=SYSTEM).loaded == 2
     assert sorted(store.query("SELECT discount FROM promotions", db_path=db)["discount"]) == [0.15, 0.2]
     users = write(
         tmp_path, "users.csv", "user_id,region,device,segment,first_seen\nu1,EU,mobile,vip,2023-01-01\n"
     )
-    assert ingest_catalog(users, db_path=db).kind == "users"
+    assert ingest_catalog(users, db_path=db, actor=SYSTEM).kind == "users"
     assert store.scalar("SELECT segment FROM users WHERE user_id = 'u1'", db_path=db) == "vip"
 
 
@@ -276,15 +278,17 @@ def test_one_row_per_item_and_user_across_loads(db, tmp_path):
     """items and users have no PRIMARY KEY index (store migration 4): every writer merges. Events, overlapping
     events, catalogs and users files in any order leave exactly one row per id, with the merged values."""
     rees = write(tmp_path, "r.csv", REES46)
-    ingest_events(rees, db_path=db)
-    ingest_events(write(tmp_path, "n.csv", NATIVE), db_path=db)
+    ingest_events(rees, db_path=db, actor=SYSTEM)
+    ingest_events(write(tmp_path, "n.csv", NATIVE), db_path=db, actor=SYSTEM)
     cat = write(tmp_path, "items.csv", "item_id,title,price\n4802036,Headphones,199\ni1,One,1\nnew,New,2\n")
-    ingest_catalog(cat, db_path=db)
-    ingest_catalog(cat, db_path=db)
-    ingest_events(rees, db_path=db)  # all duplicates: nothing new, attributes from the catalog kept
+    ingest_catalog(cat, db_path=db, actor=SYSTEM)
+    ingest_catalog(cat, db_path=db, actor=SYSTEM)
+    ingest_events(
+        rees, db_path=db, actor=SYSTEM
+    )  # all duplicates: nothing new, attributes from the catalog kept
     users = write(tmp_path, "users.csv", "user_id,region,first_seen\nu1,EU,2020-01-01\n513642368,US,\n")
-    ingest_catalog(users, db_path=db)
-    ingest_catalog(users, db_path=db)
+    ingest_catalog(users, db_path=db, actor=SYSTEM)
+    ingest_catalog(users, db_path=db, actor=SYSTEM)
     for table, key in (("items", "item_id"), ("users", "user_id")):
         dupes = store.scalar(f"SELECT count(*) - count(DISTINCT {key}) FROM {table}", db_path=db)
         assert dupes == 0, table
@@ -315,13 +319,13 @@ def test_whole_file_errors_write_nothing(db, tmp_path, name, content, match):
     if content is not None:
         path.write_text(content)
     with pytest.raises(InputError, match=match) as info:
-        ingest_events(path, db_path=db)
+        ingest_events(path, db_path=db, actor=SYSTEM)
     assert str(path) in str(info.value)
     assert count("events", db) == 0 and count("ingests", db) == 0 and count("rejects", db) == 0
 
 
 def test_bad_format_name(db, tmp_path):
     with pytest.raises(InputError, match="rees46"):
-        ingest_events(write(tmp_path, "log.csv", NATIVE), "csv", db_path=db)
+        ingest_events(write(tmp_path, "log.csv", NATIVE), "csv", db_path=db, actor=SYSTEM)
     with pytest.raises(InputError, match="event_time"):
-        ingest_events(write(tmp_path, "log2.csv", NATIVE), "rees46", db_path=db)
+        ingest_events(write(tmp_path, "log2.csv", NATIVE), "rees46", db_path=db, actor=SYSTEM)

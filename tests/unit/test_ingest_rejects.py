@@ -13,11 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import store
+from core import migrations, store
 from core.data import ingest as ingest_mod
 from core.data import ingest_support
+from core.data import stage as stage_mod
 from core.data.ingest import ingest_events, rejects_for
 from core.errors import InputError
+from core.release.roles import SYSTEM
 
 HEADER = "ts,user_id,item_id,event_type,session_id,price,page"
 GOOD = "2024-05-01 10:00:00,u0,i0,view,s,1.5,home"
@@ -58,7 +60,7 @@ def test_every_bad_row_kind_with_line_raw_and_reason(db, tmp_path):
     )
     path = tmp_path / "bad.csv"
     path.write_bytes(data)
-    r = ingest_events(path, db_path=db)
+    r = ingest_events(path, db_path=db, actor=SYSTEM)
     assert r.rows_read == r.loaded + r.rejected + r.duplicates
     assert (r.loaded, r.rejected, r.duplicates) == (3, len(BAD) + 2, 0)
     got = rejects(r, db)
@@ -84,7 +86,7 @@ def test_rees46_and_retailrocket_rejects(db, tmp_path):
         "2019-10-01 00:00:19 UTC,view,1,2,,,free,513642368,s1\n"
         "yesterday,view,1,2,,,1,513642368,s1\n"
     )
-    r = ingest_events(rees, db_path=db)
+    r = ingest_events(rees, db_path=db, actor=SYSTEM)
     got = rejects(r, db)
     assert (r.loaded, r.rejected) == (1, 3)
     assert "'click'" in got[3]["reason"] and "cart" in got[3]["reason"]
@@ -95,7 +97,7 @@ def test_rees46_and_retailrocket_rejects(db, tmp_path):
         "timestamp,visitorid,event,itemid,transactionid\n1433221332117,1,view,2,\nsoon,1,view,3,\n"
         "1433221332118,1,buy,3,\n"
     )
-    r = ingest_events(rr, db_path=db)
+    r = ingest_events(rr, db_path=db, actor=SYSTEM)
     got = rejects(r, db)
     assert (r.loaded, r.rejected) == (1, 2) and set(got) == {3, 4}
     assert "'buy'" in got[4]["reason"] and "addtocart" in got[4]["reason"]
@@ -104,7 +106,7 @@ def test_rees46_and_retailrocket_rejects(db, tmp_path):
 def test_sequence_rejects_count_lines(db, tmp_path):
     path = tmp_path / "seq.txt"
     path.write_bytes(b"1 10 11\n2\n\n3 12 13 14\n4 1\xff2\n")
-    r = ingest_events(path, "sequence", db_path=db)
+    r = ingest_events(path, "sequence", db_path=db, actor=SYSTEM)
     assert (r.loaded, r.rejected) == (5, 2) and r.rows_read == 7
     got = rejects(r, db)
     assert set(got) == {2, 5} and "user item" in got[2]["reason"] and "UTF-8" in got[5]["reason"]
@@ -116,14 +118,14 @@ def test_clean_csv_takes_the_parallel_path_irregular_falls_back(db, tmp_path, mo
     monkeypatch.setattr(ingest_mod, "_stage", lambda *a, **k: staged.append(1) or real(*a, **k))
     clean = tmp_path / "clean.csv"
     clean.write_text("\n".join([HEADER, GOOD, "notatime,u1,i1,view,s,1,p", GOOD.replace("u0", "u2")]) + "\n")
-    r = ingest_events(clean, db_path=db)
+    r = ingest_events(clean, db_path=db, actor=SYSTEM)
     assert (r.loaded, r.rejected, staged) == (2, 1, [])
     assert rejects(r, db)[3]["raw"] == "notatime,u1,i1,view,s,1,p"
     # a blank line and a rejected line with quotes: neither its text nor the reader's row numbers it
     irregular = tmp_path / "irregular.csv"
     quoted_bad = 'notatime,u1,i1,view,s,1,"a, b"'
     irregular.write_text("\n".join([HEADER, GOOD.replace("u0", "u5"), "", quoted_bad]) + "\n")
-    r = ingest_events(irregular, db_path=db)
+    r = ingest_events(irregular, db_path=db, actor=SYSTEM)
     assert (r.loaded, r.rejected, staged) == (1, 1, [1])
     assert {line: row["raw"] for line, row in rejects(r, db).items()} == {4: quoted_bad}
     assert counts(db)["events"] == 3
@@ -142,7 +144,7 @@ def test_catalog_rejects_bad_lines_on_their_own_with_exact_line_numbers(db, tmp_
         b'd,"Delta, the big one",-2,acme\n'  # 6: quoted comma, negative price
         b"e,Epsilon,3,acme\n"  # 7
     )
-    r = ingest_catalog(path, db_path=db)
+    r = ingest_catalog(path, db_path=db, actor=SYSTEM)
     assert (r.rows_read, r.loaded, r.rejected) == (5, 2, 3)
     got = rejects(r, db)
     assert set(got) == {4, 5, 6}
@@ -160,7 +162,7 @@ def test_catalog_with_only_a_header_is_refused_and_writes_nothing(db, tmp_path):
     path.write_text("item_id,title\n")
     before = counts(db)
     with pytest.raises(InputError, match="no rows"):
-        ingest_catalog(path, db_path=db)
+        ingest_catalog(path, db_path=db, actor=SYSTEM)
     assert counts(db) == before
 
 
@@ -169,7 +171,7 @@ def test_catalog_with_only_a_header_is_refused_and_writes_nothing(db, tmp_path):
 def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, step, irregular):
     first = tmp_path / "first.csv"
     first.write_text("\n".join([HEADER, GOOD, "bad,row"]) + "\n")
-    ingest_events(first, db_path=db)
+    ingest_events(first, db_path=db, actor=SYSTEM)
     before = counts(db)
     more = tmp_path / "more.csv"
     more.write_text(
@@ -184,10 +186,10 @@ def test_failure_mid_load_leaves_counts_unchanged(db, tmp_path, monkeypatch, ste
 
     monkeypatch.setattr(f"core.data.ingest.{step}", crash)
     with pytest.raises(RuntimeError, match="killed"):
-        ingest_events(more, db_path=db)
+        ingest_events(more, db_path=db, actor=SYSTEM)
     assert counts(db) == before
     monkeypatch.undo()
-    r = ingest_events(more, db_path=db)  # and the same file loads fine afterwards
+    r = ingest_events(more, db_path=db, actor=SYSTEM)  # and the same file loads fine afterwards
     assert r.loaded == 50 and counts(db)["events"] == before["events"] + 50
 
 
@@ -207,18 +209,18 @@ def test_rejected_rows_numbered_on_the_parallel_path(db, tmp_path, monkeypatch, 
     line with quotes rebuilds differently: the ordered parse numbers the rows instead, which needs every
     line to be one row, else the file is read line by line. Whichever way, the rejects are the same."""
     staged, parsed = [], []
-    real_stage_fast, real_by_parse = ingest_mod._stage_fast, ingest_mod._number_by_parse
+    real_stage_fast, real_by_parse = ingest_mod._stage_fast, stage_mod._number_by_parse
     monkeypatch.setattr(
         ingest_mod, "_stage_fast", lambda *a, **k: staged.append(real_stage_fast(*a, **k)) or staged[-1]
     )
     monkeypatch.setattr(
-        ingest_mod, "_number_by_parse", lambda *a, **k: parsed.append(1) or real_by_parse(*a, **k)
+        stage_mod, "_number_by_parse", lambda *a, **k: parsed.append(1) or real_by_parse(*a, **k)
     )
     bad = "2024-05-01 10:00:00,u1,i1,clik,s,1,p"
     lines = [HEADER, GOOD, bad, GOOD.replace("u0", "u2"), bad, *extra]
     path = tmp_path / "log.csv"
     path.write_text("\n".join(lines) + "\n")
-    r = ingest_events(path, db_path=db)
+    r = ingest_events(path, db_path=db, actor=SYSTEM)
     assert (staged[0] is not None) == parallel
     assert bool(parsed) == by_parse
     got = rejects(r, db)
@@ -245,7 +247,7 @@ def test_early_flush_keeps_the_database_locked(db, tmp_path, monkeypatch):
     monkeypatch.setattr(ingest_mod, "flush_in_background", flush_then_probe)
     path = tmp_path / "log.csv"
     path.write_text("\n".join([HEADER, GOOD]) + "\n")
-    assert ingest_events(path, db_path=db).loaded == 1
+    assert ingest_events(path, db_path=db, actor=SYSTEM).loaded == 1
     assert len(probes) == 1
     assert probes[0].returncode != 0 and "lock" in probes[0].stderr.lower()
 
@@ -253,7 +255,7 @@ def test_early_flush_keeps_the_database_locked(db, tmp_path, monkeypatch):
 def test_migrates_an_old_database_in_place(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(store.MIGRATIONS[0])
+    con.execute(migrations.MIGRATIONS[0])
     con.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
     con.execute("INSERT INTO schema_version VALUES (1, now())")
     con.execute(
@@ -264,12 +266,12 @@ def test_migrates_an_old_database_in_place(tmp_path):
     with store.connect(path) as con:
         version = con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0]
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert version == store.SCHEMA_VERSION
+    assert version == migrations.SCHEMA_VERSION
     assert {"model_runs", "rule_sets", "releases", "audit_log"} <= tables
     assert store.scalar("SELECT user_id FROM events", db_path=path) == "old"
     csv = tmp_path / "e.csv"
     csv.write_text("ts,user_id,item_id,event_type\n2024-01-02 00:00:00,new,x,view\n")
-    assert ingest_events(csv, db_path=path).loaded == 1
+    assert ingest_events(csv, db_path=path, actor=SYSTEM).loaded == 1
     assert store.scalar("SELECT count(*) FROM events", db_path=path) == 2
 
 
@@ -301,7 +303,7 @@ def test_malformed_csv_never_crashes_nor_loses_good_rows(tmp_path, lines, crlf):
     path = db.with_suffix(".csv")
     path.write_bytes((b"\r\n" if crlf else b"\n").join([HEADER.encode()] + body) + b"\n")
     try:
-        r = ingest_events(path, db_path=db)
+        r = ingest_events(path, db_path=db, actor=SYSTEM)
     except InputError as exc:  # only when no line after the header has any content
         assert "no rows" in str(exc) and not good and all(not line.strip(b" ") for line in body)
         return
@@ -325,7 +327,7 @@ def _load_both_ways(tmp_path, body: bytes, n: int, monkeypatch):
             if forced:
                 m.setattr(ingest_mod, "_stage_fast", lambda *a, **k: None)
             try:
-                r = ingest_events(path, db_path=db)
+                r = ingest_events(path, db_path=db, actor=SYSTEM)
             except InputError as exc:
                 out.append(("error", str(exc).split(":")[-1]))
                 continue

@@ -9,6 +9,7 @@ import pytest
 from core.data import features
 from core.data.ingest import ingest_catalog, ingest_events
 from core.data.quality import quality_report
+from core.release.roles import SYSTEM
 
 LOG = """ts,user_id,item_id,event_type,session_id,position
 2024-05-01 10:00:00,a,i1,view,,1
@@ -31,9 +32,9 @@ CATALOG = (
 @pytest.fixture
 def shop(db, tmp_path):
     (tmp_path / "items.csv").write_text(CATALOG)
-    ingest_catalog(tmp_path / "items.csv", db_path=db)
+    ingest_catalog(tmp_path / "items.csv", db_path=db, actor=SYSTEM)
     (tmp_path / "log.csv").write_text(LOG)
-    ingest_events(tmp_path / "log.csv", db_path=db)
+    ingest_events(tmp_path / "log.csv", db_path=db, actor=SYSTEM)
     return db
 
 
@@ -89,7 +90,7 @@ def test_quality_report_finds_bot_future_unknown_and_outliers(shop, tmp_path):
         "2024-05-03 08:00:00,c,ghost,view,,,\n2024-05-03 08:01:00,c,i1,clik,,,\n"
     )
     (tmp_path / "extra.csv").write_text(extra)
-    r = ingest_events(tmp_path / "extra.csv", db_path=shop)
+    r = ingest_events(tmp_path / "extra.csv", db_path=shop, actor=SYSTEM)
     assert (r.duplicates, r.rejected) == (1, 1)
     q = quality_report(db_path=shop, bot_events_per_minute=30, now=datetime(2026, 1, 1))
     assert q.bots["user_id"].to_list() == ["bot"] and q.bots["peak_per_minute"][0] == 40

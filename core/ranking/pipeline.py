@@ -73,7 +73,8 @@ def _exclude(s: RankingState) -> None:
 
 
 def _sort(s: RankingState) -> None:
-    s.order = [int(i) for i in np.argsort(-np.where(s.ok, s.rel, -np.inf), kind="stable") if s.ok[i]]
+    order = np.argsort(-np.where(s.ok, s.rel, -np.inf), kind="stable")
+    s.order = order[s.ok[order]].tolist()
     s.scored_top = set(s.order[: s.k])
 
 
@@ -124,14 +125,26 @@ def _run(state: RankingState, rules: list[Rule], last: Stage) -> list[tuple[Kind
     return steps
 
 
-def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> Homepage:
-    """The homepage of ``k`` slots for this shopper: every stage, then each kind's checks on the result."""
+def _ranked(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime):
+    """(state after every stage, the plan, the rules that apply to the shopper now)."""
     rules = rule_set.rules_for({"user_id": user.user_id, **user.attrs}, now)
     state = _start(user, c, k, now, rule_set.exclude_purchased)
-    steps = _run(state, rules, Stage.PINS)
+    return state, _run(state, rules, Stage.PINS), rules
+
+
+def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> Homepage:
+    """The homepage of ``k`` slots for this shopper: every stage, then each kind's checks on the result."""
+    state, steps, rules = _ranked(user, c, rule_set, k, now)
     for kind, rs in steps:
         kind.check(state, rs)
     return state.homepage([r.describe() for r in rules])
+
+
+def homepage_items(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> list[str]:
+    """The items of ``rank_homepage``'s slots, in slot order, without its slots' reasons and the kinds'
+    checks (which only report conflicts): what the audit's population path needs."""
+    state, _, _ = _ranked(user, c, rule_set, k, now)
+    return [c.item_ids[i] for i in state.final]
 
 
 def rank_list(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> Homepage:

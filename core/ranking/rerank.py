@@ -110,11 +110,14 @@ def fair_rerank(
     protected item, else the best overall. Returns (list, swapped-in items, shortfall or None), the
     shortfall being the first prefix the pool could not make fair: (protected placed, prefix length, m(i))."""
     need = fair_min_counts(k, p, alpha)
-    prot = [i for i in order if protected[i]]
-    other = [i for i in order if not protected[i]]
+    # k slots pick at most k items from either side: the heads of the two queues are all the walk reads
+    items = np.asarray(order, dtype=np.int64)
+    flags = protected[items].astype(bool) if len(items) else np.zeros(0, bool)
+    prot_at, other_at = np.flatnonzero(flags)[:k], np.flatnonzero(~flags)[:k]
+    prot, other = items[prot_at].tolist(), items[other_at].tolist()
+    rank = dict(zip(prot + other, prot_at.tolist() + other_at.tolist()))  # item -> position in ``order``
     out, swaps, shortfall = [], [], None
     n_prot = 0
-    rank = {item: r for r, item in enumerate(order)}
     for slot in range(min(k, len(order))):
         if n_prot < need[slot] and prot:
             pick = prot.pop(0)

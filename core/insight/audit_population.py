@@ -1,8 +1,8 @@
 """The audit's inputs: a population's homepages for up to three lists, as the plain frames the metrics take.
 
 - "model": the unconstrained model-only lists; "draft": the lists under a draft rule set — both from ONE
-  batched ``core.ranking.homepage.homepages_for`` call per chunk of users (``homepage_frames``, the only
-  function here that knows the ranking code).
+  ``core.ranking.population.population_homepages`` call per chunk of users (one forward pass, the top-M of
+  the whole chunk at once; ``homepage_frames``, the only function here that knows the ranking code).
 - "live": the live release's artifact — not there yet: ``live_homepage_frame`` says so.
 
 Held-out next events: a homepage built from a history that already holds the event it should predict
@@ -32,13 +32,14 @@ from core.data.sequences import load_sequences
 from core.errors import InputError
 from core.insight.audit import LISTS
 from core.insight.audit_report import AuditInputs
-from core.ranking.homepage import DEFAULT_K, homepages_for
+from core.ranking.homepage import DEFAULT_K
+from core.ranking.population import population_homepages
 from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
 
 Progress = Callable[[float, str], None]
 _build_lock = threading.Lock()
-CHUNK = 2000  # users per homepages_for call: one forward pass each, and bounded memory for the views
+CHUNK = 2000  # users per population_homepages call: one forward pass each; the (B, N+1) scores bound memory
 COPIED_TABLES = ("items", "sellers", "users", "promotions", "model_runs", "ingests")  # constants, not input
 
 
@@ -51,16 +52,20 @@ def homepage_frames(
     progress: Progress | None = None,
 ) -> dict[str, pl.DataFrame]:
     """The adapter to the ranking code: "model" and "draft" homepages of ``user_ids`` as frames
-    (user_id, rank, item_id), from batched ``homepages_for`` calls (``HomepageView.model_only`` / ``.ruled``)."""
-    rows: dict[str, list[tuple[str, int, str]]] = {"model": [], "draft": []}
+    (user_id, rank, item_id), from ``population_homepages`` per chunk (the batch path: the same lists as
+    ``homepages_for``'s ``model_only`` and ``ruled``, without the preview's extras)."""
+    parts: dict[str, list[pl.DataFrame]] = {"model": [], "draft": []}
     for start in range(0, len(user_ids), chunk):
         if progress:
             progress(start / max(1, len(user_ids)), f"homepages {start:,} of {len(user_ids):,}")
-        for view in homepages_for(user_ids[start : start + chunk], rule_set, k=k, db_path=db_path):
-            for name, page in (("model", view.model_only), ("draft", view.ruled)):
-                rows[name].extend((view.user_id, s.slot, s.item_id) for s in page.slots)
+        lists = population_homepages(user_ids[start : start + chunk], rule_set, k=k, db_path=db_path)
+        parts["model"].append(lists["model_only"])
+        parts["draft"].append(lists["ruled"])
     schema = {"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8}
-    return {name: pl.DataFrame(r, schema=schema, orient="row") for name, r in rows.items()}
+    return {
+        name: pl.concat(frames).rename({"slot": "rank"}) if frames else pl.DataFrame(schema=schema)
+        for name, frames in parts.items()
+    }
 
 
 def live_release(db_path=None) -> None:

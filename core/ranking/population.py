@@ -4,8 +4,9 @@ slot, without what only the preview shows (slots' reasons, list metrics, history
 Per chunk of users: one forward pass gives the (B, N+1) score matrix, and every user's top-M is taken from
 it in one numpy selection (the one ``candidates.top_m`` makes per user, so ties fall the same way). The
 model-only list is then each row's first k of its top-M; only the ruled list runs per user, through the
-pipeline's stages (``pipeline.homepage_items``). Shoppers the batch cannot rank the same way (no history:
-the segment fallback; fewer than M items they may be shown) get ``homepages_for`` itself.
+pipeline's stages (``pipeline.homepage_items``). A shopper with fewer than M items they may be shown gets
+the per-user selection (``candidates.top_m``); a shopper without history (the segment fallback) gets
+``homepages_for`` itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InputError
-from core.ranking.candidates import with_needed
+from core.ranking.candidates import top_m, with_needed
 from core.ranking.homepage import PURCHASE, homepages_for, model_scores, needed_for, user_context
 from core.ranking.limits import DEFAULT_K, DEFAULT_M, SLOT_MAX
 from core.ranking.pipeline import homepage_items, model_only
@@ -39,6 +40,8 @@ def top_m_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``candidates.top_m`` for every row of ``scores`` (B, N+1) at once: (B, m) dense ids, best first, and
     (B,) bool, whether the row has m items that may be shown (a row without them must be ranked alone)."""
+    if m >= scores.shape[1]:  # more than the catalog: every row is short
+        return np.zeros((len(scores), 0), dtype=np.int64), np.zeros(len(scores), dtype=bool)
     masked = scores.copy()
     masked[:, ~ctx.in_stock] = -np.inf
     if exclude_purchased:
@@ -63,25 +66,27 @@ def _frame(user_ids: list[str], lists: list[list[str]]) -> pl.DataFrame:
 
 def _batch_lists(
     ctx: ShopContext, user_ids: list[str], rows: list[int], rule_set: RuleSet, k: int, m: int
-) -> tuple[list[str], list[list[str]], list[list[str]], list[str]]:
-    """(users ranked here, their model-only lists, their ruled lists, users left for ``homepages_for``)."""
+) -> tuple[list[list[str]], list[list[str]]]:
+    """(model-only lists, ruled lists) of users with history, ``rows`` their rows in ``ctx.steps``."""
     scores, _ = model_scores(ctx, rows)  # (B, N+1)
     top, full = top_m_batch(ctx, scores, rows, m, rule_set.exclude_purchased)
-    # model_only skips bought items whatever the rule set says; the top-M already did when it excludes them
+    # model_only skips bought items whatever the rule set says; the top-M already did when it excludes them,
+    # and the items added for rules rank below it
     first_k = rule_set.exclude_purchased and m >= k
-    model_ids = ctx.active.catalog.vocab.decode(top[:, :k].ravel()) if first_k else []
-    needed: dict = {}
-    done, model, ruled, rest = [], [], [], []
+    vocab, needed = ctx.active.catalog.vocab, {}
+    model_ids = vocab.decode(top[:, :k].ravel()) if first_k and full.any() else []
+    model, ruled = [], []
     for n, (user_id, row) in enumerate(zip(user_ids, rows)):
-        if not full[n]:
-            rest.append(user_id)
-            continue
-        user, _ = user_context(ctx, user_id, row)
-        cands = with_needed(ctx, scores[n], top[n], needed_for(ctx, rule_set, user, needed), m)
-        done.append(user_id)
-        model.append(model_ids[n * k : (n + 1) * k] if first_k else model_only(user, cands, k).item_ids)
+        user, purchased = user_context(ctx, user_id, row)
+        # a row with fewer than M items it may show: the per-user selection, whose ties fall as it always did
+        user_top = top[n] if full[n] else top_m(ctx, scores[n], purchased, m, rule_set.exclude_purchased)
+        cands = with_needed(ctx, scores[n], user_top, needed_for(ctx, rule_set, user, needed), len(user_top))
+        if not first_k:
+            model.append(model_only(user, cands, k).item_ids)
+        else:
+            model.append(model_ids[n * k : (n + 1) * k] if full[n] else vocab.decode(user_top[:k]))
         ruled.append(homepage_items(user, cands, rule_set, k, ctx.now))
-    return done, model, ruled, rest
+    return model, ruled
 
 
 def population_homepages(
@@ -99,9 +104,9 @@ def population_homepages(
         raise InputError(f"a homepage has 1 to {SLOT_MAX} slots, not {k}")
     ctx = ctx or shop_context(db_path)
     user_ids = [str(u) for u in user_ids]
-    known = [(u, ctx.by_user[u]) for u in user_ids if u in ctx.by_user]
-    done, model, ruled, rest = _batch_lists(ctx, [u for u, _ in known], [r for _, r in known], rule_set, k, m)
-    rest += [u for u in user_ids if u not in ctx.by_user]
+    done = [u for u in user_ids if u in ctx.by_user]
+    model, ruled = _batch_lists(ctx, done, [ctx.by_user[u] for u in done], rule_set, k, m)
+    rest = [u for u in user_ids if u not in ctx.by_user]  # the segment fallback: one by one
     for view in homepages_for(rest, rule_set, k=k, m=m, ctx=ctx) if rest else []:
         done.append(view.user_id)
         model.append(view.model_only.item_ids)

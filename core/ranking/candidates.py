@@ -65,9 +65,10 @@ def with_needed(
         ctx.active.catalog.vocab.decode(chosen),
         scores[chosen].astype(np.float64),
         ranks[chosen],
-        ctx.embeddings[chosen],
+        None,  # gathered when a rule or the preview reads them
         table=ctx.table,
         rows=chosen - 1,
+        vectors=ctx.embeddings[1:],
     )
 
 

@@ -90,11 +90,12 @@ class Prepared:
 
 
 def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
-    names = ctx.categories[items[items > 0]]
-    if not len(names):
+    codes = ctx.category_codes[items[items > 0]]
+    if not len(codes):
         return {}
-    values, counts = np.unique(names, return_counts=True)
-    return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
+    counts = np.bincount(codes)
+    # names in sorted order, as np.unique over the names themselves would give them
+    return {str(ctx.category_names[v]): float(counts[v]) / len(codes) for v in np.flatnonzero(counts)}
 
 
 def model_scores(ctx: ShopContext, rows: list[int]) -> tuple[np.ndarray, float]:

@@ -43,8 +43,9 @@ def eligible(
 ) -> np.ndarray:
     """(M,) bool: in stock, scored, and (with ``exclude_purchased``) not bought before."""
     ok = (in_stock(c) if stocked is None else stocked).copy()
-    if exclude_purchased and user.purchased:
-        ok &= ~np.isin(np.array(c.item_ids, dtype=object), list(user.purchased))
+    bought = user.purchased
+    if exclude_purchased and bought and not bought.isdisjoint(c.item_ids):
+        ok &= np.fromiter((i not in bought for i in c.item_ids), dtype=bool, count=len(c))
     return ok
 
 
@@ -81,7 +82,7 @@ def _sort(s: RankingState) -> None:
 def _assemble(s: RankingState) -> None:
     """Pinned items on their slots, everything else in its order around them."""
     pinned_items = set(s.pinned.values())
-    rest = iter([i for i in s.order if i not in pinned_items])
+    rest = (i for i in s.order if i not in pinned_items)  # read only as far as the slots need
     for slot in range(1, s.k + 1):
         i = s.pinned[slot] if slot in s.pinned else next(rest, None)
         if i is not None:

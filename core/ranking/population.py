@@ -42,14 +42,14 @@ def top_m_batch(
     (B,) bool, whether the row has m items that may be shown (a row without them must be ranked alone)."""
     if m >= scores.shape[1]:  # more than the catalog: every row is short
         return np.zeros((len(scores), 0), dtype=np.int64), np.zeros(len(scores), dtype=bool)
-    masked = scores.copy()
-    masked[:, ~ctx.in_stock] = -np.inf
+    # the negated masked scores in one pass: the very values top_m partitions (-masked), so ties fall alike
+    neg = np.where(ctx.in_stock, -scores, np.inf)
     if exclude_purchased:
-        masked[_purchases(ctx, rows)] = -np.inf
-    masked[:, 0] = -np.inf
-    full = np.isfinite(masked).sum(axis=1) >= m
-    top = np.argpartition(-masked, m - 1, axis=1)[:, :m]  # (B, m), unordered
-    order = np.argsort(-np.take_along_axis(masked, top, axis=1), axis=1, kind="stable")
+        neg[_purchases(ctx, rows)] = np.inf
+    neg[:, 0] = np.inf
+    full = np.isfinite(neg).sum(axis=1) >= m
+    top = np.argpartition(neg, m - 1, axis=1)[:, :m]  # (B, m), unordered
+    order = np.argsort(np.take_along_axis(neg, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1), full
 
 

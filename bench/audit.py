@@ -5,10 +5,12 @@
 Uses the shop in ``--data`` (default: the app's ``data/``; the first-run demo shop is ``python -m core
 first-run``, i.e. ``build_demo_shop()`` defaults and a first model). Audits "model" and "draft" (a draft
 with one fairness rule for small sellers) for ``--users`` shoppers (all of them when the shop has fewer),
-on the held-out copy of the store, and prints seconds per stage:
+on the held-out copy of the store, and prints wall and CPU seconds per stage (CPU: ``time.process_time``,
+this process's threads together, so it is the figure to read while other jobs share the machine):
 
 - hold-out copy: building (first run on a store state) or reusing the copy without each user's last step
-- homepages: batched ``homepages_for`` (one forward pass per chunk of 2,000 users, then the per-user rules)
+- homepages: ``population_homepages`` per chunk of 2,000 users (one forward pass and the top-M of the chunk
+  at once, then the rules per user)
 - frames: items, users and history from the store
 - metrics: every metric without bootstrap; then with the bootstrap intervals (scipy, per user group)
 - exports: CSV and HTML
@@ -31,13 +33,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PARTS = {  # profile entry (file suffix, function) → what it is
-    ("models/lstm.py", "score"): "scoring (one forward pass per chunk)",
-    ("core/ranking/homepage.py", "_candidates"): "candidates (top-M + rule pools, per user)",
-    ("core/ranking/pipeline.py", "rank_homepage"): "rule pipeline (per user)",
-    ("core/ranking/pipeline.py", "model_only"): "model-only list (per user)",
-    ("core/ranking/pipeline.py", "list_metrics"): "list metrics for the preview (per user)",
-    ("core/ranking/homepage.py", "homepages_for"): "homepages_for in all",
+    ("models/neural.py", "score"): "scoring (one forward pass per chunk)",
+    ("core/ranking/population.py", "top_m_batch"): "top-M of the whole chunk (numpy, at once)",
+    ("core/ranking/homepage.py", "user_context"): "shopper context (mix, purchases), per user",
+    ("core/ranking/homepage.py", "needed_for"): "rules' needed items (scopes), per user",
+    ("core/ranking/candidates.py", "with_needed"): "candidates: top-M + rule pools, per user",
+    ("core/ranking/pipeline.py", "homepage_items"): "rule pipeline (ruled list), per user",
+    ("core/ranking/population.py", "_frame"): "lists → frames",
+    ("core/ranking/population.py", "population_homepages"): "population_homepages in all",
 }
+
+
+class Stopwatch:
+    """Wall and CPU seconds (this process, every thread) per stage."""
+
+    def __init__(self):
+        self.stages: dict[str, tuple[float, float]] = {}
+        self.t = (time.perf_counter(), time.process_time())
+
+    def lap(self, stage: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.stages[stage] = (now[0] - self.t[0], now[1] - self.t[1])
+        self.t = now
 
 
 def fairness_draft():
@@ -56,16 +73,15 @@ def profile_homepages(user_ids: list[str], db_path) -> None:
     profiler.enable()
     homepage_frames(user_ids, fairness_draft(), db_path=db_path)
     profiler.disable()
-    stats = pstats.Stats(
-        profiler
-    ).stats  # (file, line, function) → (calls, ncalls, tottime, cumtime, callers)
+    # (file, line, function) → (calls, ncalls, tottime, cumtime, callers)
+    stats = pstats.Stats(profiler).stats
     total = sum(
         v[3] for k, v in stats.items() if k[0].endswith("audit_population.py") and k[2] == "homepage_frames"
     )
     print(f"\nprofile of the homepage stage, {len(user_ids):,} users (cProfile, {total:.1f} s in all):")
     for (suffix, func), what in PARTS.items():
         cum = sum(v[3] for k, v in stats.items() if k[0].endswith(suffix) and k[2] == func)
-        print(f"  {what:<48} {cum:6.1f} s  {1000 * cum / len(user_ids):6.2f} ms/homepage  {cum / total:5.0%}")
+        print(f"  {what:<48} {cum:6.2f} s  {1000 * cum / len(user_ids):6.2f} ms/homepage  {cum / total:5.0%}")
 
 
 def main() -> None:
@@ -87,28 +103,35 @@ def main() -> None:
 
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"shop: {store.scalar('SELECT count(*) FROM events'):,} events; uptime: {load}")
-    started = time.perf_counter()
+    watch = Stopwatch()
     path, _ = holdout_store()
-    stages = {"hold-out copy": time.perf_counter() - started}
-    t0 = time.perf_counter()
-    shop_context(path)  # what the first homepages_for call on the copy loads; timed on its own
-    stages["snapshot of the copy (model, items, steps)"] = time.perf_counter() - t0
+    watch.lap("hold-out copy")
+    shop_context(path)  # what the first homepages call on the copy loads; timed on its own
+    watch.lap("snapshot of the copy (model, items, steps)")
     inputs = audit_inputs(("model", "draft"), fairness_draft(), sample=args.users, seed=0, actor=SYSTEM)
-    stages.update({k: v for k, v in inputs.timings.items() if k != "hold-out copy"})
-    t0 = time.perf_counter()
+    watch.t = (time.perf_counter(), time.process_time())
+    inner = {"hold-out copy": "population (the copy's targets, the sample)", "homepages": "homepages"}
+    for stage in ("hold-out copy", "homepages", "frames"):
+        watch.stages[inner.get(stage, stage)] = (inputs.timings[stage], inputs.cpu_timings[stage])
     build_report(inputs, n_boot=0)
-    stages["metrics (2 lists, no bootstrap)"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    watch.lap("metrics (2 lists, no bootstrap)")
     report = build_report(inputs, n_boot=args.n_boot)
-    stages[f"metrics + bootstrap ({args.n_boot} resamples)"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    watch.lap(f"metrics + bootstrap ({args.n_boot} resamples)")
     report_csv(report), report_html(report)
-    stages["exports (CSV + HTML)"] = time.perf_counter() - t0
-    total = time.perf_counter() - started - stages["metrics (2 lists, no bootstrap)"]  # that one is a re-run
+    watch.lap("exports (CSV + HTML)")
+    stages = watch.stages
     users = inputs.homepages["model"]["user_id"].n_unique()
-    print(f"audit of {users:,} users, model + draft: {total:.1f} s")
-    for stage, seconds in stages.items():
-        print(f"  {stage:<40} {seconds:7.1f} s")
+    # the audit: every stage but the metrics without bootstrap (a re-run of part of the next one)
+    audit = [v for s, v in stages.items() if not s.startswith("metrics (")]
+    wall, cpu = sum(v[0] for v in audit), sum(v[1] for v in audit)
+    print(f"audit of {users:,} users, model + draft: {wall:.1f} s wall, {cpu:.1f} s CPU")
+    print(f"  {'stage':<44} {'wall s':>7} {'CPU s':>7}")
+    for stage, (w, c) in stages.items():
+        print(f"  {stage:<44} {w:7.2f} {c:7.2f}")
+    w, c = stages["homepages"]
+    print(
+        f"  per homepage pair (model + draft): {1000 * w / users:.2f} ms wall, {1000 * c / users:.2f} ms CPU"
+    )
     if args.profile_users:
         _, held_out = holdout_store()
         profile_homepages(sorted(held_out["user_id"].to_list())[: args.profile_users], path)

@@ -1,8 +1,8 @@
 """The audit's inputs: a population's homepages for up to three lists, as the plain frames the metrics take.
 
 - "model": the unconstrained model-only lists; "draft": the lists under a draft rule set — both from ONE
-  batched ``core.ranking.homepage.homepages_for`` call per chunk of users (``homepage_frames``, the only
-  function here that knows the ranking code).
+  ``core.ranking.population.population_homepages`` call per chunk of users (one forward pass, the top-M of
+  the whole chunk at once; ``homepage_frames``, the only function here that knows the ranking code).
 - "live": the live release, loaded from its artifact as the storefront API loads it (``live_release``,
   ``core.serve.context``): its model and rule set; its own snapshot without a hold-out, the same held-out
   histories as the other lists with one (``live_homepage_frame``).
@@ -34,7 +34,8 @@ from core.data.sequences import load_sequences
 from core.errors import ArtifactError, InputError
 from core.insight.audit import LISTS
 from core.insight.audit_report import AuditInputs
-from core.ranking.homepage import DEFAULT_K, homepages_for
+from core.ranking.homepage import DEFAULT_K
+from core.ranking.population import population_homepages
 from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
 from core.ranking.shop import build_context, read_shop
@@ -44,7 +45,7 @@ from core.serve.context import ServedRelease, load_release
 
 Progress = Callable[[float, str], None]
 _build_lock = threading.Lock()
-CHUNK = 2000  # users per homepages_for call: one forward pass each, and bounded memory for the views
+CHUNK = 2000  # users per population_homepages call: one forward pass each; the (B, N+1) scores bound memory
 COPIED_TABLES = ("items", "sellers", "users", "promotions", "model_runs", "ingests")  # constants, not input
 
 
@@ -57,16 +58,20 @@ def homepage_frames(
     progress: Progress | None = None,
 ) -> dict[str, pl.DataFrame]:
     """The adapter to the ranking code: "model" and "draft" homepages of ``user_ids`` as frames
-    (user_id, rank, item_id), from batched ``homepages_for`` calls (``HomepageView.model_only`` / ``.ruled``)."""
-    rows: dict[str, list[tuple[str, int, str]]] = {"model": [], "draft": []}
+    (user_id, rank, item_id), from ``population_homepages`` per chunk (the batch path: the same lists as
+    ``homepages_for``'s ``model_only`` and ``ruled``, without the preview's extras)."""
+    parts: dict[str, list[pl.DataFrame]] = {"model": [], "draft": []}
     for start in range(0, len(user_ids), chunk):
         if progress:
             progress(start / max(1, len(user_ids)), f"homepages {start:,} of {len(user_ids):,}")
-        for view in homepages_for(user_ids[start : start + chunk], rule_set, k=k, db_path=db_path):
-            for name, page in (("model", view.model_only), ("draft", view.ruled)):
-                rows[name].extend((view.user_id, s.slot, s.item_id) for s in page.slots)
+        lists = population_homepages(user_ids[start : start + chunk], rule_set, k=k, db_path=db_path)
+        parts["model"].append(lists["model_only"])
+        parts["draft"].append(lists["ruled"])
     schema = {"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8}
-    return {name: pl.DataFrame(r, schema=schema, orient="row") for name, r in rows.items()}
+    return {
+        name: pl.concat(frames).rename({"slot": "rank"}) if frames else pl.DataFrame(schema=schema)
+        for name, frames in parts.items()
+    }
 
 
 def live_release() -> ServedRelease:
@@ -96,13 +101,12 @@ def live_homepage_frame(
     as the model and draft lists (the release's snapshot may hold those events, which would flatter it)."""
     release = release or live_release()
     ctx = release.ctx if histories is None else build_context(read_shop(histories), release.ctx.active)
-    rows = [
-        (view.user_id, s.slot, s.item_id)
+    parts = [
+        population_homepages(user_ids[start : start + CHUNK], release.rule_set, k=k, ctx=ctx)["ruled"]
         for start in range(0, len(user_ids), CHUNK)
-        for view in homepages_for(user_ids[start : start + CHUNK], release.rule_set, k=k, ctx=ctx)
-        for s in view.ruled.slots
     ]
-    return pl.DataFrame(rows, schema={"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8}, orient="row")
+    schema = {"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8}
+    return pl.concat(parts).rename({"slot": "rank"}).cast(schema) if parts else pl.DataFrame(schema=schema)
 
 
 def _signature(db_path=None) -> str:
@@ -210,6 +214,17 @@ def _may_audit(actor: Account, holdout: bool) -> None:
         require(actor, Permission.AUDIT)
 
 
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _lap(stage: str, since: tuple[float, float], wall: dict, cpu: dict) -> tuple[float, float]:
+    """Note the wall and CPU seconds of ``stage`` since ``since``; the clock now, for the next stage."""
+    now = _clock()
+    wall[stage], cpu[stage] = now[0] - since[0], now[1] - since[1]
+    return now
+
+
 def audit_inputs(
     against: tuple[str, ...] = ("model", "draft"),
     rule_set: RuleSet | None = None,
@@ -239,7 +254,8 @@ def audit_inputs(
     live = live_release() if "live" in against else None  # before minutes of work
     report = progress or (lambda f, m="": None)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    cpu: dict[str, float] = {}
+    t0 = _clock()
     draft = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
     report(0.0, "holding out each shopper's last step" if holdout else "reading the population")
     if holdout:
@@ -249,20 +265,18 @@ def audit_inputs(
         source, held_out = db_path, None
         ids = store.query("SELECT DISTINCT user_id FROM events", db_path=db_path)["user_id"].to_list()
     user_ids, label = population(ids, sample, seed)
-    timings["hold-out copy"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0 = _lap("hold-out copy", t0, timings, cpu)
     frames = homepage_frames(user_ids, draft, k, source, progress=lambda f, m: report(0.05 + 0.85 * f, m))
     if "live" in against:
         frames["live"] = live_homepage_frame(user_ids, k, source if holdout else None, release=live)
-    timings["homepages"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0 = _lap("homepages", t0, timings, cpu)
     items, users, history, now = _frames(source, user_ids)
     if held_out is not None:
         held_out = held_out.join(pl.DataFrame({"user_id": user_ids}), on="user_id", how="semi")
-    timings["frames"] = time.perf_counter() - t0
+    _lap("frames", t0, timings, cpu)
     report(0.95, "measuring")
     homepages = {name: frames[name] for name in against}
-    return AuditInputs(homepages, items, users, history, held_out, now, label, timings)
+    return AuditInputs(homepages, items, users, history, held_out, now, label, timings, cpu)
 
 
 def draft_flags(

@@ -42,6 +42,7 @@ class AuditInputs:
     now: datetime
     population: str  # e.g. "sample of 2,000 of 19,999 shoppers (seed 0)"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for the benchmark
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # CPU seconds of this process per stage
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,12 @@ def needed_items(ctx: ShopContext, rules: list[Rule], now: datetime) -> tuple[np
     return np.unique(np.array(always, dtype=np.int64)), pools.astype(np.int64)
 
 
-def build_candidates(
-    ctx: ShopContext,
-    scores: np.ndarray,
-    purchased: np.ndarray,
-    needed: tuple[np.ndarray, np.ndarray],
-    m: int,
-    exclude_purchased: bool,
-) -> Candidates:
-    """The top ``m`` of ``scores`` (N+1,) that may be shown, then the needed items: a pool's best by score
-    (bounded, so one broad rule cannot flood the candidates), and the always-needed ones whatever their state
-    (the pipeline reports a pinned item that is out of stock or blocked)."""
+def top_m(
+    ctx: ShopContext, scores: np.ndarray, purchased: np.ndarray, m: int, exclude_purchased: bool
+) -> np.ndarray:
+    """Dense ids of the best ``m`` of ``scores`` (N+1,) that may be shown (in stock, and not bought with
+    ``exclude_purchased``), best first; fewer when fewer may be shown. ``core.ranking.population`` makes the
+    same selection for a whole score matrix at once: change both together."""
     masked = scores.copy()
     masked[~ctx.in_stock] = -np.inf
     if exclude_purchased and len(purchased):
@@ -50,7 +45,15 @@ def build_candidates(
     masked[0] = -np.inf
     m = min(m, int(np.isfinite(masked).sum()))
     top = np.argpartition(-masked, m - 1)[:m] if m > 0 else np.zeros(0, dtype=np.int64)
-    top = top[np.argsort(-masked[top], kind="stable")]
+    return top[np.argsort(-masked[top], kind="stable")]
+
+
+def with_needed(
+    ctx: ShopContext, scores: np.ndarray, top: np.ndarray, needed: tuple[np.ndarray, np.ndarray], m: int
+) -> Candidates:
+    """The top-M, then the needed items: a pool's best by score (bounded, so one broad rule cannot flood
+    the candidates), and the always-needed ones whatever their state (the pipeline reports a pinned item
+    that is out of stock or blocked)."""
     ranks = np.zeros(len(scores), dtype=np.int64)
     ranks[top] = np.arange(1, len(top) + 1)
     always, pools = needed
@@ -62,7 +65,21 @@ def build_candidates(
         ctx.active.catalog.vocab.decode(chosen),
         scores[chosen].astype(np.float64),
         ranks[chosen],
-        ctx.embeddings[chosen],
+        None,  # gathered when a rule or the preview reads them
         table=ctx.table,
         rows=chosen - 1,
+        vectors=ctx.embeddings[1:],
     )
+
+
+def build_candidates(
+    ctx: ShopContext,
+    scores: np.ndarray,
+    purchased: np.ndarray,
+    needed: tuple[np.ndarray, np.ndarray],
+    m: int,
+    exclude_purchased: bool,
+) -> Candidates:
+    """One shopper's candidates from their scores (N+1,): ``top_m``, then ``with_needed``."""
+    top = top_m(ctx, scores, purchased, m, exclude_purchased)
+    return with_needed(ctx, scores, top, needed, len(top))

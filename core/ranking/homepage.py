@@ -90,14 +90,15 @@ class Prepared:
 
 
 def _category_mix(ctx: ShopContext, items: np.ndarray) -> dict[str, float]:
-    names = ctx.categories[items[items > 0]]
-    if not len(names):
+    codes = ctx.category_codes[items[items > 0]]
+    if not len(codes):
         return {}
-    values, counts = np.unique(names, return_counts=True)
-    return {str(v): float(c) / len(names) for v, c in zip(values, counts)}
+    counts = np.bincount(codes)
+    # names in sorted order, as np.unique over the names themselves would give them
+    return {str(ctx.category_names[v]): float(counts[v]) / len(codes) for v in np.flatnonzero(counts)}
 
 
-def _model_scores(ctx: ShopContext, rows: list[int]) -> tuple[np.ndarray, float]:
+def model_scores(ctx: ShopContext, rows: list[int]) -> tuple[np.ndarray, float]:
     """(len(rows), N+1) scores from one batched forward pass, and the ms it took per user."""
     model = ctx.active.model
     t0 = time.perf_counter()
@@ -125,6 +126,31 @@ def _fallback_scores(ctx: ShopContext, attrs: dict) -> tuple[np.ndarray, str]:
     return scores, label
 
 
+def user_context(ctx: ShopContext, user_id: str, row: int | None) -> tuple[UserContext, np.ndarray]:
+    """The shopper as the rules see them (attributes, category mix, purchases), and their purchased dense
+    ids; ``row``: their row in ``ctx.steps`` (None: no history)."""
+    attrs = ctx.users.get(user_id, {})
+    if row is None:
+        history_items = purchased = np.zeros(0, dtype=np.int64)
+    else:
+        history_items = ctx.steps.items[row]
+        purchased = np.unique(history_items[ctx.steps.event_types[row] == PURCHASE])
+    mix = _category_mix(ctx, history_items)
+    return UserContext(user_id, attrs, mix, set(ctx.active.catalog.vocab.decode(purchased))), purchased
+
+
+def needed_for(ctx: ShopContext, rule_set: RuleSet, user: UserContext, cache: dict) -> tuple:
+    """The items this shopper's rules need among the candidates; shoppers under the same rules share them
+    through ``cache``."""
+    # the attributes the pipeline matches scopes on: a 'users:' scope needs the id even for a shopper the
+    # users table does not know
+    rules = rule_set.rules_for({"user_id": user.user_id, **user.attrs}, ctx.now)
+    key = tuple(map(id, rules))
+    if key not in cache:
+        cache[key] = needed_items(ctx, rules, ctx.now)
+    return cache[key]
+
+
 def prepare(
     user_ids: list[str],
     rule_set: RuleSet,
@@ -140,28 +166,17 @@ def prepare(
     rows = [ctx.by_user.get(str(u)) for u in user_ids]
     known = [r for r in rows if r is not None]
     position = {r: n for n, r in enumerate(known)}
-    scores, score_ms = _model_scores(ctx, known)
+    scores, score_ms = model_scores(ctx, known)
     needed: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # users under the same rules share their pools
     out = []
     for user_id, row in zip(user_ids, rows):
-        attrs = ctx.users.get(str(user_id), {})
+        user, purchased = user_context(ctx, str(user_id), row)
         if row is None:
-            user_scores, source = _fallback_scores(ctx, attrs)
-            history_items = purchased = np.zeros(0, dtype=np.int64)
+            user_scores, source = _fallback_scores(ctx, user.attrs)
         else:
             user_scores, source = scores[position[row]], ctx.active.label
-            history_items = steps.items[row]
-            purchased = np.unique(history_items[steps.event_types[row] == PURCHASE])
-        user = UserContext(
-            str(user_id), attrs, _category_mix(ctx, history_items), set(catalog.vocab.decode(purchased))
-        )
-        # the attributes the pipeline matches scopes on: a 'users:' scope needs the id even for a shopper the
-        # users table does not know
-        rules = rule_set.rules_for({"user_id": str(user_id), **attrs}, ctx.now)
-        key = tuple(map(id, rules))
-        if key not in needed:
-            needed[key] = needed_items(ctx, rules, ctx.now)
-        cands = build_candidates(ctx, user_scores, purchased, needed[key], m, rule_set.exclude_purchased)
+        wanted = needed_for(ctx, rule_set, user, needed)
+        cands = build_candidates(ctx, user_scores, purchased, wanted, m, rule_set.exclude_purchased)
         history = (
             history_frame(ctx, one_user(steps, row)) if with_history and row is not None else pl.DataFrame()
         )

@@ -43,8 +43,9 @@ def eligible(
 ) -> np.ndarray:
     """(M,) bool: in stock, scored, and (with ``exclude_purchased``) not bought before."""
     ok = (in_stock(c) if stocked is None else stocked).copy()
-    if exclude_purchased and user.purchased:
-        ok &= ~np.isin(np.array(c.item_ids, dtype=object), list(user.purchased))
+    bought = user.purchased
+    if exclude_purchased and bought and not bought.isdisjoint(c.item_ids):
+        ok &= np.fromiter((i not in bought for i in c.item_ids), dtype=bool, count=len(c))
     return ok
 
 
@@ -73,14 +74,15 @@ def _exclude(s: RankingState) -> None:
 
 
 def _sort(s: RankingState) -> None:
-    s.order = [int(i) for i in np.argsort(-np.where(s.ok, s.rel, -np.inf), kind="stable") if s.ok[i]]
+    order = np.argsort(-np.where(s.ok, s.rel, -np.inf), kind="stable")
+    s.order = order[s.ok[order]].tolist()
     s.scored_top = set(s.order[: s.k])
 
 
 def _assemble(s: RankingState) -> None:
     """Pinned items on their slots, everything else in its order around them."""
     pinned_items = set(s.pinned.values())
-    rest = iter([i for i in s.order if i not in pinned_items])
+    rest = (i for i in s.order if i not in pinned_items)  # read only as far as the slots need
     for slot in range(1, s.k + 1):
         i = s.pinned[slot] if slot in s.pinned else next(rest, None)
         if i is not None:
@@ -124,14 +126,26 @@ def _run(state: RankingState, rules: list[Rule], last: Stage) -> list[tuple[Kind
     return steps
 
 
-def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> Homepage:
-    """The homepage of ``k`` slots for this shopper: every stage, then each kind's checks on the result."""
+def _ranked(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime):
+    """(state after every stage, the plan, the rules that apply to the shopper now)."""
     rules = rule_set.rules_for({"user_id": user.user_id, **user.attrs}, now)
     state = _start(user, c, k, now, rule_set.exclude_purchased)
-    steps = _run(state, rules, Stage.PINS)
+    return state, _run(state, rules, Stage.PINS), rules
+
+
+def rank_homepage(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> Homepage:
+    """The homepage of ``k`` slots for this shopper: every stage, then each kind's checks on the result."""
+    state, steps, rules = _ranked(user, c, rule_set, k, now)
     for kind, rs in steps:
         kind.check(state, rs)
     return state.homepage([r.describe() for r in rules])
+
+
+def homepage_items(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> list[str]:
+    """The items of ``rank_homepage``'s slots, in slot order, without its slots' reasons and the kinds'
+    checks (which only report conflicts): what the audit's population path needs."""
+    state, _, _ = _ranked(user, c, rule_set, k, now)
+    return [c.item_ids[i] for i in state.final]
 
 
 def rank_list(user: UserContext, c: Candidates, rule_set: RuleSet, k: int, now: datetime) -> Homepage:

@@ -103,6 +103,22 @@ def _fair_min_counts(k: int, p: float, alpha: float) -> tuple[int, ...]:
     return tuple(binom.ppf(alpha, np.arange(1, k + 1), p).astype(int).tolist())
 
 
+def _heads(order: list[int], protected: np.ndarray, k: int) -> tuple[list[int], list[int], dict[int, int]]:
+    """The first k protected and the first k other items of ``order``, and their positions in it: k slots
+    pick at most k items from either side, so the heads are all FA*IR's walk reads."""
+    prot: list[int] = []
+    other: list[int] = []
+    rank: dict[int, int] = {}
+    for position, i in enumerate(order):
+        side = prot if protected[i] else other
+        if len(side) < k:
+            side.append(i)
+            rank[i] = position
+        elif len(prot) >= k and len(other) >= k:
+            break
+    return prot, other, rank
+
+
 def fair_rerank(
     order: list[int], protected: np.ndarray, k: int, p: float, alpha: float
 ) -> tuple[list[int], list[int], tuple[int, int, int] | None]:
@@ -110,11 +126,9 @@ def fair_rerank(
     protected item, else the best overall. Returns (list, swapped-in items, shortfall or None), the
     shortfall being the first prefix the pool could not make fair: (protected placed, prefix length, m(i))."""
     need = fair_min_counts(k, p, alpha)
-    prot = [i for i in order if protected[i]]
-    other = [i for i in order if not protected[i]]
+    prot, other, rank = _heads(order, protected, k)
     out, swaps, shortfall = [], [], None
     n_prot = 0
-    rank = {item: r for r, item in enumerate(order)}
     for slot in range(min(k, len(order))):
         if n_prot < need[slot] and prot:
             pick = prot.pop(0)

@@ -77,6 +77,8 @@ class ShopContext:
     by_user: dict[str, int]
     users: dict[str, dict]
     categories: np.ndarray  # (N+1,) object, leaf category path per dense id ("unknown" when missing)
+    category_names: np.ndarray  # (C,) object, the distinct ``categories``, sorted
+    category_codes: np.ndarray  # (N+1,) int, each dense id's position in ``category_names``
     popularity: pl.DataFrame  # segment, item_id, weight
     promotions: pl.DataFrame  # item_id, category, starts_at, ends_at: every promotion, active or not
     trending: pl.DataFrame  # item_id, events: the last TRENDING_DAYS to the shop clock
@@ -162,6 +164,8 @@ def build_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
     attrs = item_attributes(active.catalog.items, frames.promotions, frames.now)
     steps = steps_from_frame(frames.steps, active.catalog)
     emb = _embeddings(active)
+    categories = np.array(["unknown", *attrs["category"].fill_null("unknown").to_list()], dtype=object)
+    names, codes = np.unique(categories, return_inverse=True)
     return ShopContext(
         active=active,
         attrs=attrs,
@@ -173,7 +177,9 @@ def build_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
         steps=steps,
         by_user={u: i for i, u in enumerate(steps.user_ids)},
         users={r["user_id"]: r for r in frames.users.to_dicts()},
-        categories=np.array(["unknown", *attrs["category"].fill_null("unknown").to_list()], dtype=object),
+        categories=categories,
+        category_names=names,
+        category_codes=codes.astype(np.int64),
         popularity=frames.popularity,
         promotions=frames.promotions,
         trending=frames.trending,

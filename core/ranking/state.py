@@ -38,21 +38,25 @@ class Candidates:
         item_ids: list[str],
         scores: np.ndarray,  # (M,) model scores (logits)
         model_ranks: np.ndarray,  # (M,) 1-based rank in the model's top-M, 0 = added for a rule
-        embeddings: np.ndarray,  # (M, D)
+        embeddings: np.ndarray | None,  # (M, D); None: gathered from ``vectors`` when first read
         attrs: pl.DataFrame | None = None,  # aligned to item_ids; taken from the table when None
         *,
         table: ItemTable | None = None,
         rows: np.ndarray | None = None,
+        vectors: np.ndarray | None = None,  # (N, D) item vectors aligned to the table's rows
     ):
-        self.item_ids, self.scores, self.model_ranks, self.embeddings = (
-            item_ids,
-            scores,
-            model_ranks,
-            embeddings,
-        )
+        self.item_ids, self.scores, self.model_ranks = item_ids, scores, model_ranks
         if table is None:
             table, rows = ItemTable(attrs), np.arange(attrs.height)
         self.table, self.rows, self._attrs = table, rows, attrs
+        self._embeddings, self._vectors = embeddings, vectors
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """(M, D) the candidates' item vectors (only diversity and the preview's metrics read them)."""
+        if self._embeddings is None:
+            self._embeddings = self._vectors[self.rows]
+        return self._embeddings
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -150,8 +154,10 @@ class RankingState:
 
     def put_first(self, top: list[int]) -> None:
         """``top`` first, then the rest of the order as it was."""
-        chosen = set(top)
-        self.order = top + [i for i in self.order if i not in chosen]
+        rest = np.ones(len(self.c), dtype=bool)
+        rest[top] = False
+        order = np.asarray(self.order, dtype=np.int64)
+        self.order = top + order[rest[order]].tolist()
 
     def swapped_in(self, code: ReasonCode, rule_id: str) -> None:
         """After a re-ranker: items now in the top k that were not there by relevance get ``code``, unless

@@ -102,6 +102,11 @@ async def one_session(browser, url, account, deadline, out) -> None:
         await page.goto(url)
         await page.get_by_role("textbox", name="User name").fill(account[0])
         await page.get_by_role("textbox", name="Password").fill(account[1])
+    except Exception as exc:  # noqa: BLE001 (a session that cannot even open the app is an error, not a crash)
+        out["errors"].append(f"open the app: {type(exc).__name__}: {str(exc)[:150]}")
+        await context.close()
+        return
+    try:
         await timed(out["sign_in"], out["errors"], page, "sign in",
                     page.get_by_role("button", name="Sign in").click, page.get_by_text("Signed in as"))  # fmt: skip
         while True:  # at least once: the warm-up is one round
@@ -115,6 +120,8 @@ async def one_session(browser, url, account, deadline, out) -> None:
             await timed(out["explain"], out["errors"], page, "explain", lambda: asyncio.sleep(0), heading)
             if time.perf_counter() >= deadline:
                 break
+    except Exception as exc:  # noqa: BLE001 (the page never came: this session's error, the others go on)
+        out["errors"].append(f"navigate: {type(exc).__name__}: {str(exc)[:150]}")
     finally:
         await context.close()
 

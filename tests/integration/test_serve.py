@@ -63,8 +63,9 @@ def test_the_other_rows_are_the_previews_rows(released, client):
     draft = load_rule_set()
     for user in sample_users(8, seed=6):
         page = client.get(f"/v1/homepage/{user}")
+        interests = rows.rows_per_interest(user, rule_set=draft)
         expected = {
-            "because_you_viewed": rows.because_you_viewed(user, rule_set=draft),
+            **{f"interest_{i}": interests[i - 1] if i <= len(interests) else None for i in (1, 2, 3)},
             "trending": rows.trending_in_top_category(user, rule_set=draft),
             "deals": rows.deals_for_you(user, rule_set=draft),
         }
@@ -165,21 +166,23 @@ def test_a_new_visitors_events_replace_the_cold_start(client):
     viewed = item_ids(client, 1)[0]
     page = client.post(f"/v1/homepage/{UNKNOWN}", json={"events": [{"item_id": viewed}]}).json()
     assert not page["source"].startswith("fallback")
-    assert page["rows"][1]["row"] == "because_you_viewed"
+    assert page["rows"][1]["row"] == "interest_1"
 
 
-def test_because_you_viewed_follows_the_latest_view(client):
+def test_the_interest_rows_follow_this_visits_views(client):
+    """A new visitor's views become "Because you viewed …" rows at once, without the viewed items."""
     first, latest = item_ids(client, 2)
     start = datetime(2026, 10, 31, 12, tzinfo=UTC)
     events = [
         {"item_id": latest, "ts": (start + timedelta(minutes=1)).isoformat()},
         {"item_id": first, "ts": start.isoformat()},  # sent out of order: the times decide
     ]
-    response = client.post("/v1/homepage/u000001", json={"events": events})
-    similar = client.get(f"/v1/similar/{latest}", params={"user_id": "u000001"}).json()
-    title = similar["title"].removeprefix("Similar to ")
-    assert response.json()["rows"][1] == {"row": "because_you_viewed", "title": f"Because you viewed {title}"}
-    assert row_items(response, "because_you_viewed") == [s["item_id"] for s in similar["slots"]]
+    response = client.post(f"/v1/homepage/{UNKNOWN}", json={"events": events}).json()
+    interest = response["rows"][1]
+    assert interest["row"] == "interest_1"
+    assert interest["title"].startswith("Because you viewed ")
+    shown = [s["item_id"] for s in response["slots"] if s["row"] == "interest_1"]
+    assert shown and not {first, latest} & set(shown)
 
 
 def test_serving_never_opens_the_database(released, monkeypatch):

@@ -28,8 +28,8 @@ def test_ingest_in_another_process_while_querying(db, tmp_path):
         FROM range({ROWS}) t(i)) TO '{log}' (HEADER)""")
     con.close()
     script = (
-        "import sys; from core.data.ingest import ingest_events; "
-        "r = ingest_events(sys.argv[1], db_path=sys.argv[2]); print(r.loaded)"
+        "import sys; from core.data.ingest import ingest_events; from core.release.roles import SYSTEM; "
+        "r = ingest_events(sys.argv[1], db_path=sys.argv[2], actor=SYSTEM); print(r.loaded)"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(log), str(db)],

@@ -12,7 +12,7 @@ from core import store
 from core.data.ingest import ingest_events
 from core.ranking.rule_sets import draft_with, load_rule_set, save_rule_set
 from core.release import audit, auth, releases
-from core.release.roles import SYSTEM
+from core.release.roles import SYSTEM, Account, Role
 from tests.conftest import ACCOUNTS
 
 EVENTS = 2_000
@@ -35,7 +35,9 @@ def test_a_publish_a_load_a_save_and_a_sign_in_at_once_all_finish_once(shop, log
     release, loaded, saved, session = together(
         lambda: releases.publish(SYSTEM, "at once", expected_head=None),
         lambda: ingest_events(log, actor=SYSTEM),
-        lambda: save_rule_set(draft_with(current, "block", item_id=blocked), current.version, "mia"),
+        lambda: save_rule_set(
+            draft_with(current, "block", item_id=blocked), current.version, Account("mia", Role.MERCHANDISER)
+        ),
         lambda: auth.sign_in("mia", ACCOUNTS["mia"][1]),
     )
     assert release.release_id == 1

@@ -88,9 +88,24 @@ def test_uploads_older_than_a_week_are_removed(db):
     assert new.exists()
 
 
-def test_the_data_page_refuses_a_server_file_in_an_error_box(db):
+@pytest.fixture
+def admin_token(db):
+    """The Data page is an admin's: a signed-in admin's session token in this store."""
+    from core.release import auth
+    from tests.conftest import ACCOUNTS, make_accounts
+
+    make_accounts({"ada": ACCOUNTS["ada"]})
+    return auth.sign_in("ada", ACCOUNTS["ada"][1]).token
+
+
+def data_page(token: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=60)
-    at.run()
+    at.session_state["session_token"] = token
+    return at.run()
+
+
+def test_the_data_page_refuses_a_server_file_in_an_error_box(db, admin_token):
+    at = data_page(admin_token)
     at.radio[1].set_value("Path on the server").run()
     at.text_input[0].input("/etc/passwd").run()
     at.button[0].click().run()
@@ -99,10 +114,9 @@ def test_the_data_page_refuses_a_server_file_in_an_error_box(db):
     assert store.scalar("SELECT count(*) FROM ingests", db_path=db) == 0
 
 
-def test_the_data_page_loads_a_file_from_the_import_folder(db, import_dir):
+def test_the_data_page_loads_a_file_from_the_import_folder(db, import_dir, admin_token):
     (import_dir / "log.csv").write_text(LOG)
-    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=60)
-    at.run()
+    at = data_page(admin_token)
     at.radio[1].set_value("Path on the server").run()
     at.text_input[0].input("log.csv").run()
     at.button[0].click().run()

@@ -96,7 +96,7 @@ def test_a_file_that_is_not_a_text_log_is_refused_saying_what_it_is(db, tmp_path
     before = snapshot(db)
     for load in (ingest_events, ingest_catalog):
         with pytest.raises(InputError, match=says):
-            load(path, db_path=db)
+            load(path, db_path=db, actor=SYSTEM)
     assert snapshot(db) == before
 
 

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from core.data import demo
+from core.release.roles import SYSTEM
 from models.base import EVENT_TYPES
 
 SMALL = dict(users=300, items=200, days=10)
@@ -197,7 +198,12 @@ def test_builds_through_ingest_with_counts_conserved(db, tmp_path):
 
     seen = []
     summary = demo.build_demo_shop(
-        **SMALL, seed=7, out_dir=tmp_path / "demo", db_path=db, progress=lambda f, m="": seen.append(f)
+        **SMALL,
+        seed=7,
+        out_dir=tmp_path / "demo",
+        db_path=db,
+        actor=SYSTEM,
+        progress=lambda f, m="": seen.append(f),
     )
     frames = demo.generate_demo(**SMALL, seed=7)
     assert set(summary.files) == set(COLUMNS) and all(p.exists() for p in summary.files.values())

@@ -76,8 +76,8 @@ def _ranked(
         rows=idx - 1,
     )
     listed = rank_list(user, c, rule_set, k, ctx.now)
-    position = {item: i for i, item in enumerate(c.item_ids)}
-    top = idx[[position[s.item_id] for s in listed.slots]].astype(np.int64)
+    index = ctx.active.catalog.vocab.index  # c.item_ids decode idx: an item's dense id is its idx entry
+    top = np.array([index[s.item_id] for s in listed.slots], dtype=np.int64)
     return top, [s.reasons for s in listed.slots]
 
 
@@ -147,9 +147,26 @@ def because_you_viewed(
 
 def _top_category(ctx: ShopContext, history: np.ndarray) -> str:
     """The shopper's most frequent top-level category (ties: the first by name, every run); '' without one."""
-    cats = ctx.attrs["category"].fill_null("")
-    tops = [category_paths.top_level(cats[int(i) - 1]) for i in history if cats[int(i) - 1]]
+    cats, top_levels = ctx.table.column("category", ""), ctx.table.top_categories()  # cached per release
+    tops = [top_levels[i - 1] for i in history.tolist() if cats[i - 1]]
     return max(sorted(set(tops)), key=tops.count) if tops else ""
+
+
+def _trending_in(ctx: ShopContext, top_cat: str) -> np.ndarray:
+    """Dense ids of the 200 most trending items under ``top_cat`` (0 for an item the catalog lacks): the
+    same for every shopper of a snapshot, so kept in its ``derived`` cache (a visit's view shares it)."""
+    key = ("trending_in", top_cat)
+    hit = ctx.derived.get(key)
+    if hit is not None:
+        return hit
+    idx = ctx.active.catalog.vocab.encode(ctx.trending["item_id"].to_list())
+    known = idx > 0
+    in_cat = np.zeros(len(idx), dtype=bool)
+    in_cat[known] = category_paths.under_series(ctx.attrs["category"], [top_cat]).to_numpy()[idx[known] - 1]
+    trending = ctx.trending.filter(pl.Series(in_cat)).sort(["events", "item_id"], descending=[True, False])
+    hit = ctx.active.catalog.vocab.encode(trending["item_id"].head(200).to_list())
+    ctx.derived[key] = hit  # one key per top-level category; a plain dict store is atomic under the GIL
+    return hit
 
 
 def trending_in_top_category(
@@ -167,12 +184,7 @@ def trending_in_top_category(
     top_cat = _top_category(ctx, scored.history)
     if not top_cat:
         return None
-    idx = ctx.active.catalog.vocab.encode(ctx.trending["item_id"].to_list())
-    known = idx > 0
-    in_cat = np.zeros(len(idx), dtype=bool)
-    in_cat[known] = category_paths.under_series(ctx.attrs["category"], [top_cat]).to_numpy()[idx[known] - 1]
-    trending = ctx.trending.filter(pl.Series(in_cat)).sort(["events", "item_id"], descending=[True, False])
-    idx = ctx.active.catalog.vocab.encode(trending["item_id"].head(200).to_list())
+    idx = _trending_in(ctx, top_cat)
     allowed = np.zeros(len(scored.scores), dtype=bool)
     allowed[idx[idx > 0]] = True
     allowed[scored.history] = False

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import numpy as np
+
 from core.ranking import rows
 from core.ranking.homepage import homepages_for
 from core.ranking.limits import DEFAULT_K
@@ -91,11 +93,13 @@ def homepage(
     and all), then "Because you viewed", "Trending in …" and "Deals for you" (``row_k`` each; a row the
     shopper has no basis for is left out). ``events``: this visit's, not yet in the snapshot."""
     ctx = visit_context(release.ctx, user_id, events, device)
-    view = homepages_for([user_id], release.rule_set, k=k, ctx=ctx)[0]
+    # one forward pass serves "For you" and the rows: the same history, so the same scores as the preview's
+    scored = rows.user_scores(ctx, user_id)
+    known = (scored.scores[None, :], scored.ms) if user_id in ctx.by_user else (np.zeros((0, 0)), 0.0)
+    view = homepages_for([user_id], release.rule_set, k=k, ctx=ctx, scored=known)[0]
     slots = for_you_slots(view.ruled, ctx)
     titles = [{"row": FOR_YOU, "title": "For you"}]
     if row_k:
-        scored = rows.user_scores(ctx, user_id)
         others = (
             (BECAUSE, rows.because_you_viewed(user_id, row_k, rule_set=release.rule_set, ctx=ctx)),
             (TRENDING, rows.trending_in_top_category(user_id, row_k, None, release.rule_set, ctx, scored)),

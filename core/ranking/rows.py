@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -37,12 +38,22 @@ class UserScores:
 
 @dataclass
 class Row:
+    """A row of a page: its items (dense ids) in display order, their scores and the rules' reasons.
+    ``items`` (attributes + score) is built on first use: the storefront API reads ``dense`` instead."""
+
     title: str
-    items: pl.DataFrame  # item attributes + score, in display order
+    dense: np.ndarray  # (k,) int64 dense ids, display order
+    scores: np.ndarray  # (k,) float: the model's score (the similarity for similar items)
+    attrs: pl.DataFrame = field(repr=False)  # the snapshot's item attributes (row i = item i+1)
     scored: int
     device: str
     ms: float
     reasons: list[list[Reason]] = field(default_factory=list)  # per item, in display order (the rules')
+
+    @cached_property
+    def items(self) -> pl.DataFrame:
+        """The items' attributes and score, in display order."""
+        return self.attrs[(self.dense - 1).tolist()].with_columns(pl.Series("score", self.scores))
 
     @property
     def note(self) -> str:
@@ -85,8 +96,8 @@ def _row(
     ctx: ShopContext, title: str, ranked: tuple[np.ndarray, list], scores: np.ndarray, scored: int, ms: float
 ) -> Row:
     idx, reasons = ranked
-    frame = ctx.attrs[(idx - 1).tolist()].with_columns(pl.Series("score", scores[idx].astype(float)))
-    return Row(title, frame, scored, ctx.active.model.device.type, ms, reasons)
+    device = ctx.active.model.device.type
+    return Row(title, idx, scores[idx].astype(float), ctx.attrs, scored, device, ms, reasons)
 
 
 def user_scores(ctx: ShopContext, user_id: str) -> UserScores:
@@ -220,7 +231,9 @@ def personalized_search(
     """Keyword search over titles (every word must match), re-ranked by the model for this user."""
     ctx = ctx or shop_context(db_path)
     words = [w for w in query.lower().split() if w]
-    titles = ctx.attrs["title"].fill_null("").str.to_lowercase()
+    titles = ctx.derived.get("titles_lower")
+    if titles is None:  # the same for every query of a snapshot (a visit's view shares ``derived``)
+        titles = ctx.derived["titles_lower"] = ctx.attrs["title"].fill_null("").str.to_lowercase()
     match = pl.Series([True] * len(titles))
     for w in words:
         match = match & titles.str.contains(w, literal=True)

@@ -45,8 +45,18 @@ def _json_value(v):
     return v.isoformat() if isinstance(v, datetime) else str(v)
 
 
+_PLAIN_REASONS: dict[tuple, dict] = {}  # (code, rule_id) → its dict, for reasons without params
+
+
 def reason_dict(reason: Reason) -> dict:
-    """``Reason.to_dict`` with the badge label, params made JSON-safe."""
+    """``Reason.to_dict`` with the badge label, params made JSON-safe. A reason without params (most
+    slots' "model") is built once: the answers are serialized, never changed, so they may share it."""
+    if not reason.params:
+        key = (reason.code, reason.rule_id)
+        hit = _PLAIN_REASONS.get(key)
+        if hit is None:
+            hit = _PLAIN_REASONS[key] = {**reason.to_dict(), "label": reason.label, "params": {}}
+        return hit
     out = reason.to_dict()
     return {**out, "label": reason.label, "params": _json_value(out["params"])}
 

@@ -62,7 +62,7 @@ def prepare_shop(args, work: Path) -> tuple[int, int]:
     first = releases.publish(SYSTEM, "bench: the model", expected_head=head).release_id
     rules = load_rule_set()
     boost = Rule("bench-boost", "boost", {"condition": {"seller_tier": "small"}, "factor": 1.3})
-    save_rule_set(rules.with_rules([*rules.rules, boost]), rules.version, "bench", "bench: a boost")
+    save_rule_set(rules.with_rules([*rules.rules, boost]), rules.version, SYSTEM, "bench: a boost")
     return first, releases.publish(SYSTEM, "bench: a boost", expected_head=first).release_id
 
 

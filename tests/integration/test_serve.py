@@ -246,6 +246,30 @@ def test_metrics_count_requests_and_name_the_release(client):
     assert "hs_release_id 2.0" in text
 
 
+def test_a_repeated_get_is_answered_from_the_cache_with_the_same_bytes(client):
+    params = {"k": 7, "row_k": 3}  # parameters no other test asks for: the first request is a miss
+    first = client.get("/v1/homepage/u000002", params=params)
+    before = client.get("/metrics").text
+    second = client.get("/v1/homepage/u000002", params=params)
+    after = client.get("/metrics").text
+    hits = lambda text: float(text.split('hs_answer_cache_total{result="hit"} ')[1].split()[0])  # noqa: E731
+    assert second.content == first.content
+    assert second.headers["X-Release-Id"] == first.headers["X-Release-Id"]
+    assert hits(after) == hits(before) + 1
+
+
+def test_a_post_with_events_is_never_answered_from_the_cache(client):
+    item = client.get("/v1/homepage/u000003").json()["slots"][0]["item_id"]
+    visit = {"events": [{"item_id": item, "event_type": "view"}]}
+    before = client.get("/metrics").text
+    client.post("/v1/homepage/u000003", json=visit)
+    after = client.get("/metrics").text
+    lookups = lambda t: sum(
+        float(line.split()[-1]) for line in t.splitlines() if line.startswith("hs_answer_cache_total")
+    )  # noqa: E731
+    assert lookups(after) == lookups(before)
+
+
 def test_the_openapi_schema_is_served(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/homepage/{user_id}", "/v1/similar/{item_id}", "/v1/search", "/v1/release"} <= set(paths)

@@ -57,6 +57,8 @@ class Settings:
     )
     serve_workers: int = field(default_factory=lambda: int(os.environ.get("HS_SERVE_WORKERS", "2")))
     serve_poll_s: float = field(default_factory=lambda: float(os.environ.get("HS_SERVE_POLL", "1")))
+    # GET answers each worker keeps per (release, request) (core.serve.answers; 0: none)
+    serve_cache: int = field(default_factory=lambda: int(os.environ.get("HS_SERVE_CACHE", "2048")))
     # where the API's worker processes keep their metrics for /metrics to add up: prometheus-client's own
     # variable, set by `python -m core serve` for its workers (empty: one process, metrics in memory)
     metrics_dir: str = field(default_factory=lambda: os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))

@@ -158,15 +158,20 @@ def prepare(
     db_path=None,
     with_history: bool = True,
     ctx: ShopContext | None = None,
+    scored: tuple[np.ndarray, float] | None = None,
 ) -> tuple[list[Prepared], str, float, int]:
     """Candidates for many users from one batched forward pass: (prepared, device, ms per user, items).
-    ``ctx``: a snapshot built elsewhere (``shop.build_context`` from other frames); default the store's."""
+    ``ctx``: a snapshot built elsewhere (``shop.build_context`` from other frames); default the store's.
+    ``scored``: the model's scores of the users ``ctx`` has steps for, in order, (n, N+1), and the ms per
+    user, when the caller already computed them (the storefront scores once for a homepage and its rows)."""
     ctx = ctx or shop_context(db_path)
     catalog, steps = ctx.active.catalog, ctx.steps
     rows = [ctx.by_user.get(str(u)) for u in user_ids]
     known = [r for r in rows if r is not None]
     position = {r: n for n, r in enumerate(known)}
-    scores, score_ms = model_scores(ctx, known)
+    scores, score_ms = scored if scored is not None else model_scores(ctx, known)
+    if len(scores) != len(known):
+        raise ValueError(f"{len(scores)} rows of scores for {len(known)} shoppers with steps")
     needed: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # users under the same rules share their pools
     out = []
     for user_id, row in zip(user_ids, rows):
@@ -192,13 +197,15 @@ def homepages_for(
     db_path=None,
     with_history: bool = False,
     ctx: ShopContext | None = None,
+    scored: tuple[np.ndarray, float] | None = None,
 ) -> list[HomepageView]:
     """Batched: one forward pass for all users' scores, then the rules per user (the saved rule set when
-    ``rule_set`` is None). ``ctx``: a snapshot built from other frames than the store's (a release)."""
+    ``rule_set`` is None). ``ctx``: a snapshot built from other frames than the store's (a release);
+    ``scored``: those scores when the caller has them (``prepare``)."""
     if not 1 <= k <= SLOT_MAX:
         raise InputError(f"a homepage has 1 to {SLOT_MAX} slots, not {k}")
     rule_set = rule_set if rule_set is not None else load_rule_set(db_path=db_path)
-    prepared, device, score_ms, n_items = prepare(user_ids, rule_set, m, db_path, with_history, ctx)
+    prepared, device, score_ms, n_items = prepare(user_ids, rule_set, m, db_path, with_history, ctx, scored)
     views = []
     for p in prepared:
         ruled = rank_homepage(p.user, p.candidates, rule_set, k, p.now)

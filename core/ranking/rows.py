@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -38,12 +39,22 @@ class UserScores:
 
 @dataclass
 class Row:
+    """A row of a page: its items (dense ids) in display order, their scores and the rules' reasons.
+    ``items`` (attributes + score) is built on first use: the storefront API reads ``dense`` instead."""
+
     title: str
-    items: pl.DataFrame  # item attributes + score, in display order
+    dense: np.ndarray  # (k,) int64 dense ids, display order
+    scores: np.ndarray  # (k,) float: the model's score (the similarity for similar items)
+    attrs: pl.DataFrame = field(repr=False)  # the snapshot's item attributes (row i = item i+1)
     scored: int
     device: str
     ms: float
     reasons: list[list[Reason]] = field(default_factory=list)  # per item, in display order (the rules')
+
+    @cached_property
+    def items(self) -> pl.DataFrame:
+        """The items' attributes and score, in display order."""
+        return self.attrs[(self.dense - 1).tolist()].with_columns(pl.Series("score", self.scores))
 
     @property
     def note(self) -> str:
@@ -77,8 +88,8 @@ def _ranked(
         rows=idx - 1,
     )
     listed = rank_list(user, c, rule_set, k, ctx.now)
-    position = {item: i for i, item in enumerate(c.item_ids)}
-    top = idx[[position[s.item_id] for s in listed.slots]].astype(np.int64)
+    index = ctx.active.catalog.vocab.index  # c.item_ids decode idx: an item's dense id is its idx entry
+    top = np.array([index[s.item_id] for s in listed.slots], dtype=np.int64)
     return top, [s.reasons for s in listed.slots]
 
 
@@ -86,8 +97,8 @@ def _row(
     ctx: ShopContext, title: str, ranked: tuple[np.ndarray, list], scores: np.ndarray, scored: int, ms: float
 ) -> Row:
     idx, reasons = ranked
-    frame = ctx.attrs[(idx - 1).tolist()].with_columns(pl.Series("score", scores[idx].astype(float)))
-    return Row(title, frame, scored, ctx.active.model.device.type, ms, reasons)
+    device = ctx.active.model.device.type
+    return Row(title, idx, scores[idx].astype(float), ctx.attrs, scored, device, ms, reasons)
 
 
 def user_scores(ctx: ShopContext, user_id: str) -> UserScores:
@@ -189,9 +200,26 @@ def rows_per_interest(
 
 def _top_category(ctx: ShopContext, history: np.ndarray) -> str:
     """The shopper's most frequent top-level category (ties: the first by name, every run); '' without one."""
-    cats = ctx.attrs["category"].fill_null("")
-    tops = [category_paths.top_level(cats[int(i) - 1]) for i in history if cats[int(i) - 1]]
+    cats, top_levels = ctx.table.column("category", ""), ctx.table.top_categories()  # cached per release
+    tops = [top_levels[i - 1] for i in history.tolist() if cats[i - 1]]
     return max(sorted(set(tops)), key=tops.count) if tops else ""
+
+
+def _trending_in(ctx: ShopContext, top_cat: str) -> np.ndarray:
+    """Dense ids of the 200 most trending items under ``top_cat`` (0 for an item the catalog lacks): the
+    same for every shopper of a snapshot, so kept in its ``derived`` cache (a visit's view shares it)."""
+    key = ("trending_in", top_cat)
+    hit = ctx.derived.get(key)
+    if hit is not None:
+        return hit
+    idx = ctx.active.catalog.vocab.encode(ctx.trending["item_id"].to_list())
+    known = idx > 0
+    in_cat = np.zeros(len(idx), dtype=bool)
+    in_cat[known] = category_paths.under_series(ctx.attrs["category"], [top_cat]).to_numpy()[idx[known] - 1]
+    trending = ctx.trending.filter(pl.Series(in_cat)).sort(["events", "item_id"], descending=[True, False])
+    hit = ctx.active.catalog.vocab.encode(trending["item_id"].head(200).to_list())
+    ctx.derived[key] = hit  # one key per top-level category; a plain dict store is atomic under the GIL
+    return hit
 
 
 def trending_in_top_category(
@@ -209,12 +237,7 @@ def trending_in_top_category(
     top_cat = _top_category(ctx, scored.history)
     if not top_cat:
         return None
-    idx = ctx.active.catalog.vocab.encode(ctx.trending["item_id"].to_list())
-    known = idx > 0
-    in_cat = np.zeros(len(idx), dtype=bool)
-    in_cat[known] = category_paths.under_series(ctx.attrs["category"], [top_cat]).to_numpy()[idx[known] - 1]
-    trending = ctx.trending.filter(pl.Series(in_cat)).sort(["events", "item_id"], descending=[True, False])
-    idx = ctx.active.catalog.vocab.encode(trending["item_id"].head(200).to_list())
+    idx = _trending_in(ctx, top_cat)
     allowed = np.zeros(len(scored.scores), dtype=bool)
     allowed[idx[idx > 0]] = True
     allowed[scored.history] = False
@@ -250,7 +273,9 @@ def personalized_search(
     """Keyword search over titles (every word must match), re-ranked by the model for this user."""
     ctx = ctx or shop_context(db_path)
     words = [w for w in query.lower().split() if w]
-    titles = ctx.attrs["title"].fill_null("").str.to_lowercase()
+    titles = ctx.derived.get("titles_lower")
+    if titles is None:  # the same for every query of a snapshot (a visit's view shares ``derived``)
+        titles = ctx.derived["titles_lower"] = ctx.attrs["title"].fill_null("").str.to_lowercase()
     match = pl.Series([True] * len(titles))
     for w in words:
         match = match & titles.str.contains(w, literal=True)

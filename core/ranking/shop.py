@@ -84,6 +84,9 @@ class ShopContext:
     trending: pl.DataFrame  # item_id, events: the last TRENDING_DAYS to the shop clock
     signature: tuple = ()
     loaded_at: float = field(default_factory=time.time)
+    # values derived from the item side only (e.g. the trending items of a category), computed on first use;
+    # ``dataclasses.replace`` hands the same dict to a per-visit view, whose item side is the snapshot's
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def shop_now(con) -> datetime:

@@ -4,7 +4,9 @@
 Each request reads the served release once (``LiveRelease.current``) and answers from it, with its id in
 the body and in the ``X-Release-Id`` header. The handlers are ``async`` and compute inline: the work is CPU
 bound, so one request at a time per worker process (as many processes as cores) keeps every core busy
-without threads contending for the GIL, and requests are answered in arrival order.
+without threads contending for the GIL, and requests are answered in arrival order. Answers are returned as
+the storefront builds them (the response models document them, a test holds them to it), and a GET answer
+is kept per (release, request) in ``core.serve.answers`` (a reload is not ranked again).
 
 Errors: an unknown item 404, a bad parameter or event 422, nothing published yet 503, each as
 ``{"error": ..., "message": ...}``. With ``HS_API_KEY`` set, ``/v1/*`` and ``/metrics`` need the header
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
@@ -32,6 +35,8 @@ from core.config import settings
 from core.errors import InputError, NotFoundError
 from core.ranking.limits import DEFAULT_K, SLOT_MAX
 from core.serve import schemas, storefront
+from core.serve.answers import AnswerCache, encode, json_answer
+from core.serve.context import ServedRelease
 from core.serve.live import LiveRelease, NoLiveRelease
 from core.serve.metrics import ServeMetrics
 from core.serve.visit import VisitEvent
@@ -130,29 +135,36 @@ class MetricsMiddleware:
             self.metrics.observe(route, scope["method"], status, time.perf_counter() - t0)
 
 
-def _v1(live: LiveRelease) -> APIRouter:
+def _v1(live: LiveRelease, answers: AnswerCache) -> APIRouter:
+    """The /v1 endpoints. Each returns the storefront's JSON-ready dict (built in the response model's
+    shape) as it is: FastAPI does not validate a returned Response against ``response_model`` (which stays
+    for the schema), so a homepage's ~60 slots are not re-validated through pydantic on every request.
+    GET answers go through ``answers`` (the same request to the same release: the same bytes)."""
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], responses=ERRORS)
 
-    def served(response: Response):
-        release = live.current()
-        response.headers["X-Release-Id"] = str(release.release_id)
-        return release
+    def answer(body: dict) -> Response:
+        return json_answer(encode(body), body["release_id"])
+
+    def kept(key: tuple, compute: Callable[[ServedRelease], dict]) -> Response:
+        release = live.current()  # read once: the key and the answer name the same release
+        return answers.answer(release.release_id, key, lambda: compute(release))
 
     @v1.get("/homepage/{user_id}", response_model=schemas.HomepageOut, summary="A shopper's homepage")
-    async def get_homepage(user_id: UserId, response: Response, k: K = DEFAULT_K, device: Device = None,
+    async def get_homepage(user_id: UserId, k: K = DEFAULT_K, device: Device = None,
                            row_k: RowK = storefront.ROW_K):  # fmt: skip
-        return storefront.homepage(served(response), user_id, k, device, None, row_k)
+        key = ("homepage", user_id, k, device, row_k)
+        return kept(key, lambda r: storefront.homepage(r, user_id, k, device, None, row_k))
 
     @v1.post(
         "/homepage/{user_id}",
         response_model=schemas.HomepageOut,
         summary="A shopper's homepage with this visit's events (not yet in the snapshot) taken into account",
     )
-    async def post_homepage(user_id: UserId, response: Response, visit: Annotated[schemas.VisitIn, Body()],
+    async def post_homepage(user_id: UserId, visit: Annotated[schemas.VisitIn, Body()],
                             k: K = DEFAULT_K, device: Device = None, row_k: RowK = storefront.ROW_K):  # fmt: skip
         now = datetime.now(UTC)
         events = [VisitEvent(e.item_id, e.event_type, e.ts or now) for e in visit.events]
-        return storefront.homepage(served(response), user_id, k, device, events, row_k)
+        return answer(storefront.homepage(live.current(), user_id, k, device, events, row_k))
 
     @v1.get(
         "/similar/{item_id}",
@@ -160,22 +172,20 @@ def _v1(live: LiveRelease) -> APIRouter:
         summary="Items similar to one (a product page)",
         responses={404: {"model": schemas.ErrorOut, "description": "an item the release does not know"}},
     )
-    async def get_similar(item_id: ItemId, response: Response, k: K = storefront.ROW_K,
-                          user_id: ShopperQuery = None):  # fmt: skip
-        return storefront.similar(served(response), item_id, k, user_id)
+    async def get_similar(item_id: ItemId, k: K = storefront.ROW_K, user_id: ShopperQuery = None):
+        return kept(("similar", item_id, k, user_id), lambda r: storefront.similar(r, item_id, k, user_id))
 
     @v1.get("/search", response_model=schemas.SearchOut, summary="Title search, re-ranked for the shopper")
     async def get_search(
-        response: Response,
         q: Annotated[str, Query(min_length=1, max_length=200, pattern=r"\S", description="words of a title")],
         user_id: ShopperQuery = None,
         k: K = storefront.ROW_K,
     ):
-        return storefront.search(served(response), q, user_id, k)
+        return kept(("search", q, user_id, k), lambda r: storefront.search(r, q, user_id, k))
 
     @v1.get("/release", response_model=schemas.ReleaseOut, summary="The release served now")
-    async def get_release(response: Response):
-        return storefront.release_info(served(response), live.upcoming)
+    async def get_release():
+        return answer(storefront.release_info(live.current(), live.upcoming))
 
     return v1
 
@@ -208,7 +218,7 @@ def create_app(live: LiveRelease | None = None, watch: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     _install_errors(app)
-    app.include_router(_v1(live))
+    app.include_router(_v1(live, AnswerCache(settings().serve_cache, metrics.cache_lookup)))
 
     @app.get("/healthz", response_model=schemas.HealthOut, responses={503: {"model": schemas.HealthOut}})
     async def healthz():

@@ -48,6 +48,12 @@ class ServeMetrics:
             registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self.load_errors = Counter("hs_release_load_errors", "Releases that could not be loaded", registry=r)
+        self.cache = Counter(
+            "hs_answer_cache", "GET answers looked up in the answer cache, by result", ["result"], registry=r
+        )
+
+    def cache_lookup(self, hit: bool) -> None:
+        self.cache.labels("hit" if hit else "miss").inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import numpy as np
+
 from core.ranking import rows
 from core.ranking.homepage import homepages_for
 from core.ranking.limits import DEFAULT_K
@@ -44,8 +46,18 @@ def _json_value(v):
     return v.isoformat() if isinstance(v, datetime) else str(v)
 
 
+_PLAIN_REASONS: dict[tuple, dict] = {}  # (code, rule_id) → its dict, for reasons without params
+
+
 def reason_dict(reason: Reason) -> dict:
-    """``Reason.to_dict`` with the badge label, params made JSON-safe."""
+    """``Reason.to_dict`` with the badge label, params made JSON-safe. A reason without params (most
+    slots' "model") is built once: the answers are serialized, never changed, so they may share it."""
+    if not reason.params:
+        key = (reason.code, reason.rule_id)
+        hit = _PLAIN_REASONS.get(key)
+        if hit is None:
+            hit = _PLAIN_REASONS[key] = {**reason.to_dict(), "label": reason.label, "params": {}}
+        return hit
     out = reason.to_dict()
     return {**out, "label": reason.label, "params": _json_value(out["params"])}
 
@@ -64,20 +76,33 @@ def _slot(row: str, position: int, attrs: dict, score, reasons: list[Reason]) ->
     }
 
 
-def row_slots(row_id: str, row: rows.Row) -> list[dict]:
+SLOT_ATTRIBUTES = ("item_id", "title", "price", "category", "promoted")
+
+
+def item_rows(ctx: ShopContext) -> list[dict]:
+    """The snapshot's items as dicts of what a slot shows (index i = dense id i+1), built once per release
+    (kept in ``ctx.derived``, which a visit's view shares): no polars frame is gathered per request."""
+    hit = ctx.derived.get("slot_attributes")
+    if hit is None:
+        hit = ctx.derived["slot_attributes"] = ctx.attrs.select(SLOT_ATTRIBUTES).to_dicts()
+    return hit
+
+
+def row_slots(row_id: str, row: rows.Row, ctx: ShopContext) -> list[dict]:
     """A ``core.ranking.rows.Row`` as API slots."""
-    reasons = row.reasons or [[] for _ in range(row.items.height)]
+    items = item_rows(ctx)
+    reasons = row.reasons or [[] for _ in range(len(row.dense))]
     return [
-        _slot(row_id, n + 1, attrs, attrs.get("score"), why)
-        for n, (attrs, why) in enumerate(zip(row.items.to_dicts(), reasons))
+        _slot(row_id, n + 1, items[d - 1], score, why)
+        for n, (d, score, why) in enumerate(zip(row.dense.tolist(), row.scores.tolist(), reasons))
     ]
 
 
 def for_you_slots(page: Homepage, ctx: ShopContext) -> list[dict]:
-    """The homepage's slots with their items' attributes (one gather from the snapshot's item table)."""
-    dense = ctx.active.catalog.vocab.encode(page.item_ids)
-    attrs = ctx.attrs[(dense - 1).tolist()].to_dicts()
-    return [_slot(FOR_YOU, s.slot, a, s.model_score, s.reasons) for s, a in zip(page.slots, attrs)]
+    """The homepage's slots with their items' attributes."""
+    items = item_rows(ctx)
+    dense = ctx.active.catalog.vocab.encode(page.item_ids).tolist()
+    return [_slot(FOR_YOU, s.slot, items[d - 1], s.model_score, s.reasons) for s, d in zip(page.slots, dense)]
 
 
 def homepage(
@@ -93,11 +118,13 @@ def homepage(
     "Deals for you" (``row_k`` each; a row the shopper has no basis for is left out). ``events``: this
     visit's, not yet in the snapshot."""
     ctx = visit_context(release.ctx, user_id, events, device)
-    view = homepages_for([user_id], release.rule_set, k=k, ctx=ctx)[0]
+    # one forward pass serves "For you" and the rows: the same history, so the same scores as the preview's
+    scored = rows.user_scores(ctx, user_id)
+    known = (scored.scores[None, :], scored.ms) if user_id in ctx.by_user else (np.zeros((0, 0)), 0.0)
+    view = homepages_for([user_id], release.rule_set, k=k, ctx=ctx, scored=known)[0]
     slots = for_you_slots(view.ruled, ctx)
     titles = [{"row": FOR_YOU, "title": "For you"}]
     if row_k:
-        scored = rows.user_scores(ctx, user_id)
         per_interest = rows.rows_per_interest(user_id, row_k, None, release.rule_set, ctx, scored)
         others = (
             *zip(INTERESTS, per_interest),
@@ -105,9 +132,9 @@ def homepage(
             (DEALS, rows.deals_for_you(user_id, row_k, None, release.rule_set, ctx, scored)),
         )
         for row_id, row in others:
-            if row is not None and row.items.height:
+            if row is not None and len(row.dense):
                 titles.append({"row": row_id, "title": row.title})
-                slots.extend(row_slots(row_id, row))
+                slots.extend(row_slots(row_id, row, ctx))
     return {
         "release_id": release.release_id,
         "user_id": user_id,
@@ -124,14 +151,14 @@ def similar(release: ServedRelease, item_id: str, k: int = ROW_K, user_id: str |
     """A product page's similar items (NotFoundError for an item the release does not know)."""
     row = rows.similar_items(item_id, k, rule_set=release.rule_set, user_id=user_id, ctx=release.ctx)
     return {"release_id": release.release_id, "item_id": item_id, "title": row.title,
-            "slots": row_slots("similar", row)}  # fmt: skip
+            "slots": row_slots("similar", row, release.ctx)}  # fmt: skip
 
 
 def search(release: ServedRelease, query: str, user_id: str | None = None, k: int = ROW_K) -> dict:
     """Titles holding every word of ``query``, ordered for the shopper by the model (under the rules)."""
     row = rows.personalized_search(user_id or "", query, k, rule_set=release.rule_set, ctx=release.ctx)
     return {"release_id": release.release_id, "query": query, "user_id": user_id,
-            "slots": row_slots("search", row)}  # fmt: skip
+            "slots": row_slots("search", row, release.ctx)}  # fmt: skip
 
 
 def release_info(release: ServedRelease, upcoming: list | None = None) -> dict:

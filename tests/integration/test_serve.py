@@ -5,11 +5,13 @@ and applies the release's rules on every surface."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import duckdb
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 
 from core.ranking import rows
 from core.ranking.homepage import homepages_for
@@ -17,6 +19,7 @@ from core.ranking.impact import sample_users
 from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
 from core.release.artifact import open_live
+from core.serve import schemas
 from core.serve.api import create_app
 from core.serve.live import LiveRelease
 from core.serve.visit import MAX_EVENTS
@@ -99,6 +102,37 @@ def test_every_answer_carries_its_release_id(client):
         r = client.get(path)
         assert r.status_code == 200, path
         assert r.headers["X-Release-Id"] == str(r.json()["release_id"]) == "2"
+
+
+def _fields(model: type[BaseModel], value) -> set[str]:
+    """Every key of ``value`` (nested through the model's object fields) not declared by ``model``."""
+    extra = set(value) - set(model.model_fields)
+    for name, field in model.model_fields.items():
+        inner = get_args(field.annotation)[0] if get_args(field.annotation) else field.annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and value.get(name) is not None:
+            items = value[name] if isinstance(value[name], list) else [value[name]]
+            extra |= {f"{name}.{k}" for v in items for k in _fields(inner, v)}
+    return extra
+
+
+@pytest.mark.parametrize(
+    "method, path, model",
+    [
+        ("GET", "/v1/homepage/u000001", schemas.HomepageOut),
+        ("POST", "/v1/homepage/u000001", schemas.HomepageOut),
+        ("GET", "/v1/similar/{item}", schemas.SimilarOut),
+        ("GET", "/v1/search?q=a&user_id=u000001", schemas.SearchOut),
+        ("GET", "/v1/release", schemas.ReleaseOut),
+    ],
+)
+def test_answers_have_exactly_the_documented_shape(client, method, path, model):
+    """The answers are returned as built (no per-request pydantic pass): they must still be the schema's."""
+    item = client.get("/v1/homepage/u000001").json()["slots"][0]["item_id"]
+    body = {"events": [{"item_id": item, "event_type": "view"}]} if method == "POST" else None
+    r = client.request(method, path.format(item=item), json=body)
+    assert r.status_code == 200, r.text
+    model.model_validate(r.json(), strict=False)
+    assert _fields(model, r.json()) == set()
 
 
 def test_an_unknown_shopper_gets_the_cold_start_homepage(client):
@@ -213,6 +247,30 @@ def test_metrics_count_requests_and_name_the_release(client):
     assert 'hs_requests_total{method="GET",route="/v1/homepage/{user_id}",status="200"}' in text
     assert 'hs_request_seconds_bucket{le="0.05",route="/v1/homepage/{user_id}"}' in text
     assert "hs_release_id 2.0" in text
+
+
+def test_a_repeated_get_is_answered_from_the_cache_with_the_same_bytes(client):
+    params = {"k": 7, "row_k": 3}  # parameters no other test asks for: the first request is a miss
+    first = client.get("/v1/homepage/u000002", params=params)
+    before = client.get("/metrics").text
+    second = client.get("/v1/homepage/u000002", params=params)
+    after = client.get("/metrics").text
+    hits = lambda text: float(text.split('hs_answer_cache_total{result="hit"} ')[1].split()[0])  # noqa: E731
+    assert second.content == first.content
+    assert second.headers["X-Release-Id"] == first.headers["X-Release-Id"]
+    assert hits(after) == hits(before) + 1
+
+
+def test_a_post_with_events_is_never_answered_from_the_cache(client):
+    item = client.get("/v1/homepage/u000003").json()["slots"][0]["item_id"]
+    visit = {"events": [{"item_id": item, "event_type": "view"}]}
+    before = client.get("/metrics").text
+    client.post("/v1/homepage/u000003", json=visit)
+    after = client.get("/metrics").text
+    lookups = lambda t: sum(
+        float(line.split()[-1]) for line in t.splitlines() if line.startswith("hs_answer_cache_total")
+    )  # noqa: E731
+    assert lookups(after) == lookups(before)
 
 
 def test_the_openapi_schema_is_served(client):

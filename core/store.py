@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -35,6 +36,7 @@ from core.release.roles import Account
 from core.shared_db import as_directory, holds_cursor, shared
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _migrated: set[str] = set()  # databases migrated by this process (a read-only unit of work needs it)
 _migrate_lock = threading.Lock()
@@ -171,6 +173,19 @@ def transaction(db_path: str | Path | None = None, **kw) -> Iterator[duckdb.Duck
             rollback(con)
             raise
         con.execute("COMMIT")
+
+
+def committed(con: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
+    """``work()`` in one transaction on a cursor already open (a load writes there after staging outside
+    it): COMMIT, or ROLLBACK and the error that made it necessary."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = work()
+    except BaseException:
+        rollback(con)
+        raise
+    con.execute("COMMIT")
+    return result
 
 
 def rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -29,7 +29,15 @@ from core.data.formats import (
     parquet_columns,
     sniff_delim,
 )
-from core.data.ingest_support import IngestResult, _check_file, _line_of, _line_rejects, merge, sha256_of
+from core.data.ingest_support import (
+    IngestResult,
+    _check_file,
+    _line_of,
+    _line_rejects,
+    audit_load,
+    merge,
+    sha256_of,
+)
 from core.data.lines import JOINS_TABLE, csv_fields, json_keys_in, lines_reader
 from core.data.sniff import Head, read_head
 from core.errors import InputError
@@ -171,16 +179,10 @@ def _load(con, path: Path, head: Head, kind: str | None, digest: str, started: f
         raise InputError(
             "has a header but no rows", file=str(path), fix="export the catalog again with its rows"
         )
-    con.execute("BEGIN TRANSACTION")
-    try:
-        result = _write(con, path, head, kind, cmap, skipped, rows_read, digest, started)
-        store.audit(con, actor, "ingest_catalog", path.name, {"ingest_id": result.ingest_id, "kind": kind,
-                    "loaded": result.loaded, "rejected": result.rejected})  # fmt: skip
-    except BaseException:
-        store.rollback(con)
-        raise
-    con.execute("COMMIT")
-    return result
+    return store.committed(con, lambda: audit_load(
+        con, actor, "ingest_catalog", path,
+        _write(con, path, head, kind, cmap, skipped, rows_read, digest, started), kind=kind,
+    ))  # fmt: skip
 
 
 def _write(con, path, head, kind, cmap: ColumnMap, skipped, rows_read, digest, started) -> IngestResult:

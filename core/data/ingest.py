@@ -33,6 +33,7 @@ from core.data.ingest_support import (
     _Digest,
     _line_of,
     _Steps,
+    audit_load,
     flush_in_background,
     ingest_history,
     merge,
@@ -113,15 +114,9 @@ def _ingest(
     if staged.rows + staged.skipped == 0:
         raise InputError("has a header but no rows", file=str(path), fix="export the log again with its rows")
     steps("read")
-    con.execute("BEGIN TRANSACTION")
-    try:
-        result = _load(con, path, fmt, digest, staged, started, report, steps)
-        store.audit(con, actor, "ingest", path.name, {"ingest_id": result.ingest_id, "format": fmt,
-                    "loaded": result.loaded, "rejected": result.rejected})  # fmt: skip
-    except BaseException:
-        store.rollback(con)
-        raise
-    con.execute("COMMIT")
+    result = store.committed(con, lambda: audit_load(
+        con, actor, "ingest", path, _load(con, path, fmt, digest, staged, started, report, steps), format=fmt
+    ))  # fmt: skip
     drop_temp(con)
     steps("commit")
     result.steps = steps.seconds

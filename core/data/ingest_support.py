@@ -208,6 +208,13 @@ def open_descriptor(path: str) -> int | None:
     return None
 
 
+def audit_load(con, actor, action: str, path: Path, result: IngestResult, **detail) -> IngestResult:
+    """The audit row of a load, in the load's own transaction."""
+    after = {"ingest_id": result.ingest_id, **detail, "loaded": result.loaded, "rejected": result.rejected}
+    store.audit(con, actor, action, path.name, after)
+    return result
+
+
 def ingest_history(db_path=None) -> pl.DataFrame:
     return store.query(
         """SELECT ingest_id, file, format, kind, rows_read, loaded, rejected, duplicates, started_at,

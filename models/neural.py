@@ -31,6 +31,8 @@ from models import train as trainer
 from models.base import EvalSet, Histories, ItemSide, Recommender, SequenceData
 from models.layers import SIDE, FullSoftmaxCE, ItemTable, NeuralConfig, compact_left
 
+LENGTH_CHUNK = 256  # rows per forward pass when a large batch is scored in chunks of similar length
+
 
 class SequenceNet(nn.Module):
     """What a neural sequence model's network provides: ``items`` (an ``ItemTable``) and ``forward``."""
@@ -123,13 +125,32 @@ class NeuralRecommender(Recommender):
             with torch.no_grad():  # not inference_mode: callers (top_k, SHAP) edit the scores in place
                 items, ev, gaps, lengths = compact_left(histories.to(self.device), self.config.max_len)
                 table, table_t = self._eval_table()  # (N+1, D), (D, N+1) or None
-                h = self.net(items, ev, gaps, table, lengths, last=True)  # (B, D)
+                h = self._last_states(items, ev, gaps, table, lengths)  # (B, D)
                 s = self.net.items.logits(h, table, table_t).float()  # (B, N+1)
                 s[:, 0] = float("-inf")
                 return s
         finally:
             if was_training:
                 self.net.train()
+
+    def _last_states(self, items, ev, gaps, table, lengths) -> torch.Tensor:
+        """(B, D) states after each row's latest step. A large batch runs in chunks of similar length, each
+        cut to its own longest row: padding costs a transformer as much as a real step, and a population's
+        lengths are skewed (the demo shop: window 140, most shoppers far shorter). Rows are independent, so
+        the states are the same as in one pass."""
+        B = items.shape[0]
+        if B <= LENGTH_CHUNK:
+            return self.net(items, ev, gaps, table, lengths, last=True)
+        order = torch.argsort(lengths.to(items.device), stable=True)
+        out = None
+        for rows in order.split(LENGTH_CHUNK):
+            t = max(1, int(lengths[rows].max()))
+            ev_t, gaps_t = (None if x is None else x[rows, :t] for x in (ev, gaps))
+            h = self.net(items[rows, :t], ev_t, gaps_t, table, lengths[rows], last=True)  # (b, D)
+            if out is None:
+                out = h.new_empty(B, h.shape[1])
+            out[rows] = h
+        return out
 
     def _eval_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The item table (N+1, D) and, on the CPU, its contiguous transpose (D, N+1) for the logits; rebuilt

@@ -281,3 +281,23 @@ def test_plan_follows_the_pace_within_the_budget():
     t[0] = 99.0  # nearly out of time: no further epoch fits
     assert not plan.after_epoch(3)
     assert Plan(max_epochs=4, steps_per_epoch=10, budget_s=1e9, now=lambda: t[0]).epochs == 4
+
+
+@pytest.mark.parametrize("name", sorted(NEURAL))
+def test_a_large_batch_scores_as_each_history_alone(name, monkeypatch):
+    """Above LENGTH_CHUNK rows a batch runs in chunks of similar length (the padding a transformer would pay
+    for); every row still scores as it does alone, whatever the lengths around it."""
+    import models.neural as neural
+
+    monkeypatch.setattr(neural, "LENGTH_CHUNK", 16)
+    cls = NEURAL[name]
+    model = cls(cls.config_class(n_items=40, dim=16, max_len=30, seed=3))
+    g = torch.Generator().manual_seed(5)
+    lengths = torch.randint(1, 31, (70,), generator=g)
+    items = torch.zeros(70, 30, dtype=torch.long)
+    for row, n in enumerate(lengths.tolist()):
+        items[row, 30 - n :] = torch.randint(1, 41, (n,), generator=g)
+    batch = model.score(Histories(items))  # (70, 41), in chunks
+    alone = torch.cat([model.score(Histories(items[r : r + 1])) for r in range(70)])
+    assert torch.allclose(batch[:, 1:], alone[:, 1:], atol=1e-4)
+    assert batch.argmax(1).tolist() == alone.argmax(1).tolist()

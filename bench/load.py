@@ -12,8 +12,7 @@ The app runs as ``make run`` starts it (``streamlit run app.py``) on a copy of `
 app's ``data/``; build it with ``python -m core first-run``), so the bench's account and audit rows never
 reach the real store. Each interaction is timed from the click to the thing a person waits for (the
 preview's first product card; the explanation's "Slot N:" heading). Each session's first preview is reported
-on its own (``first_preview``): it also loads the page and its chart library into a new browser, and all
-sessions take it at the same moment. An error is a timeout, an exception
+on its own (``first_preview``): it also loads the page and its chart library into a new browser. An error is a timeout, an exception
 box or an error message on the page. Target (issue 13): 0 errors at 20 sessions and p95 preview ≤ 2 s at 5.
 """
 
@@ -171,13 +170,8 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def summary(sessions: int, out: dict, think: float = 0.0) -> dict:
-    row = {
-        "sessions": sessions,
-        "think_s": think,
-        "errors": len(out["errors"]),
-        "first_errors": out["errors"][:3],
-    }
+def summary(sessions: int, out: dict) -> dict:
+    row = {"sessions": sessions, "errors": len(out["errors"]), "first_errors": out["errors"][:3]}
     for what in ("sign_in", "first_preview", "preview", "explain"):
         values = out[what]
         row[what] = {
@@ -215,7 +209,8 @@ def main(argv=None) -> int:
                 print("warm-up (not counted):", json.dumps(warm))
             for n in [int(x) for x in args.sessions.split(",")]:
                 level = run_level(url, account, n, args.seconds, args.think, args.spawn_rate)
-                rows.append({**summary(n, asyncio.run(level), args.think), "spawn_per_s": args.spawn_rate})
+                settings = {"think_s": args.think, "spawn_per_s": args.spawn_rate}
+                rows.append({**summary(n, asyncio.run(level)), **settings})
                 if not args.json:
                     print(json.dumps(rows[-1]))
     report = {"load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in os.getloadavg()],

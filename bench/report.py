@@ -165,7 +165,7 @@ def curves(results: dict[str, dict]) -> list[str]:
     if load and load.get("rc") == 0:
         levels = json.loads(load["stdout"])["levels"]
         seconds = json.loads(load["stdout"])["seconds"]
-        rows = [{"sessions": lv["sessions"], "interactions_per_s": (lv["preview"]["n"] + lv.get("first_preview", {}).get("n", 0) + lv["explain"]["n"]) / seconds,
+        rows = [{"sessions": lv["sessions"], "interactions_per_s": (lv["preview"]["n"] + lv["first_preview"]["n"] + lv["explain"]["n"]) / seconds,
                  "p95_preview_s": lv["preview"]["p95_s"]} for lv in levels]  # fmt: skip
         fig = px.line(rows, x="sessions", y="interactions_per_s", markers=True,
                       title="Dashboard: interactions per second against browser sessions")  # fmt: skip

@@ -141,7 +141,7 @@ class NeuralRecommender(Recommender):
         B = items.shape[0]
         if B <= LENGTH_CHUNK:
             return self.net(items, ev, gaps, table, lengths, last=True)
-        order = torch.argsort(lengths.to(items.device), stable=True)
+        order = torch.argsort(lengths, stable=True)
         out = None
         for rows in order.split(LENGTH_CHUNK):
             t = max(1, int(lengths[rows].max()))

@@ -48,7 +48,7 @@ def explain_item(
 ) -> Explanation:
     """SHAP attributions of ``model``'s score of ``item_index`` for one shopper's (1, T) history.
 
-    ``method``: "auto" (exact up to ``EXACT_MAX_FEATURES`` = 8 features, else permutation), "exact" or "permutation";
+    ``method``: "auto" (exact up to ``EXACT_MAX_FEATURES`` features, else permutation), "exact" or "permutation";
     ``max_evals``: shap's evaluation budget ("auto": 2^F exact, 20·F permutation). Same seed, same result."""
     if not 1 <= int(item_index) <= int(model.n_items):
         raise InputError(f"item index {item_index} is not in the model's catalog (1..{model.n_items})")

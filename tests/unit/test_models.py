@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from models import neural
 from models.base import EvalSet, Histories, ItemSide, Progress, Recommender, SequenceData
 from models.baselines import ItemKNN, MostPop
 from models.data import left_pad
@@ -287,8 +288,6 @@ def test_plan_follows_the_pace_within_the_budget():
 def test_a_large_batch_scores_as_each_history_alone(name, monkeypatch):
     """Above LENGTH_CHUNK rows a batch runs in chunks of similar length (the padding a transformer would pay
     for); every row still scores as it does alone, whatever the lengths around it."""
-    import models.neural as neural
-
     monkeypatch.setattr(neural, "LENGTH_CHUNK", 16)
     cls = NEURAL[name]
     model = cls(cls.config_class(n_items=40, dim=16, max_len=30, seed=3))

@@ -1,17 +1,20 @@
 """Storefront API under load: Locust (headless) against ``python -m core serve`` on loopback.
 
     .venv/bin/python bench/serve.py [--data DIR] [--users 200] [--seconds 60] [--steps 25,50,100,200,400]
+        [--switch rules|model]
 
 The shop: a copy of ``--data`` (a data folder with a trained model) in a temporary folder, or, without
 ``--data``, the demo shop built there (``--shop-users/--shop-items/--shop-days``, default the full demo
 shop) with an LSTM trained for ``--train-s`` seconds. Two releases are published on top of what
-it has (the model; the model and a boost rule); the API serves the second with its default workers.
+it has (the model; the model and a boost rule, with ``--switch model`` a newly trained model too); the API
+serves the second with its default workers.
 
 The run: ``--users`` Locust shoppers for ``--seconds`` s, each 0.5–1.5 s on a page between requests,
 mixing GET and POST homepage (up to 20 visit events), similar items and search
 (``bench/locustfiles/storefront.py``). Halfway, a rollback to the first release makes a third live: the
-workers switch while the shoppers keep asking. A response fails unless it is a 200 whose body and
-``X-Release-Id`` name the same release. Then the limit: shorter runs at growing user counts (``--steps``)
+workers switch while the shoppers keep asking. Releases that differ in their rules only share the loaded
+snapshot (``--switch rules``, the common publish); ``--switch model`` makes each worker load the whole
+release. A response fails unless it is a 200 whose body and ``X-Release-Id`` name the same release. Then the limit: shorter runs at growing user counts (``--steps``)
 until p95 passes 100 ms, giving the requests/s where it crosses. Prints markdown for docs/BENCHMARKS.md.
 """
 
@@ -64,6 +67,12 @@ def prepare_shop(args, work: Path) -> tuple[int, int]:
 
     head = releases.release_state().head_id
     first = releases.publish(SYSTEM, "bench: the model", expected_head=head).release_id
+    if args.switch == "model":  # the second release serves a new model of the same kind: a full load
+        from core.model_runs import train_run
+        from core.release.artifact import open_live
+
+        kind = open_live()[1].manifest["model"].get("kind", "lstm")
+        train_run(actor=SYSTEM, architecture=kind, time_budget_s=args.train_s, activate=True)
     rules = load_rule_set()
     boost = Rule("bench-boost", "boost", {"condition": {"seller_tier": "small"}, "factor": 1.3})
     save_rule_set(rules.with_rules([*rules.rules, boost]), rules.version, SYSTEM, "bench: a boost")
@@ -153,7 +162,9 @@ def switch_midway(seconds: int, ids: tuple[int, int], result: dict) -> threading
 
 
 def print_main(users: int, seconds: int, run: dict, switch: dict) -> None:
-    print(f"\n### {users} shoppers, {seconds} s, a release switch at {switch.get('at_s', '?')} s\n")
+    print(
+        f"\n### {users} shoppers, {seconds} s, a release switch ({switch['kind']}) at {switch.get('at_s', '?')} s\n"
+    )
     print("| requests | count | failures | req/s | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|---|---|---|")
     for name, row in sorted(run["rows"].items(), key=lambda kv: kv[0] == "Aggregated"):
         f = figures(row)
@@ -191,6 +202,12 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=60)
     p.add_argument("--steps", default="25,50,100,200,400")
     p.add_argument("--step-seconds", type=int, default=20)
+    p.add_argument(
+        "--switch",
+        choices=("rules", "model"),
+        default="rules",
+        help="what the two releases differ in: the rule set (the workers keep their snapshot), or the model too",
+    )
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hs-bench-serve-"))
     ids = prepare_shop(args, work / "data")
@@ -199,7 +216,7 @@ def main() -> None:
     server = start_server(port)
     try:
         load_before = os.getloadavg()
-        switch: dict = {}
+        switch: dict = {"kind": args.switch}
         thread = switch_midway(args.seconds, ids, switch)
         run = run_locust(port, args.users, args.seconds, work, "main")
         thread.join(timeout=60)

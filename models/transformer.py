@@ -33,7 +33,7 @@ class TransformerConfig(NeuralConfig):
     dropout: float = 0.3  # on the step inputs, the attention weights and each block's outputs
     lr: float = 2e-3
     weight_decay: float = 0.1
-    max_epochs: int = 200
+    max_epochs: int = 40  # the cosine schedule's length (Beauty: validation peaked at epoch 30 of 40)
     patience: int = 6
 
 

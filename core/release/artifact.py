@@ -164,6 +164,14 @@ class Artifact:
     def shop_clock(self) -> datetime:
         return datetime.fromisoformat(self.manifest["shop_clock"])
 
+    @property
+    def snapshot_hash(self) -> str:
+        """One hash over everything but the rule set (the tables, the model, the shop clock): two artifacts
+        with the same snapshot rank from the same context, so a switch between them reloads only the rules."""
+        files = {n: m["sha256"] for n, m in self.manifest["files"].items() if n != "rules.json"}
+        text = json.dumps([files, self.manifest["shop_clock"], self.manifest["model"]], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def files(self) -> list[str]:
         return sorted(self.manifest["files"])
 

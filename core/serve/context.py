@@ -5,8 +5,10 @@ the store, its ``model/`` folder the same ``ActiveModel`` that ``core.model_runs
 and ``core.ranking.shop.build_context`` turns both into the ``ShopContext`` every homepage is ranked from.
 So the storefront ranks with the preview's code, on the release's data, and never opens DuckDB.
 
-``load_release(entry, artifact) -> ServedRelease``: one release, ready to serve (seconds of work: read the
-tables, load the checkpoint, build the context). ``release_frames`` and ``release_model`` are its steps.
+``load_release(entry, artifact, served=None) -> ServedRelease``: one release, ready to serve (seconds of work:
+read the tables, load the checkpoint, build the context). When ``served`` has the same snapshot (everything
+but the rule set: the common publish, a merchandiser's rule change or its rollback), its context is shared and
+only the rules are read. ``release_frames`` and ``release_model`` are its steps.
 """
 
 from __future__ import annotations
@@ -140,11 +142,13 @@ def release_model(artifact: Artifact, items: pl.DataFrame, frames: ShopFrames) -
     return active
 
 
-def load_release(entry: LiveEntry, artifact: Artifact) -> ServedRelease:
-    """Everything one release needs to serve, built from its artifact alone."""
+def load_release(entry: LiveEntry, artifact: Artifact, served: ServedRelease | None = None) -> ServedRelease:
+    """Everything one release needs to serve, built from its artifact alone (see the module docstring)."""
     t0 = time.perf_counter()
-    frames = release_frames(artifact)
-    items = artifact.table("items")
-    ctx = build_context(frames, release_model(artifact, items, frames))
+    if served is not None and served.artifact.snapshot_hash == artifact.snapshot_hash:
+        ctx = served.ctx  # read-only while served: requests on either release rank from the same snapshot
+    else:
+        frames = release_frames(artifact)
+        ctx = build_context(frames, release_model(artifact, artifact.table("items"), frames))
     rule_set = RuleSet.from_json(artifact.rules())
     return ServedRelease(entry, artifact, rule_set, ctx, time.perf_counter() - t0)

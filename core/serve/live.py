@@ -5,7 +5,8 @@
 changes finishes on the old one. ``refresh(now)`` reads the ``live`` pointer's timeline, picks the entry
 live at ``now`` (a scheduled release goes live when its start time passes, with nobody publishing), and
 when it differs from the served one builds the new release completely — verify the artifact against its
-manifest, read its tables, load its model, build the ranking context — before it replaces the reference.
+manifest, read its tables, load its model, build the ranking context (or, when only the rule set differs
+from the served release's, share its context) — before it replaces the reference.
 A background thread (``start``) calls ``refresh`` every ``poll_s`` seconds, off the request path.
 
 A release that cannot be loaded (a damaged artifact) is not served: the old one stays, the error is kept
@@ -96,7 +97,7 @@ class LiveRelease:
                 artifact = open_artifact(self.root / entry.artifact)
                 if artifact.content_hash != entry.content_hash:
                     raise ArtifactError(f"{artifact.path}: content hash differs from the live pointer's")
-                new = load_release(entry, artifact)
+                new = load_release(entry, artifact, served)
             except (StudioError, OSError, ValueError, KeyError) as exc:
                 self._failed[entry.content_hash] = time.time()
                 return self._failure(entry, f"{type(exc).__name__}: {exc}")

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from core.release import releases
+from core.release.artifact import Artifact, open_live
 from core.release.roles import SYSTEM
 from core.serve.api import create_app
 from core.serve.live import LiveRelease
@@ -122,3 +123,42 @@ def test_a_release_switch_under_load_fails_no_request(released, tmp_path):
     assert {body for _, _, body in answers} == {2, 3}
     assert all([b for _, _, b in v] == sorted(b for _, _, b in v) for v in seen.values())
     assert live.switches == 1
+
+
+def test_a_switch_that_changes_only_the_rules_shares_the_snapshot(released, tmp_path):
+    """Releases 2 → 3 (a rollback to release 1's rules) differ in the rule set only: the switch reads the
+    rules and keeps the loaded context, and the answers follow the new rules (release 2's pin is gone)."""
+    data = shutil.copytree(released[0], tmp_path / "data")
+    with using_data(data):
+        live = LiveRelease(data / "releases")
+        assert live.refresh()
+        before = live.current()
+        releases.rollback(SYSTEM, 1, "rules only", expected_head=2)
+        assert live.refresh()
+        after = live.current()
+        with TestClient(create_app(live, watch=False)) as http:
+            slots = http.get("/v1/homepage/u000001").json()["slots"]
+    assert after.release_id == 3 and after.artifact.content_hash != before.artifact.content_hash
+    assert after.ctx is before.ctx
+    assert after.rule_set != before.rule_set and not after.rule_set.rules
+    assert all(reason["code"] != "pin.pinned" for slot in slots for reason in slot["reasons"])
+
+
+def test_the_snapshot_hash_covers_everything_but_the_rules(released):
+    """Any table, model file, the shop clock or the run differs → another snapshot (a full load)."""
+    data, _ = released
+    with using_data(data):
+        artifact = open_live()[1]
+    same = dict(artifact.manifest, files=dict(artifact.manifest["files"]))
+    same["files"]["rules.json"] = {"sha256": "0" * 64}
+    assert Artifact(artifact.path, same).snapshot_hash == artifact.snapshot_hash
+    table = next(n for n in artifact.manifest["files"] if n.endswith(".parquet"))
+    changes = [
+        {"files": {**artifact.manifest["files"], table: {"sha256": "1" * 64}}},
+        {"shop_clock": "2030-01-01T00:00:00"},
+        {"model": {**artifact.manifest["model"], "run_id": "another-run"}},
+    ]
+    for change in changes:
+        assert (
+            Artifact(artifact.path, {**artifact.manifest, **change}).snapshot_hash != artifact.snapshot_hash
+        )

@@ -16,7 +16,7 @@ from models.data import left_pad
 from models.infer import pick_device, score_users, timed_score
 from models.lstm import LSTMConfig, LSTMRecommender
 from models.neural import NeuralRecommender
-from models.registry import NEURAL, load_model, save_model
+from models.registry import NEURAL, load_model, save_model, sized_config
 from models.train import finetune
 from models.transformer import TransformerConfig
 
@@ -300,3 +300,15 @@ def test_a_large_batch_scores_as_each_history_alone(name, monkeypatch):
     alone = torch.cat([model.score(Histories(items[r : r + 1])) for r in range(70)])
     assert torch.allclose(batch[:, 1:], alone[:, 1:], atol=1e-4)
     assert batch.argmax(1).tolist() == alone.argmax(1).tolist()
+
+
+def test_the_sized_dropout_follows_the_data_per_item_and_the_model():
+    """Sparse data (few steps per item) gets more dropout; the transformer, which drops out in more places,
+    less than the LSTM there; dense data the same small rate for both. The window covers the sequences."""
+    sparse = SequenceData([np.arange(1, 31)] * 10, n_items=1000)  # 300 steps over 1,000 items
+    dense = SequenceData([np.arange(1, 31)] * 500, n_items=30)  # 500 steps per item
+    lstm, transformer = NEURAL["lstm"], NEURAL["transformer"]
+    assert (sized_config(lstm, sparse).emb_dropout, sized_config(lstm, sparse).hidden_dropout) == (0.5, 0.5)
+    assert sized_config(transformer, sparse).dropout == 0.3
+    assert sized_config(lstm, dense).emb_dropout == sized_config(transformer, dense).dropout == 0.2
+    assert sized_config(transformer, sparse).max_len == 30

@@ -14,8 +14,9 @@ mixing GET and POST homepage (up to 20 visit events), similar items and search
 (``bench/locustfiles/storefront.py``). Halfway, a rollback to the first release makes a third live: the
 workers switch while the shoppers keep asking. Releases that differ in their rules only share the loaded
 snapshot (``--switch rules``, the common publish); ``--switch model`` makes each worker load the whole
-release. A response fails unless it is a 200 whose body and ``X-Release-Id`` name the same release. Then the limit: shorter runs at growing user counts (``--steps``)
-until p95 passes 100 ms, giving the requests/s where it crosses. Prints markdown for docs/BENCHMARKS.md.
+release. A response fails unless it is a 200 whose body and ``X-Release-Id`` name the same release. Then
+the limit: shorter runs at growing user counts (``--steps``) until p95 passes 100 ms, giving the requests/s
+where it crosses. Prints markdown for docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def prepare_shop(args, work: Path) -> tuple[int, int]:
         from core.model_runs import train_run
         from core.release.artifact import open_live
 
-        kind = open_live()[1].manifest["model"].get("kind", "lstm")
+        kind = open_live()[1].model_kind
         train_run(actor=SYSTEM, architecture=kind, time_budget_s=args.train_s, activate=True)
     rules = load_rule_set()
     boost = Rule("bench-boost", "boost", {"condition": {"seller_tier": "small"}, "factor": 1.3})

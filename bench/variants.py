@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.insight.evaluate import read_sequence_file, split_file  # noqa: E402
 from models.base import Progress  # noqa: E402
-from models.metrics import validation_metrics  # noqa: E402
 from models.registry import NEURAL, build, save_model, sized_config  # noqa: E402
 
 
@@ -53,7 +52,7 @@ def main(argv=None) -> int:
                   f"valid NDCG@10 {m.get('ndcg@10', 0):.4f}  HR@10 {m.get('hr@10', 0):.4f}", flush=True)  # fmt: skip
 
     model.fit(split.train, split.valid, time_budget_s=args.budget_s, progress=epoch_done)
-    best = validation_metrics(model, split.valid)
+    best = max(model.history, key=lambda epoch: epoch["ndcg@10"])  # the weights fit restored
     print(
         f"best: valid NDCG@10 {best['ndcg@10']:.4f}  HR@10 {best['hr@10']:.4f}  after {model.train_seconds:.0f} s"
     )

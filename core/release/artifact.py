@@ -161,6 +161,11 @@ class Artifact:
         return self.manifest["model"]["run_id"]
 
     @property
+    def model_kind(self) -> str:
+        """The architecture of the release's model (releases from before it was recorded served an LSTM)."""
+        return self.manifest["model"].get("kind", "lstm")
+
+    @property
     def shop_clock(self) -> datetime:
         return datetime.fromisoformat(self.manifest["shop_clock"])
 

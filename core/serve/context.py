@@ -135,7 +135,7 @@ def release_model(artifact: Artifact, items: pl.DataFrame, frames: ShopFrames) -
     model = load_model(model_dir, device=pick_device(settings().device))
     if catalog.n_items > len(trained):
         model.add_items(catalog.n_items - len(trained), catalog.side)
-    kind = artifact.manifest["model"].get("kind", "lstm")
+    kind = artifact.model_kind
     label = f"{ARCHITECTURE_LABELS.get(kind, kind)} run {artifact.run_id}"
     active = ActiveModel(model, catalog, artifact.run_id, label)
     active.catalog_size = catalog.n_items

@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ROOT, using_data
 from tests.e2e.conftest import _free_port
@@ -66,11 +67,16 @@ def pin_an_item_to_slot_1(page) -> str:
     quick.get_by_text("Add a rule from this homepage").click()
     # the item the model put last: slot 1 is news for it
     item = choose_last_option(page, quick).split(" — ")[0].strip()
+    # the choice reruns the page: a click during that rerun can land on a box being redrawn, so wait for the
+    # run to end and for the box to show the item before pinning it
+    settle(page)
+    expect(quick.get_by_role("combobox")).to_have_value(re.compile(rf"^{item} "))
     quick.get_by_role("button", name="Pin here").click()
-    # the draft has the pin before we leave the page
+    # the draft has the pin before we leave the page; the pin's rerun ranks the homepage again under the new
+    # rule set (no cache hit), as slow on a busy machine as the first preview
     page.locator('[data-testid="stAlertContentSuccess"]').filter(
         has_text=f"Pinned {item} to slot 1"
-    ).wait_for()
+    ).wait_for(timeout=180_000)
     go_to(page, "Rules")
     page.get_by_role("textbox", name="Note for this version").fill(f"pin {item} to slot 1")
     page.get_by_role("button", name="Save as new version").click()

@@ -22,13 +22,13 @@ from models.baselines import MostPop
 from models.data import MIN_STEPS, Split, leave_one_out
 from models.layers import NeuralConfig
 from models.metrics import validation_metrics
-from models.registry import BLEND_NEURAL, NEURAL, build, sized_config
+from models.registry import BLEND_NEURAL, BLEND_SEEDS, NEURAL, build, sized_config
 
 ARCHITECTURES = ("lstm", "transformer", "blend")  # what a run can train
 ARCHITECTURE_LABELS = {
     "lstm": "LSTM",
     "transformer": "Transformer (SASRec-style)",
-    "blend": "Blend (transformer + item-kNN + popularity)",
+    "blend": f"Blend ({BLEND_SEEDS} transformer seeds + item-kNN + popularity)",
 }
 VALID_USERS = 5000  # validation sample, enough for stable NDCG@10 and fast epochs
 

@@ -35,6 +35,13 @@ PART_CLASSES: dict[str, type[Recommender]] = {
     "mostpop": MostPop,
 }
 LOGIT_PARTS = {"lstm", "transformer"}  # scores are logits; the others are non-negative evidence
+
+
+def part_kind(name: str) -> str:
+    """A part's model kind: its name up to a seed suffix ("transformer-2" is a second transformer seed)."""
+    return name.split("-", 1)[0]
+
+
 GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # weights tried for every part but the first
 WEIGHT_USERS = 5000  # validation users the weights are learned on (their part scores are kept in memory)
 EPS = 1e-3  # evidence floor, relative to a user's mean evidence: an unseen pair is unlikely, not impossible
@@ -43,7 +50,7 @@ EPS = 1e-3  # evidence floor, relative to a user's mean evidence: an unseen pair
 def log_probs(name: str, scores: torch.Tensor) -> torch.Tensor:
     """(B, N+1) scores of part ``name`` → per-user log-probabilities over items 1..N (column 0 = -inf)."""
     s = scores.float()
-    if name in LOGIT_PARTS:
+    if part_kind(name) in LOGIT_PARTS:
         s = torch.log_softmax(s[:, 1:], dim=1)
     else:
         s = s[:, 1:].clamp(min=0)
@@ -57,8 +64,11 @@ class Blend(Recommender):
     can_finetune = True
 
     def __init__(self, parts: dict[str, Recommender], weights: dict[str, float] | None = None):
-        if not parts or any(n not in PART_CLASSES for n in parts):
-            raise ValueError(f"a blend's parts are named from {', '.join(PART_CLASSES)}; got {list(parts)}")
+        if not parts or any(part_kind(n) not in PART_CLASSES for n in parts):
+            raise ValueError(
+                f"a blend's parts are named from {', '.join(PART_CLASSES)} (and '-2', '-3' … for more seeds); "
+                f"got {list(parts)}"
+            )
         self.parts = parts
         self.weights = weights or {n: (1.0 if i == 0 else 0.0) for i, n in enumerate(parts)}
         self.n_items = max(p.n_items for p in parts.values())
@@ -71,10 +81,12 @@ class Blend(Recommender):
         self, train: SequenceData, valid: EvalSet | None = None, *, time_budget_s=None, progress=None
     ) -> Blend:
         t0 = time.perf_counter()
-        todo = [n for n in self.parts if n not in self.fitted]
-        for i, name in enumerate(todo):
+        # the counts first (seconds), then the neural parts share what is left of the budget equally
+        todo = sorted((n for n in self.parts if n not in self.fitted), key=lambda n: n in self._neural)
+        for name in todo:
             left = None if time_budget_s is None else max(1.0, time_budget_s - (time.perf_counter() - t0))
-            share = None if left is None else left / (len(todo) - i)
+            neural_left = sum(n in self._neural for n in todo if n not in self.fitted)
+            share = left / neural_left if left is not None and name in self._neural else left
             self.parts[name].fit(train, valid, time_budget_s=share, progress=progress)
             self.fitted.add(name)
         self.n_items = max(p.n_items for p in self.parts.values())
@@ -84,6 +96,10 @@ class Blend(Recommender):
             time.perf_counter() - t0 + sum(p.train_seconds for n, p in self.parts.items() if n not in todo)
         )
         return self
+
+    @property
+    def _neural(self) -> set[str]:
+        return {n for n in self.parts if part_kind(n) in LOGIT_PARTS}
 
     def finetune(
         self, train: SequenceData, valid: EvalSet | None = None, *, time_budget_s=None, progress=None
@@ -213,7 +229,10 @@ class Blend(Recommender):
 
     @classmethod
     def load_state(cls, config: dict, directory: Path) -> Blend:
-        parts = {n: PART_CLASSES[n].load_state(c, Path(directory) / n) for n, c in config["parts"].items()}
+        parts = {
+            n: PART_CLASSES[part_kind(n)].load_state(c, Path(directory) / n)
+            for n, c in config["parts"].items()
+        }
         blend = cls(parts, config["weights"])
         blend.fitted = set(parts)
         return blend

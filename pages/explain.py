@@ -36,6 +36,8 @@ st.subheader(f"Slot {why.slot}: {why.item_title}")
 st.markdown("".join(badge_html(*b) for b in badges(why.reasons)), unsafe_allow_html=True)
 st.markdown(f"**{why.sentence}**")
 st.info(why.rules_effect)
+if why.parts_sentence:  # a blend: what each of its parts added
+    st.markdown(why.parts_sentence)
 
 rows = why.waterfall
 fig = go.Figure(

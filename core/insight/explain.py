@@ -28,6 +28,7 @@ __all__ = [
     "explain_items",
     "warm_up",
     "explain_homepage",
+    "part_lifts",
     "global_importance",
     "sentence",
     "rules_effect",
@@ -97,6 +98,20 @@ def explain_items(
         )
         for k, t in enumerate(targets)
     ]
+
+
+def part_lifts(model: Recommender, history: Histories, item_index: int) -> dict[str, float]:
+    """How far each part of the model's score (``score_parts``: a blend's weighted parts, a single model's one)
+    lifts ``item_index`` above the catalog's average item for this (1, T) history: w·(s(item) − mean_j s(j)).
+    The lifts sum to the whole score's lift, so they say how much each part put the item where it is."""
+    with torch.no_grad():
+        parts = model.score_parts(history)
+    lifts = {}
+    for name, scores in parts.items():
+        row = scores[0, 1:].float()  # (N,)
+        finite = row[torch.isfinite(row)]
+        lifts[name] = float(row[int(item_index) - 1] - finite.mean()) if len(finite) else 0.0
+    return lifts
 
 
 class _Constant(Recommender):

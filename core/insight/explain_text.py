@@ -14,6 +14,7 @@ from core.category_paths import leaf
 from core.insight.attribution import Explanation, FeatureAttribution
 from core.ranking.reasons import Model, Reason
 from models.base import EVENT_NAMES
+from models.blend import part_kind
 
 # verb templates per event type: {x} is the thing (a title, or "3 phone cases")
 _VERBS = {
@@ -250,3 +251,38 @@ def waterfall_data(
         rows.append({"label": f"{len(rest)} other features", "value": v, "cumulative": acc})
     rows.append({"label": "model score", "value": explanation.score, "cumulative": explanation.score})
     return rows
+
+
+# what a merchandiser calls each part of a blend (models.blend's part names)
+PART_NAMES = {
+    "transformer": "the transformer",
+    "lstm": "the LSTM",
+    "itemknn": "item-kNN (items viewed or bought together)",
+    "mostpop": "popularity",
+}
+
+
+def _part_name(part: str) -> str:
+    """'the transformer' for "transformer", 'the transformer (seed 2)' for its second seed "transformer-2"."""
+    kind = part_kind(part)
+    words = PART_NAMES.get(kind, kind)
+    return words if part == kind else f"{words} (seed {part.split('-', 1)[1]})"
+
+
+def parts_sentence(lifts: Mapping[str, float]) -> str | None:
+    """'Of the lift that puts this item above an average item, the transformer 61%, item-kNN 34% and
+    popularity 5%.' for a blend's ``part_lifts`` (a part that lowered it is named apart, with its lift in
+    log-probability); None for a model of one part (nothing to split)."""
+    if len(lifts) < 2:
+        return None
+    up = {p: v for p, v in sorted(lifts.items(), key=lambda kv: -kv[1]) if v > 0}
+    down = [f"{_part_name(p)} held it back ({v:+.2f})" for p, v in lifts.items() if v <= 0]
+    if not up:
+        return "No part of the blend put this item above an average item" + (
+            f"; {_join(down)}." if down else "."
+        )
+    total = sum(up.values())
+    gave = _join([f"{_part_name(p)} {v / total:.0%}" for p, v in up.items()])
+    return f"Of the lift that puts this item above an average item, {gave}" + (
+        f"; {_join(down)}." if down else "."
+    )

@@ -13,8 +13,14 @@ import polars as pl
 
 from core import category_paths
 from core.errors import InputError, NotFoundError
-from core.insight.explain import Explanation, explain_item, global_importance, waterfall_data
-from core.insight.explain_text import drivers, rules_effect, slot_sentence
+from core.insight.explain import (
+    Explanation,
+    explain_item,
+    global_importance,
+    part_lifts,
+    waterfall_data,
+)
+from core.insight.explain_text import drivers, parts_sentence, rules_effect, slot_sentence
 from core.ranking.homepage import HomepageView, homepage_for
 from core.ranking.reasons import Reason
 from core.ranking.rules import RuleSet
@@ -34,6 +40,8 @@ class SlotExplanation:
     rules_effect: str
     is_fallback: bool
     reasons: list[Reason]  # what the rules (or the model) did to the slot, as data: badges read the codes
+    part_lifts: dict[str, float]  # a blend's parts: how far each lifted the item above an average item
+    parts_sentence: str | None  # the same in words; None for a model of one part
 
 
 def _ago(seconds: float) -> str:
@@ -42,6 +50,25 @@ def _ago(seconds: float) -> str:
     if seconds < 86_400:
         return f"{int(seconds // 3600)} h ago"
     return f"{int(seconds // 86_400)} days ago"
+
+
+def _history_labels(ctx, steps, max_len: int) -> tuple[dict, dict, dict, list[str]]:
+    """The waterfall's label per history position, each history item's title and category, and how long ago
+    each event was: what the SHAP figures are worded with."""
+    items, evs, ts = steps.items[0][-max_len:], steps.event_types[0][-max_len:], steps.ts[0][-max_len:]
+    titles = ctx.attrs["title"].fill_null("")
+    cats = ctx.attrs["category"].fill_null("")
+    now = ctx.now.timestamp()
+    offset = max_len - len(items)
+    labels, item_titles, categories = {}, {}, {}
+    for p, (i, e, t) in enumerate(zip(items, evs, ts)):
+        title = titles[int(i) - 1] or ctx.active.catalog.vocab.decode([i])[0]
+        labels[offset + p] = (
+            f"{EVENT_NAMES.get(int(e), '?')}: {title} ({cats[int(i) - 1] or '?'}, {_ago(now - t)})"
+        )
+        item_titles[int(i)] = title
+        categories[int(i)] = cats[int(i) - 1]
+    return labels, item_titles, categories, [_ago(now - t) for t in ts]
 
 
 def explain_slot(
@@ -76,20 +103,9 @@ def explain_slot(
     item_index = catalog.vocab.index[chosen.item_id]
     exp = explain_item(model, history, item_index, seed=seed)
 
-    items, evs, ts = steps.items[0][-max_len:], steps.event_types[0][-max_len:], steps.ts[0][-max_len:]
-    titles = ctx.attrs["title"].fill_null("")
-    cats = ctx.attrs["category"].fill_null("")
-    now = ctx.now.timestamp()
-    offset = max_len - len(items)
-    labels, item_titles, categories = {}, {}, {}
-    for p, (i, e, t) in enumerate(zip(items, evs, ts)):
-        pos = offset + p
-        title = titles[int(i) - 1] or catalog.vocab.decode([i])[0]
-        labels[pos] = f"{EVENT_NAMES.get(int(e), '?')}: {title} ({cats[int(i) - 1] or '?'}, {_ago(now - t)})"
-        item_titles[int(i)] = title
-        categories[int(i)] = cats[int(i) - 1]
-    event_ago = [_ago(now - t) for t in ts]
-    item_title = titles[item_index - 1] or chosen.item_id
+    labels, item_titles, categories, event_ago = _history_labels(ctx, steps, max_len)
+    item_title = ctx.attrs["title"].fill_null("")[item_index - 1] or chosen.item_id
+    lifts = part_lifts(model, history, item_index)
     return SlotExplanation(
         user_id=str(user_id),
         slot=slot,
@@ -101,6 +117,8 @@ def explain_slot(
         rules_effect=rules_effect(chosen.reasons, chosen.model_rank, chosen.slot),
         is_fallback=ctx.active.is_fallback,
         reasons=chosen.reasons,
+        part_lifts=lifts,
+        parts_sentence=parts_sentence(lifts),
     )
 
 

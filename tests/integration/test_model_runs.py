@@ -202,8 +202,22 @@ def test_blend_run_loads_and_its_parts_add_up(db):
 
     h = load_sequences(catalog=active.catalog).histories([0, 1], max_len=active.model.max_len)
     parts = active.model.score_parts(h)
-    assert set(parts) <= {"transformer", "itemknn", "mostpop"}
+    assert set(parts) <= {"transformer", "transformer-2", "itemknn", "mostpop"}
     torch.testing.assert_close(sum(parts.values())[:, 1:], active.model.score(h)[:, 1:])
+
+    # the explanation of a blended slot says what each part added; the lifts add up to the score's
+    from core.insight.why import explain_slot
+    from core.ranking.shop import shop_context
+
+    ctx = shop_context()
+    user = next(iter(ctx.by_user))
+    why = explain_slot(user, 1)
+    history = ctx.steps.histories([ctx.by_user[user]], max_len=active.model.max_len)
+    assert set(why.part_lifts) == set(active.model.score_parts(history))
+    row = active.model.score(history)[0]
+    lift = float(row[active.catalog.vocab.index[why.item_id]] - row[1:].mean())
+    assert sum(why.part_lifts.values()) == pytest.approx(lift, rel=1e-4, abs=1e-4)
+    assert (why.parts_sentence is None) == (len(why.part_lifts) == 1)
 
 
 def test_first_run_choice_records_every_candidate_and_activates_the_best(db):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +109,46 @@ def test_learned_weights_combine_parts_that_complement_each_other():
     assert weights["mostpop"] > 0
     alone = max(validation_metrics(p, valid)["ndcg@10"] for p in parts.values())
     assert validation_metrics(blend, valid)["ndcg@10"] > alone + 0.1
+
+
+def test_part_lifts_add_up_and_the_sentence_names_each_part(fitted):
+    from core.insight.explain import part_lifts
+    from core.insight.explain_text import parts_sentence
+
+    blend, _ = fitted
+    blend = Blend(blend.parts, {"transformer": 1.0, "itemknn": 0.5, "mostpop": 0.2})
+    h = left_pad([[1, 2, 3]], 10)
+    lifts = part_lifts(blend, h, 4)  # the cycle's next item
+    row = blend.score(h)[0]
+    assert set(lifts) == {"transformer", "itemknn", "mostpop"}
+    assert sum(lifts.values()) == pytest.approx(float(row[4] - row[1:].mean()), rel=1e-4)
+    text = parts_sentence(lifts)
+    up = [p for p, v in lifts.items() if v > 0]
+    assert up and text.startswith("Of the lift that puts this item above an average item")
+    shares = [int(s) for s in re.findall(r"(\d+)%", text)]
+    assert len(shares) == len(up) and abs(sum(shares) - 100) <= len(up)
+    assert parts_sentence({"transformer": 2.0}) is None  # one part: nothing to split
+
+
+def test_a_part_that_lowers_the_item_is_named_apart():
+    from core.insight.explain_text import parts_sentence
+
+    text = parts_sentence({"transformer": 3.0, "itemknn": 1.0, "mostpop": -0.5})
+    assert "the transformer 75%" in text and "item-kNN (items viewed or bought together) 25%" in text
+    assert text.endswith("popularity held it back (-0.50).")
+    assert parts_sentence({"lstm": -1.0, "mostpop": -0.2}).startswith("No part of the blend")
+    assert "the transformer (seed 2) 25%" in parts_sentence({"transformer": 3.0, "transformer-2": 1.0})
+
+
+def test_the_blend_sums_seeds_of_its_neural_part_and_keeps_them_through_a_round_trip(fitted, tmp_path):
+    from models.registry import BLEND_NEURAL, BLEND_SEEDS
+
+    blend, _ = fitted
+    seeds = [n for n in blend.parts if n.split("-")[0] == BLEND_NEURAL]
+    assert len(seeds) == BLEND_SEEDS >= 2
+    assert len({blend.parts[n].config.seed for n in seeds}) == BLEND_SEEDS  # each its own seed
+    h = left_pad([[1, 2, 3]], 10)
+    first, second = (blend.parts[n].score(h) for n in seeds[:2])
+    assert not torch.equal(first, second)  # trained apart, so their errors differ
+    save_model(blend, tmp_path / "seeds")
+    assert set(load_model(tmp_path / "seeds").parts) == set(blend.parts)

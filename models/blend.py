@@ -1,8 +1,10 @@
-"""A blend of recommenders as one ``Recommender``: a neural sequence model's log-probabilities + item-kNN's +
+"""A blend of recommenders as one ``Recommender``: neural sequence models' log-probabilities + item-kNN's +
 popularity's, each with a weight learned on the validation split (never on test).
 
 Why: on short-sequence data a co-occurrence count and a neural model trade places (the neural model leads on
 HR, the count on NDCG), and their errors differ, so the sum of their per-user log-probabilities beats both.
+Two seeds of one neural model differ in their errors too, so a part may be a second seed ("transformer-2":
+the kind, then the seed's number; ``part_kind``).
 
 score(h) = Σ_part w_part · log p_part(item | h), with log p = log_softmax(scores) for a model whose scores are
 logits (``logits=True``: the neural models) and log((s + ε) / Σ(s + ε)) for one whose scores are non-negative
@@ -35,16 +37,14 @@ PART_CLASSES: dict[str, type[Recommender]] = {
     "mostpop": MostPop,
 }
 LOGIT_PARTS = {"lstm", "transformer"}  # scores are logits; the others are non-negative evidence
+GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # weights tried for every part but the first
+WEIGHT_USERS = 5000  # validation users the weights are learned on (their part scores are kept in memory)
+EPS = 1e-3  # evidence floor, relative to a user's mean evidence: an unseen pair is unlikely, not impossible
 
 
 def part_kind(name: str) -> str:
     """A part's model kind: its name up to a seed suffix ("transformer-2" is a second transformer seed)."""
     return name.split("-", 1)[0]
-
-
-GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0)  # weights tried for every part but the first
-WEIGHT_USERS = 5000  # validation users the weights are learned on (their part scores are kept in memory)
-EPS = 1e-3  # evidence floor, relative to a user's mean evidence: an unseen pair is unlikely, not impossible
 
 
 def log_probs(name: str, scores: torch.Tensor) -> torch.Tensor:

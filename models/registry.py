@@ -1,10 +1,10 @@
 """Every model by name, and the one checkpoint format: build, save, load.
 
 ``MODELS``: name → ``Recommender`` class.
-``build(name, n_items, *, seed=1337, side=None, config=None, data=None, reuse=None) -> Recommender``
+``build(name, n_items, *, seed=1337, side=None, config=None, data=None, reuse=None, blend_seeds=BLEND_SEEDS)``
     An untrained model: the neural ones from ``config`` (a copy, with ``n_items`` and ``seed`` set), else their
     defaults sized from ``data`` (``sized_config``); the baselines with theirs; the blend from the fitted
-    models in ``reuse`` plus the parts it lacks, out of: ``BLEND_SEEDS`` seeds of ``BLEND_NEURAL``
+    models in ``reuse`` plus the parts it lacks, out of: ``blend_seeds`` seeds of ``BLEND_NEURAL``
     ("transformer", "transformer-2", …), any other neural model in ``reuse``, item-kNN and popularity.
 ``save_model(model, directory, meta=None) -> Path``
     ``config.json`` (``{"model": name, "config": ..., "meta": ..., "history": [...], "train_seconds": s}``)
@@ -80,14 +80,16 @@ def build(
     config: NeuralConfig | None = None,
     data: SequenceData | None = None,
     reuse: dict[str, Recommender] | None = None,
+    blend_seeds: int = BLEND_SEEDS,
 ) -> Recommender:
-    """See the module docstring; an unknown name is a ``ValueError`` naming the known ones."""
+    """See the module docstring; an unknown name is a ``ValueError`` naming the known ones. ``blend_seeds``:
+    how many seeds of ``BLEND_NEURAL`` a blend holds (1 where the budget is too short to train another)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     if name == "blend":
         reuse = reuse or {}
         neural = [n for n in NEURAL if n in reuse] or [BLEND_NEURAL]
-        seeds = [f"{BLEND_NEURAL}-{k}" for k in range(2, BLEND_SEEDS + 1)]  # seed + 1, seed + 2, …
+        seeds = [f"{BLEND_NEURAL}-{k}" for k in range(2, blend_seeds + 1)]  # seed + 1, seed + 2, …
         parts = {
             p: reuse.get(p)
             or build(part_kind(p), n_items, seed=seed + _seed_offset(p), side=side, config=config, data=data)

@@ -230,3 +230,8 @@ def test_first_run_choice_records_every_candidate_and_activates_the_best(db):
     best = max(runs, key=lambda r: r.metrics["valid"]["ndcg@10"])
     assert active_run()["run_id"] == best.run_id
     assert table.filter(pl.col("active"))["run_id"].to_list() == [best.run_id]
+    # the blend reuses the two trained models: no second transformer seed eats into the budget
+    from models.registry import load_model
+
+    blend = load_model(next(r.path for r in runs if r.architecture == "blend"))
+    assert set(blend.parts) == {"transformer", "lstm", "itemknn", "mostpop"}

@@ -33,7 +33,7 @@ from core.config import settings
 from core.data.sequences import Catalog, ShopSequences, Vocab, load_catalog, load_sequences
 from core.errors import InputError, NotFoundError
 from core.release.roles import Account, Permission, require
-from core.training import ARCHITECTURE_LABELS, Relay, check_trainable, train_candidates, train_model
+from core.training import Relay, check_trainable, run_label, train_candidates, train_model
 from models.base import Progress, Recommender, SequenceData
 from models.baselines import MostPop
 from models.infer import pick_device
@@ -282,7 +282,7 @@ def load_active_model(db_path=None) -> ActiveModel:
     else:
         model = load_model(path, device=pick_device(settings().device))
         catalog = _align_catalog(catalog, Vocab(item_ids), model)
-        result = ActiveModel(model, catalog, run_id, f"{ARCHITECTURE_LABELS.get(kind, kind)} run {run_id}")
+        result = ActiveModel(model, catalog, run_id, run_label(model, kind, run_id))
     result.catalog_size = n_items
     with _cache_lock:
         _cache[key] = result

@@ -19,6 +19,7 @@ from core.data.sequences import N_GAP_BUCKETS, ShopSequences
 from core.errors import InputError
 from models.base import EvalSet, Progress, Recommender, SequenceData
 from models.baselines import MostPop
+from models.blend import Blend, part_kind
 from models.data import MIN_STEPS, Split, leave_one_out
 from models.layers import NeuralConfig
 from models.metrics import validation_metrics
@@ -30,6 +31,21 @@ ARCHITECTURE_LABELS = {
     "transformer": "Transformer (SASRec-style)",
     "blend": f"Blend ({BLEND_SEEDS} transformer seeds + item-kNN + popularity)",
 }
+PART_LABELS = {"transformer": "transformer", "lstm": "LSTM", "itemknn": "item-kNN", "mostpop": "popularity"}
+
+
+def run_label(model: Recommender, kind: str, run_id: str) -> str:
+    """'LSTM run …'; a blend is named by the parts it holds ('Blend (transformer + LSTM + item-kNN +
+    popularity) run …'), which differ between first-run's blend and one trained on the Model page."""
+    if not isinstance(model, Blend):
+        return f"{ARCHITECTURE_LABELS.get(kind, kind)} run {run_id}"
+    names = [
+        PART_LABELS.get(part_kind(n), n) + ("" if n == part_kind(n) else f" seed {n.split('-', 1)[1]}")
+        for n in model.parts
+    ]
+    return f"Blend ({' + '.join(names)}) run {run_id}"
+
+
 VALID_USERS = 5000  # validation sample, enough for stable NDCG@10 and fast epochs
 
 

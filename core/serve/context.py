@@ -28,7 +28,7 @@ from core.model_runs import ActiveModel
 from core.ranking.rules import RuleSet
 from core.ranking.shop import ShopContext, ShopFrames, build_context
 from core.release.artifact import Artifact, LiveEntry
-from core.training import ARCHITECTURE_LABELS
+from core.training import run_label
 from models.base import EVENT_TYPES, ItemSide, SequenceData
 from models.baselines import MostPop
 from models.infer import pick_device
@@ -135,9 +135,9 @@ def release_model(artifact: Artifact, items: pl.DataFrame, frames: ShopFrames) -
     model = load_model(model_dir, device=pick_device(settings().device))
     if catalog.n_items > len(trained):
         model.add_items(catalog.n_items - len(trained), catalog.side)
-    kind = artifact.model_kind
-    label = f"{ARCHITECTURE_LABELS.get(kind, kind)} run {artifact.run_id}"
-    active = ActiveModel(model, catalog, artifact.run_id, label)
+    active = ActiveModel(
+        model, catalog, artifact.run_id, run_label(model, artifact.model_kind, artifact.run_id)
+    )
     active.catalog_size = catalog.n_items
     return active
 

@@ -203,6 +203,10 @@ def test_blend_run_loads_and_its_parts_add_up(db):
     h = load_sequences(catalog=active.catalog).histories([0, 1], max_len=active.model.max_len)
     parts = active.model.score_parts(h)
     assert set(parts) <= {"transformer", "transformer-2", "itemknn", "mostpop"}
+    # named by the parts it holds (a Model-page blend: two transformer seeds)
+    assert (
+        active.label == f"Blend (transformer + transformer seed 2 + item-kNN + popularity) run {run.run_id}"
+    )
     torch.testing.assert_close(sum(parts.values())[:, 1:], active.model.score(h)[:, 1:])
 
     # the explanation of a blended slot says what each part added; the lifts add up to the score's
@@ -235,3 +239,6 @@ def test_first_run_choice_records_every_candidate_and_activates_the_best(db):
 
     blend = load_model(next(r.path for r in runs if r.architecture == "blend"))
     assert set(blend.parts) == {"transformer", "lstm", "itemknn", "mostpop"}
+    from core.training import run_label
+
+    assert run_label(blend, "blend", "r1") == "Blend (transformer + LSTM + item-kNN + popularity) run r1"

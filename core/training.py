@@ -19,7 +19,7 @@ from core.data.sequences import N_GAP_BUCKETS, ShopSequences
 from core.errors import InputError
 from models.base import EvalSet, Progress, Recommender, SequenceData
 from models.baselines import MostPop
-from models.blend import Blend, part_kind
+from models.blend import Blend, part_kind, part_seed
 from models.data import MIN_STEPS, Split, leave_one_out
 from models.layers import NeuralConfig
 from models.metrics import validation_metrics
@@ -40,7 +40,7 @@ def run_label(model: Recommender, kind: str, run_id: str) -> str:
     if not isinstance(model, Blend):
         return f"{ARCHITECTURE_LABELS.get(kind, kind)} run {run_id}"
     names = [
-        PART_LABELS.get(part_kind(n), n) + ("" if n == part_kind(n) else f" seed {n.split('-', 1)[1]}")
+        PART_LABELS.get(part_kind(n), n) + ("" if part_seed(n) == 1 else f" seed {part_seed(n)}")
         for n in model.parts
     ]
     return f"Blend ({' + '.join(names)}) run {run_id}"

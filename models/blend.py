@@ -47,6 +47,11 @@ def part_kind(name: str) -> str:
     return name.split("-", 1)[0]
 
 
+def part_seed(name: str) -> int:
+    """Which seed of its kind a part is: 1 for "transformer", 2 for "transformer-2"."""
+    return int(name.split("-", 1)[1]) if "-" in name else 1
+
+
 def log_probs(name: str, scores: torch.Tensor) -> torch.Tensor:
     """(B, N+1) scores of part ``name`` → per-user log-probabilities over items 1..N (column 0 = -inf)."""
     s = scores.float()

@@ -26,7 +26,7 @@ import torch
 
 from models.base import ItemSide, Recommender, SequenceData
 from models.baselines import ItemKNN, MostPop
-from models.blend import Blend, part_kind
+from models.blend import Blend, part_kind, part_seed
 from models.infer import pick_device
 from models.layers import NeuralConfig
 from models.lstm import LSTMRecommender
@@ -92,7 +92,7 @@ def build(
         seeds = [f"{BLEND_NEURAL}-{k}" for k in range(2, blend_seeds + 1)]  # seed + 1, seed + 2, …
         parts = {
             p: reuse.get(p)
-            or build(part_kind(p), n_items, seed=seed + _seed_offset(p), side=side, config=config, data=data)
+            or build(part_kind(p), n_items, seed=seed + part_seed(p) - 1, side=side, config=config, data=data)
             for p in (BLEND_NEURAL, *neural, *seeds, "itemknn", "mostpop")
         }
         blend = Blend(parts)
@@ -106,11 +106,6 @@ def build(
     else:
         base = sized_config(cls, data) if data is not None else cls.config_class()
     return cls(dataclasses.replace(base, n_items=n_items, seed=seed), side)
-
-
-def _seed_offset(part: str) -> int:
-    """0 for a part's first seed, k - 1 for "kind-k"."""
-    return int(part.split("-", 1)[1]) - 1 if "-" in part else 0
 
 
 def save_model(model: Recommender, directory: str | os.PathLike, meta: dict | None = None) -> Path:

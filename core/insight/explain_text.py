@@ -14,7 +14,7 @@ from core.category_paths import leaf
 from core.insight.attribution import Explanation, FeatureAttribution
 from core.ranking.reasons import Model, Reason
 from models.base import EVENT_NAMES
-from models.blend import part_kind
+from models.blend import part_kind, part_seed
 
 # verb templates per event type: {x} is the thing (a title, or "3 phone cases")
 _VERBS = {
@@ -264,9 +264,8 @@ PART_NAMES = {
 
 def _part_name(part: str) -> str:
     """'the transformer' for "transformer", 'the transformer (seed 2)' for its second seed "transformer-2"."""
-    kind = part_kind(part)
-    words = PART_NAMES.get(kind, kind)
-    return words if part == kind else f"{words} (seed {part.split('-', 1)[1]})"
+    words = PART_NAMES.get(part_kind(part), part)
+    return words if part_seed(part) == 1 else f"{words} (seed {part_seed(part)})"
 
 
 def parts_sentence(lifts: Mapping[str, float]) -> str | None:

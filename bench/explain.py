@@ -1,11 +1,12 @@
 """SHAP latency for one homepage slot ("why is this item in slot 3?") on demo-size models, CPU: the LSTM, the
-transformer and the default blend (BLEND_SEEDS transformer seeds + item-kNN + popularity).
+transformer and the default blend (``models.registry.build("blend")``: BLEND_SEEDS transformer seeds + item-kNN +
+popularity).
 
 Each model over 5,000 items with the time-gap feature the app turns on: the ``LSTMRecommender`` and the
 ``TransformerRecommender`` with their default configs (max_len 50), untrained (speed does not depend on the
-weights); the blend adds the other transformer seeds, an item-kNN fitted on 20,000 synthetic sequences and
-popularity, with weights 1 per seed / 0.5 / 0.1. One user history of 20 and one of 50 real events (left-padded to max_len, as the app builds them);
-one warm-up call (numba compiles shap's kernels once per process), then the median of ``--repeats`` calls.
+weights); the blend's item-kNN and popularity are fitted on 20,000 synthetic sequences, with weights 1 per
+transformer seed / 0.5 / 0.1. One user history of 20 and one of 50 real events (left-padded to max_len, as the
+app builds them); one warm-up call (numba compiles shap's kernels once per process), then the median of ``--repeats`` calls.
 Targets: <= 0.5 s (20 events), <= 2 s (50 events, permutation with the default budget).
 
     python bench/explain.py [--items 5000] [--repeats 7] [--threads N] [--homepage 24] [--models lstm,transformer,blend]
@@ -27,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.data.sequences import N_GAP_BUCKETS  # noqa: E402
 from core.insight.explain import explain_homepage, explain_item, warm_up  # noqa: E402
 from models.base import EVENT_TYPES, Histories, Recommender, SequenceData  # noqa: E402
-from models.blend import Blend  # noqa: E402
-from models.registry import BLEND_SEEDS, build  # noqa: E402
+from models.blend import part_kind  # noqa: E402
+from models.registry import build  # noqa: E402
 
 TARGETS = {20: 0.5, 50: 2.0}
 
@@ -52,16 +53,12 @@ def make_model(name: str, n_items: int, rng: np.random.Generator) -> Recommender
         return model
     seqs = [rng.integers(1, n_items + 1, int(rng.integers(3, 20))) for _ in range(20_000)]
     data = SequenceData(seqs, n_items=n_items)
-    seeds = {"transformer": model}
-    seeds.update(
-        {f"transformer-{k}": build(neural, n_items, config=config, seed=k) for k in range(2, BLEND_SEEDS + 1)}
-    )
-    parts = {
-        **seeds,
-        "itemknn": build("itemknn", n_items).fit(data),
-        "mostpop": build("mostpop", n_items).fit(data),
+    counts = {"itemknn": build("itemknn", n_items).fit(data), "mostpop": build("mostpop", n_items).fit(data)}
+    blend = build("blend", n_items, config=config, reuse={neural: model, **counts})  # + the other seeds
+    blend.weights = {
+        n: 1.0 if part_kind(n) == neural else 0.5 if n == "itemknn" else 0.1 for n in blend.parts
     }
-    return Blend(parts, {**dict.fromkeys(seeds, 1.0), "itemknn": 0.5, "mostpop": 0.1})
+    return blend
 
 
 def time_model(model: Recommender, args, rng: np.random.Generator) -> list[tuple]:

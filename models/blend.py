@@ -87,11 +87,11 @@ class Blend(Recommender):
     ) -> Blend:
         t0 = time.perf_counter()
         # the counts first (seconds), then the neural parts share what is left of the budget equally
-        todo = sorted((n for n in self.parts if n not in self.fitted), key=lambda n: n in self._neural)
-        for name in todo:
+        neural = [n for n in self.parts if n not in self.fitted and part_kind(n) in LOGIT_PARTS]
+        todo = [n for n in self.parts if n not in self.fitted and n not in neural] + neural
+        for i, name in enumerate(todo):
             left = None if time_budget_s is None else max(1.0, time_budget_s - (time.perf_counter() - t0))
-            neural_left = sum(n in self._neural for n in todo if n not in self.fitted)
-            share = left / neural_left if left is not None and name in self._neural else left
+            share = left / (len(todo) - i) if left is not None and name in neural else left
             self.parts[name].fit(train, valid, time_budget_s=share, progress=progress)
             self.fitted.add(name)
         self.n_items = max(p.n_items for p in self.parts.values())
@@ -101,10 +101,6 @@ class Blend(Recommender):
             time.perf_counter() - t0 + sum(p.train_seconds for n, p in self.parts.items() if n not in todo)
         )
         return self
-
-    @property
-    def _neural(self) -> set[str]:
-        return {n for n in self.parts if part_kind(n) in LOGIT_PARTS}
 
     def finetune(
         self, train: SequenceData, valid: EvalSet | None = None, *, time_budget_s=None, progress=None

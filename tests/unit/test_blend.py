@@ -10,7 +10,7 @@ import torch
 
 from models.base import EvalSet, ItemSide, SequenceData
 from models.baselines import ItemKNN, MostPop
-from models.blend import Blend, log_probs
+from models.blend import Blend, log_probs, part_kind
 from models.data import leave_one_out, left_pad
 from models.metrics import validation_metrics
 from models.registry import build, load_model, save_model
@@ -144,7 +144,7 @@ def test_the_blend_sums_seeds_of_its_neural_part_and_keeps_them_through_a_round_
     from models.registry import BLEND_NEURAL, BLEND_SEEDS
 
     blend, _ = fitted
-    seeds = [n for n in blend.parts if n.split("-")[0] == BLEND_NEURAL]
+    seeds = [n for n in blend.parts if part_kind(n) == BLEND_NEURAL]
     assert len(seeds) == BLEND_SEEDS >= 2
     assert len({blend.parts[n].config.seed for n in seeds}) == BLEND_SEEDS  # each its own seed
     h = left_pad([[1, 2, 3]], 10)
@@ -152,3 +152,17 @@ def test_the_blend_sums_seeds_of_its_neural_part_and_keeps_them_through_a_round_
     assert not torch.equal(first, second)  # trained apart, so their errors differ
     save_model(blend, tmp_path / "seeds")
     assert set(load_model(tmp_path / "seeds").parts) == set(blend.parts)
+
+
+def test_the_counts_fit_first_and_the_neural_parts_share_what_is_left(fitted, monkeypatch):
+    blend, split = fitted
+    calls = []
+    for name, part in blend.parts.items():
+        monkeypatch.setattr(part, "fit", lambda *a, _n=name, _p=part, time_budget_s=None, **k: calls.append((_n, time_budget_s)) or _p)  # fmt: skip
+    Blend(dict(blend.parts), dict(blend.weights)).fit(split.train, None, time_budget_s=100.0)
+    names = [n for n, _ in calls]
+    neural = [n for n in names if part_kind(n) == "transformer"]
+    assert names == [n for n in names if n not in neural] + neural and len(neural) == 2
+    budgets = dict(calls)
+    assert budgets[neural[0]] == pytest.approx(50.0, abs=1.0)  # half of what is left for two
+    assert budgets[neural[1]] == pytest.approx(100.0, abs=1.0)  # the whole rest for the last

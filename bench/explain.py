@@ -1,11 +1,11 @@
 """SHAP latency for one homepage slot ("why is this item in slot 3?") on demo-size models, CPU: the LSTM, the
 transformer and the default blend (``models.registry.build("blend")``: BLEND_SEEDS transformer seeds + item-kNN +
-popularity).
+EASE + popularity).
 
 Each model over 5,000 items with the time-gap feature the app turns on: the ``LSTMRecommender`` and the
 ``TransformerRecommender`` with their default configs (max_len 50), untrained (speed does not depend on the
-weights); the blend's item-kNN and popularity are fitted on 20,000 synthetic sequences, with weights 1 per
-transformer seed / 0.5 / 0.1. One user history of 20 and one of 50 real events (left-padded to max_len, as the
+weights); the blend's item-kNN, EASE and popularity are fitted on 20,000 synthetic sequences, with weights 1 per
+transformer seed / 0.5 per count / 0.1 for popularity. One user history of 20 and one of 50 real events (left-padded to max_len, as the
 app builds them); one warm-up call (numba compiles shap's kernels once per process), then the median of ``--repeats`` calls.
 Targets: <= 0.5 s (20 events), <= 2 s (50 events, permutation with the default budget).
 
@@ -29,7 +29,7 @@ from core.data.sequences import N_GAP_BUCKETS  # noqa: E402
 from core.insight.explain import explain_homepage, explain_item, warm_up  # noqa: E402
 from models.base import EVENT_TYPES, Histories, Recommender, SequenceData  # noqa: E402
 from models.blend import part_kind  # noqa: E402
-from models.registry import build  # noqa: E402
+from models.registry import blend_counts, build  # noqa: E402
 
 TARGETS = {20: 0.5, 50: 2.0}
 
@@ -45,7 +45,8 @@ def history(n_events: int, max_len: int, n_items: int, rng: np.random.Generator)
 
 
 def make_model(name: str, n_items: int, rng: np.random.Generator) -> Recommender:
-    """An untrained neural model, or the blend of one with item-kNN and popularity fitted on synthetic data."""
+    """An untrained neural model, or the blend of one with the counts (item-kNN, EASE, popularity) fitted on
+    synthetic data."""
     neural = "transformer" if name == "blend" else name
     config = build(neural, n_items).config_class(n_gap_buckets=N_GAP_BUCKETS)
     model = build(neural, n_items, config=config)
@@ -53,10 +54,10 @@ def make_model(name: str, n_items: int, rng: np.random.Generator) -> Recommender
         return model
     seqs = [rng.integers(1, n_items + 1, int(rng.integers(3, 20))) for _ in range(20_000)]
     data = SequenceData(seqs, n_items=n_items)
-    counts = {"itemknn": build("itemknn", n_items).fit(data), "mostpop": build("mostpop", n_items).fit(data)}
+    counts = {n: build(n, n_items).fit(data) for n in ("itemknn", *blend_counts(n_items), "mostpop")}
     blend = build("blend", n_items, config=config, reuse={neural: model, **counts})  # + the other seeds
     blend.weights = {
-        n: 1.0 if part_kind(n) == neural else 0.5 if n == "itemknn" else 0.1 for n in blend.parts
+        n: 1.0 if part_kind(n) == neural else 0.1 if n == "mostpop" else 0.5 for n in blend.parts
     }
     return blend
 

@@ -279,7 +279,7 @@ def _add_model_commands(sub) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--time-budget", type=float, default=30.0, help="minutes of training per neural model")
-    p.add_argument("--models", default="mostpop,itemknn,lstm,transformer,blend")
+    p.add_argument("--models", default="mostpop,itemknn,ease,lstm,transformer,blend")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--seeds", type=int, default=1, help="repeat with this many seeds and add mean ± std rows")
     p.add_argument(

@@ -29,9 +29,15 @@ ARCHITECTURES = ("lstm", "transformer", "blend")  # what a run can train
 ARCHITECTURE_LABELS = {
     "lstm": "LSTM",
     "transformer": "Transformer (SASRec-style)",
-    "blend": f"Blend ({BLEND_SEEDS} transformer seeds + item-kNN + popularity)",
+    "blend": f"Blend ({BLEND_SEEDS} transformer seeds + item-kNN + EASE + popularity)",
 }
-PART_LABELS = {"transformer": "transformer", "lstm": "LSTM", "itemknn": "item-kNN", "mostpop": "popularity"}
+PART_LABELS = {
+    "transformer": "transformer",
+    "lstm": "LSTM",
+    "itemknn": "item-kNN",
+    "ease": "EASE",
+    "mostpop": "popularity",
+}
 
 
 def run_label(model: Recommender, kind: str, run_id: str) -> str:
@@ -180,7 +186,7 @@ def train_model(
 
 def train_candidates(seqs: ShopSequences, budget: float | None, device, relay: Relay) -> dict[str, tuple]:
     """What first-run compares: a transformer and an LSTM (40 % of the budget each) and their blend with
-    item-kNN and popularity (item-kNN's settings and the weights learned on validation in the rest; no second
+    item-kNN, EASE and popularity (the counts' settings and the weights learned on validation in the rest; no second
     transformer seed, which would not fit), all on the same split. Returns name → (model, metrics)."""
     out, fitted, started = {}, {}, time.perf_counter()
     for i, arch in enumerate(("transformer", "lstm")):

@@ -11,6 +11,9 @@
     breaks ties and fills items without co-occurrence. Given a validation split, window, backward weight, alpha
     and recency are chosen on it (``TUNING``) instead of the defaults.
 
+``ItemToItem``: what item-kNN and EASE (``models.ease``) share, a sparse item-to-item matrix read through a
+shopper's recency-weighted history, with its pruning, tie-break, new items and checkpoint.
+
 ``train`` is a ``models.base.SequenceData``; its ``n_items`` is the catalog size, so an item that is never a
 training step (a new item, one seen only as a held-out step) still has a score.
 """
@@ -34,7 +37,7 @@ from models.metrics import metrics_from_ranks, rank_targets
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
 
 
-def _done(progress: ProgressCallback | None) -> None:
+def report_fitted(progress: ProgressCallback | None) -> None:
     """A fit without epochs reports once, when it is done."""
     if progress is not None:
         progress(Progress(stage="fit", epoch=0, step=1, steps_per_epoch=1, fraction=1.0))
@@ -58,7 +61,7 @@ class MostPop(Recommender):
         counts = np.bincount(flat[(flat > 0) & (flat <= self.n_items)], minlength=self.n_items + 1)
         self.pop = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))  # (N+1,)
         self.train_seconds = time.perf_counter() - t0
-        _done(progress)
+        report_fitted(progress)
         return self
 
     def score(self, histories: Histories) -> torch.Tensor:
@@ -82,105 +85,38 @@ class MostPop(Recommender):
         return model
 
 
-class ItemKNN(Recommender):
-    name = "itemknn"
-    # settings tried on the validation split when ``fit`` is given one (``tune``): window, backward weight,
-    # alpha, recency; every combination, on up to ``TUNING_USERS`` validation users
-    TUNING = {
-        "window": (3, 5, 8),
-        "backward_weight": (0.25, 0.5),
-        "alpha": (0.5, 0.7),
-        "recency": (0.5, 0.6, 0.8),
-    }
-    TUNING_USERS = 3000
+class ItemToItem(Recommender):
+    """A sparse item-to-item weight matrix read through a shopper's history: a user's scores are the sum of
+    their history items' rows, weighted ``recency``^(steps from the end), plus a tiny popularity term that breaks
+    ties. Subclasses fill ``pairs`` (rows, cols, weights) in ``fit`` and name their ``state_file``."""
 
-    def __init__(
-        self,
-        window: int = 5,
-        backward_weight: float = 0.5,
-        recency: float = 0.8,
-        neighbours: int = 200,
-        alpha: float = 0.5,
-        tune: bool = True,
-    ) -> None:
-        self.window, self.backward_weight, self.recency = window, backward_weight, recency
-        self.neighbours, self.alpha, self.tune = neighbours, alpha, tune
-        self.pairs = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))  # (rows, cols, similarity)
+    state_file = ""
+    recency = 0.8
+    neighbours = 200
+    TUNING_USERS = 3000  # validation users a subclass's settings are chosen on
+
+    def __init__(self) -> None:
+        self.pairs = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))  # (rows, cols, weight)
         self.sim: torch.Tensor | None = None  # (N+1, N+1) sparse CSR, row = history item
         self.pop = torch.zeros(1)
         self.train_seconds = 0.0
 
-    def config_dict(self) -> dict:
-        keys = ("window", "backward_weight", "recency", "neighbours", "alpha")
-        return {k: getattr(self, k) for k in keys}
-
-    def fit(
-        self, train: SequenceData, valid: EvalSet | None = None, *, time_budget_s=None, progress=None
-    ) -> ItemKNN:
-        """Count co-occurrences in ``train`` (see the module docstring); with ``valid`` (and ``tune``), the
-        settings are the combination of ``TUNING`` with the best validation NDCG@10."""
-        t0 = time.perf_counter()
+    def _count_items(self, train: SequenceData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every training step flattened, its user's row, and the steps per item (which also set ``pop``)."""
         n = self.n_items = int(train.n_items)
         flat = np.concatenate(train.items) if len(train.items) else np.zeros(0, np.int64)
         uid = np.repeat(np.arange(len(train.items)), [len(s) for s in train.items])
         counts = np.bincount(flat[flat > 0], minlength=n + 1).astype(np.float64)
         self.pop = torch.as_tensor(counts / max(counts.max(), 1.0), dtype=torch.float32)
-        if valid is not None and len(valid) and self.tune:
-            self._tune(flat, uid, counts, valid, time_budget_s)
-        r, c, fwd, bwd = self._cooccurrence(flat, uid, self.window)
-        self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + self.backward_weight * bwd, counts))
-        self._build()
-        self.train_seconds = time.perf_counter() - t0
-        _done(progress)
-        return self
+        return flat, uid, counts
 
-    def _tune(self, flat, uid, counts, valid: EvalSet, budget_s: float | None) -> None:
-        """Every combination of ``TUNING`` on a sample of validation users (the constructor's settings first,
-        so a ``budget_s`` that runs out keeps them unless something better was found); keeps the best NDCG@10."""
-        started = time.perf_counter()
-        n = min(len(valid), self.TUNING_USERS)
-        rows = torch.linspace(0, len(valid) - 1, n).long()
-        sample = EvalSet(Histories(valid.histories.items[rows]), valid.targets[rows])
-        first = (self.window, self.backward_weight, self.alpha, self.recency)
-        grid = sorted(itertools.product(*self.TUNING.values()), key=lambda g: (g[0] != first[0], g != first))
-        best, chosen, counted, built = -1.0, first, None, None
-        for window, bw, alpha, recency in [first, *(g for g in grid if g != first)]:
-            if budget_s and time.perf_counter() - started > budget_s:
-                break
-            if counted is None or counted[0] != window:  # combinations come grouped by window
-                counted = (window, *self._cooccurrence(flat, uid, window))
-            _, r, c, fwd, bwd = counted
-            if built != (window, bw, alpha):
-                self.alpha, built = alpha, (window, bw, alpha)
-                self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + bw * bwd, counts))
-                self._build()
-            self.recency = recency
-            score = metrics_from_ranks(rank_targets(self, sample)[0], ks=(10,))["ndcg@10"]
-            if score > best:
-                best, chosen = score, (window, bw, alpha, recency)
-        self.window, self.backward_weight, self.alpha, self.recency = chosen
+    def _tuning_sample(self, valid: EvalSet) -> EvalSet:
+        """Up to ``TUNING_USERS`` validation users, spread evenly over the split."""
+        rows = torch.linspace(0, len(valid) - 1, min(len(valid), self.TUNING_USERS)).long()
+        return EvalSet(Histories(valid.histories.items[rows]), valid.targets[rows])
 
-    def _cooccurrence(self, flat: np.ndarray, uid: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
-        """Distinct (a, b) pairs within ``window`` steps of one user: (rows, cols, summed 1/d with b after a,
-        summed 1/d with b before a)."""
-        rows, cols, fwd, bwd = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0)]
-        for d in range(1, window + 1):
-            a, b = flat[:-d], flat[d:]
-            ok = (uid[:-d] == uid[d:]) & (a > 0) & (b > 0) & (a != b)
-            a, b = a[ok], b[ok]
-            rows += [a, b]
-            cols += [b, a]
-            fwd += [np.full(len(a), 1.0 / d), np.zeros(len(a))]
-            bwd += [np.zeros(len(a)), np.full(len(a), 1.0 / d)]
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        key = r * (self.n_items + 1) + c  # sum duplicates
-        uniq, inv = np.unique(key, return_inverse=True)
-        f, b = np.bincount(inv, weights=np.concatenate(fwd)), np.bincount(inv, weights=np.concatenate(bwd))
-        return uniq // (self.n_items + 1), uniq % (self.n_items + 1), f, b
-
-    def _similarity(self, r: np.ndarray, c: np.ndarray, v: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """C[a, b] / (n_a^alpha n_b^(1-alpha))."""
-        return v / (np.power(counts[r], self.alpha) * np.power(counts[c], 1.0 - self.alpha) + 1e-12)
+    def _validation_ndcg(self, sample: EvalSet) -> float:
+        return metrics_from_ranks(rank_targets(self, sample)[0], ks=(10,))["ndcg@10"]
 
     def _strongest(self, r: np.ndarray, c: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
         """The ``neighbours`` strongest pairs per source item."""
@@ -216,7 +152,7 @@ class ItemKNN(Recommender):
         return s.contiguous()
 
     def add_items(self, n_new: int, side: ItemSide | None = None) -> None:
-        """New items have no co-occurrence and no count: they score 0 until the next fit."""
+        """New items have no pairs and no count: they score 0 until the next fit."""
         self.n_items += n_new
         self.pop = torch.cat([self.pop, torch.zeros(n_new)])
         self._build()
@@ -229,13 +165,105 @@ class ItemKNN(Recommender):
             "sim": torch.from_numpy(v),
             "pop": self.pop,
         }
-        torch.save(state, Path(directory) / "itemknn.pt")
+        torch.save(state, Path(directory) / self.state_file)
 
     @classmethod
-    def load_state(cls, config: dict, directory: Path) -> ItemKNN:
-        state = torch.load(Path(directory) / "itemknn.pt", weights_only=True)
+    def load_state(cls, config: dict, directory: Path) -> ItemToItem:
+        state = torch.load(Path(directory) / cls.state_file, weights_only=True)
         model = cls(**config)
         model.pairs = (state["rows"].numpy(), state["cols"].numpy(), state["sim"].numpy())
         model.pop, model.n_items = state["pop"], len(state["pop"]) - 1
         model._build()
         return model
+
+
+class ItemKNN(ItemToItem):
+    name = "itemknn"
+    state_file = "itemknn.pt"
+    # settings tried on the validation split when ``fit`` is given one (``tune``): window, backward weight,
+    # alpha, recency; every combination, on up to ``TUNING_USERS`` validation users
+    TUNING = {
+        "window": (3, 5, 8),
+        "backward_weight": (0.25, 0.5),
+        "alpha": (0.5, 0.7),
+        "recency": (0.5, 0.6, 0.8),
+    }
+
+    def __init__(
+        self,
+        window: int = 5,
+        backward_weight: float = 0.5,
+        recency: float = 0.8,
+        neighbours: int = 200,
+        alpha: float = 0.5,
+        tune: bool = True,
+    ) -> None:
+        super().__init__()
+        self.window, self.backward_weight, self.recency = window, backward_weight, recency
+        self.neighbours, self.alpha, self.tune = neighbours, alpha, tune
+
+    def config_dict(self) -> dict:
+        keys = ("window", "backward_weight", "recency", "neighbours", "alpha")
+        return {k: getattr(self, k) for k in keys}
+
+    def fit(
+        self, train: SequenceData, valid: EvalSet | None = None, *, time_budget_s=None, progress=None
+    ) -> ItemKNN:
+        """Count co-occurrences in ``train`` (see the module docstring); with ``valid`` (and ``tune``), the
+        settings are the combination of ``TUNING`` with the best validation NDCG@10."""
+        t0 = time.perf_counter()
+        flat, uid, counts = self._count_items(train)
+        if valid is not None and len(valid) and self.tune:
+            self._tune(flat, uid, counts, valid, time_budget_s)
+        r, c, fwd, bwd = self._cooccurrence(flat, uid, self.window)
+        self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + self.backward_weight * bwd, counts))
+        self._build()
+        self.train_seconds = time.perf_counter() - t0
+        report_fitted(progress)
+        return self
+
+    def _tune(self, flat, uid, counts, valid: EvalSet, budget_s: float | None) -> None:
+        """Every combination of ``TUNING`` on a sample of validation users (the constructor's settings first,
+        so a ``budget_s`` that runs out keeps them unless something better was found); keeps the best NDCG@10."""
+        started = time.perf_counter()
+        sample = self._tuning_sample(valid)
+        first = (self.window, self.backward_weight, self.alpha, self.recency)
+        grid = sorted(itertools.product(*self.TUNING.values()), key=lambda g: (g[0] != first[0], g != first))
+        best, chosen, counted, built = -1.0, first, None, None
+        for window, bw, alpha, recency in [first, *(g for g in grid if g != first)]:
+            if budget_s and time.perf_counter() - started > budget_s:
+                break
+            if counted is None or counted[0] != window:  # combinations come grouped by window
+                counted = (window, *self._cooccurrence(flat, uid, window))
+            _, r, c, fwd, bwd = counted
+            if built != (window, bw, alpha):
+                self.alpha, built = alpha, (window, bw, alpha)
+                self.pairs = self._strongest(r, c, self._similarity(r, c, fwd + bw * bwd, counts))
+                self._build()
+            self.recency = recency
+            score = self._validation_ndcg(sample)
+            if score > best:
+                best, chosen = score, (window, bw, alpha, recency)
+        self.window, self.backward_weight, self.alpha, self.recency = chosen
+
+    def _cooccurrence(self, flat: np.ndarray, uid: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
+        """Distinct (a, b) pairs within ``window`` steps of one user: (rows, cols, summed 1/d with b after a,
+        summed 1/d with b before a)."""
+        rows, cols, fwd, bwd = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0)]
+        for d in range(1, window + 1):
+            a, b = flat[:-d], flat[d:]
+            ok = (uid[:-d] == uid[d:]) & (a > 0) & (b > 0) & (a != b)
+            a, b = a[ok], b[ok]
+            rows += [a, b]
+            cols += [b, a]
+            fwd += [np.full(len(a), 1.0 / d), np.zeros(len(a))]
+            bwd += [np.zeros(len(a)), np.full(len(a), 1.0 / d)]
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        key = r * (self.n_items + 1) + c  # sum duplicates
+        uniq, inv = np.unique(key, return_inverse=True)
+        f, b = np.bincount(inv, weights=np.concatenate(fwd)), np.bincount(inv, weights=np.concatenate(bwd))
+        return uniq // (self.n_items + 1), uniq % (self.n_items + 1), f, b
+
+    def _similarity(self, r: np.ndarray, c: np.ndarray, v: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """C[a, b] / (n_a^alpha n_b^(1-alpha))."""
+        return v / (np.power(counts[r], self.alpha) * np.power(counts[c], 1.0 - self.alpha) + 1e-12)

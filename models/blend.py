@@ -8,7 +8,7 @@ the kind, then the seed's number; ``part_kind``).
 
 score(h) = Σ_part w_part · log p_part(item | h), with log p = log_softmax(scores) for a model whose scores are
 logits (``logits=True``: the neural models) and log((s + ε) / Σ(s + ε)) for one whose scores are non-negative
-evidence (item-kNN's similarity sums, popularity counts). A user with no known history item gets the
+evidence (item-kNN's similarity sums, EASE's positive weights, popularity counts). A user with no known history item gets the
 popularity part alone (cold start). ``score_parts`` returns each weighted term, so an explanation can say how
 much each part contributed to a slot; they sum to ``score``.
 
@@ -26,6 +26,7 @@ import torch
 
 from models.base import EvalSet, Histories, ItemSide, Recommender, SequenceData
 from models.baselines import ItemKNN, MostPop
+from models.ease import EASE
 from models.lstm import LSTMRecommender
 from models.metrics import metrics_from_ranks
 from models.transformer import TransformerRecommender
@@ -34,6 +35,7 @@ PART_CLASSES: dict[str, type[Recommender]] = {
     "lstm": LSTMRecommender,
     "transformer": TransformerRecommender,
     "itemknn": ItemKNN,
+    "ease": EASE,
     "mostpop": MostPop,
 }
 LOGIT_PARTS = {"lstm", "transformer"}  # scores are logits; the others are non-negative evidence

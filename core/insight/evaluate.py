@@ -46,7 +46,7 @@ PROTOCOLS = {
     "A": "A: full ranking, history excluded",
     "B": "B: target vs 100 sampled negatives",
 }
-MODEL_NAMES = ("mostpop", "itemknn", "lstm", "transformer", "blend")
+MODEL_NAMES = ("mostpop", "itemknn", "ease", "lstm", "transformer", "blend")
 
 
 @dataclass

@@ -258,6 +258,7 @@ PART_NAMES = {
     "transformer": "the transformer",
     "lstm": "the LSTM",
     "itemknn": "item-kNN (items viewed or bought together)",
+    "ease": "EASE (items the same shoppers chose)",
     "mostpop": "popularity",
 }
 

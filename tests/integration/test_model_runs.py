@@ -202,10 +202,11 @@ def test_blend_run_loads_and_its_parts_add_up(db):
 
     h = load_sequences(catalog=active.catalog).histories([0, 1], max_len=active.model.max_len)
     parts = active.model.score_parts(h)
-    assert set(parts) <= {"transformer", "transformer-2", "itemknn", "mostpop"}
+    assert set(parts) <= {"transformer", "transformer-2", "itemknn", "ease", "mostpop"}
     # named by the parts it holds (a Model-page blend: two transformer seeds)
     assert (
-        active.label == f"Blend (transformer + transformer seed 2 + item-kNN + popularity) run {run.run_id}"
+        active.label
+        == f"Blend (transformer + transformer seed 2 + item-kNN + EASE + popularity) run {run.run_id}"
     )
     torch.testing.assert_close(sum(parts.values())[:, 1:], active.model.score(h)[:, 1:])
 
@@ -238,7 +239,9 @@ def test_first_run_choice_records_every_candidate_and_activates_the_best(db):
     from models.registry import load_model
 
     blend = load_model(next(r.path for r in runs if r.architecture == "blend"))
-    assert set(blend.parts) == {"transformer", "lstm", "itemknn", "mostpop"}
+    assert set(blend.parts) == {"transformer", "lstm", "itemknn", "ease", "mostpop"}
     from core.training import run_label
 
-    assert run_label(blend, "blend", "r1") == "Blend (transformer + LSTM + item-kNN + popularity) run r1"
+    assert (
+        run_label(blend, "blend", "r1") == "Blend (transformer + LSTM + item-kNN + EASE + popularity) run r1"
+    )

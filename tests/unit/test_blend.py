@@ -166,3 +166,12 @@ def test_the_counts_fit_first_and_the_neural_parts_share_what_is_left(fitted, mo
     budgets = dict(calls)
     assert budgets[neural[0]] == pytest.approx(50.0, abs=1.0)  # half of what is left for two
     assert budgets[neural[1]] == pytest.approx(100.0, abs=1.0)  # the whole rest for the last
+
+
+def test_every_part_kind_has_a_run_label_and_a_merchandisers_name():
+    from core.insight.explain_text import PART_NAMES, parts_sentence
+    from core.training import PART_LABELS
+    from models.blend import PART_CLASSES
+
+    assert set(PART_LABELS) == set(PART_NAMES) == set(PART_CLASSES)
+    assert "EASE (items the same shoppers chose) 40%" in parts_sentence({"transformer": 0.6, "ease": 0.4})

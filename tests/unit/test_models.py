@@ -13,6 +13,7 @@ from models import neural
 from models.base import EvalSet, Histories, ItemSide, Progress, Recommender, SequenceData
 from models.baselines import ItemKNN, MostPop
 from models.data import left_pad
+from models.ease import EASE
 from models.infer import pick_device, score_users, timed_score
 from models.lstm import LSTMConfig, LSTMRecommender
 from models.neural import NeuralRecommender
@@ -190,6 +191,7 @@ def test_seeded_training_is_reproducible(arch):
     [
         MostPop,
         ItemKNN,
+        EASE,
         lambda: LSTMRecommender(tiny_config(max_epochs=2)),
         lambda: NEURAL["transformer"](tiny_config("transformer", max_epochs=2)),
     ],

@@ -144,6 +144,7 @@ class Recommender(ABC):
     reads_gaps: bool = False  # whether time-gap buckets change the scores (SHAP makes them a player)
     context_features: tuple[str, ...] = ()  # names ``score_with_context`` reads; empty: it reads none
     can_finetune: bool = False  # whether ``finetune`` continues training on a slice
+    max_items: int | None = None  # the largest catalog ``fit`` takes (None: any size)
     history: list[dict] | tuple = ()  # one dict per epoch of the last fit (losses, validation metrics)
 
     # --- learning ---

@@ -17,7 +17,7 @@ does is the better model alone, NDCG@10 0.060 against 0.052, and the worse part 
     split, λ is chosen on it (``LAMBDAS``) instead of the default.
 
 The fit inverts an (N+1) × (N+1) matrix: about 10 s for Beauty's 12,101 items on 2 cores, and 3 such
-matrices in memory (1.6 GB each at ``MAX_ITEMS``). A larger catalog is refused with a clear error, and the
+matrices in memory (1.6 GB each at ``max_items``). A larger catalog is refused with a clear error, and the
 blend leaves EASE out (``models.registry.build``).
 """
 
@@ -35,7 +35,7 @@ from models.baselines import ItemToItem, report_fitted
 class EASE(ItemToItem):
     name = "ease"
     state_file = "ease.pt"
-    MAX_ITEMS = 20_000  # (N+1)² float32 matrices: 1.6 GB each at 20,000 items
+    max_items = 20_000  # (N+1)² float32 matrices: 1.6 GB each at 20,000 items
     recency = 1.0  # the history as a set (see the module docstring)
     # λ tried on validation, from the default outwards (one inversion each), so a budget that runs out keeps
     # the likeliest values
@@ -55,9 +55,9 @@ class EASE(ItemToItem):
         ``LAMBDAS`` with the best validation NDCG@10."""
         t0 = time.perf_counter()
         flat, uid, _ = self._count_items(train)
-        if self.n_items > self.MAX_ITEMS:
+        if self.n_items > self.max_items:
             raise ValueError(
-                f"EASE inverts an item × item matrix and takes catalogs of up to {self.MAX_ITEMS:,} items; this "
+                f"EASE inverts an item × item matrix and takes catalogs of up to {self.max_items:,} items; this "
                 f"one has {self.n_items:,}. Use item-kNN or a neural model for it."
             )
         gram = self._gram(flat, uid)

@@ -6,7 +6,7 @@
     defaults sized from ``data`` (``sized_config``); the baselines with theirs; the blend from the fitted
     models in ``reuse`` plus the parts it lacks, out of: ``blend_seeds`` seeds of ``BLEND_NEURAL``
     ("transformer", "transformer-2", …), any other neural model in ``reuse``, item-kNN, EASE (catalogs of up to
-    ``EASE.MAX_ITEMS`` items: ``blend_counts``) and popularity.
+    ``EASE.max_items`` items: ``blend_counts``) and popularity.
 ``save_model(model, directory, meta=None) -> Path``
     ``config.json`` (``{"model": name, "config": ..., "meta": ..., "history": [...], "train_seconds": s}``)
     plus the model's own state files (``model.pt`` for the neural models), written to a temporary folder and
@@ -78,7 +78,7 @@ def blend_counts(n_items: int) -> tuple[str, ...]:
     """The blend's count parts besides item-kNN and popularity: EASE where the catalog is small enough to invert
     its item × item matrix (Beauty, validation users held out from the weights: NDCG@10 +2.0 %, HR@10 +1.3 %;
     docs/BENCHMARKS.md)."""
-    return ("ease",) if n_items <= EASE.MAX_ITEMS else ()
+    return ("ease",) if n_items <= EASE.max_items else ()
 
 
 def build(

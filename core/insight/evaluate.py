@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from models.base import EvalSet, ProgressCallback, Recommender, SequenceData
 from models.data import Split, leave_one_out
 from models.layers import NeuralConfig
 from models.metrics import metrics_from_ranks, rank_targets, validation_metrics
-from models.registry import BLEND_NEURAL, NEURAL, build, sized_config
+from models.registry import BLEND_NEURAL, MODELS, NEURAL, build, sized_config
 
 PROTOCOLS = {
     "A": "A: full ranking, history excluded",
@@ -167,7 +168,8 @@ def run_benchmark(
     Each neural model trains for at most ``time_budget_min`` minutes (its config's defaults sized from the
     data, or ``config``), early-stopped on validation NDCG@10. The blend reuses the models trained for their
     own rows and learns its weights on the validation split. Every choice (epochs, blend weights, the
-    default model) is made on validation; the test item is scored once per model, for the report. Returns one
+    default model) is made on validation; the test item is scored once per model, for the report. A model whose
+    fit cannot take the catalog (``max_items``: EASE above 20,000 items) is skipped with a note. Returns one
     row per (model, protocol): model, protocol, hr@10, ndcg@10, hr@20, ndcg@20, mrr@10, mrr@20, coverage@10/20
     (protocol A), valid_ndcg@10, valid_hr@10, default (the best model on validation), train_seconds, users,
     n_items, seed."""
@@ -180,6 +182,7 @@ def run_benchmark(
         raise InputError(
             f"unknown model(s) {', '.join(unknown)}", fix=f"choose from {', '.join(MODEL_NAMES)}"
         )
+    models = _models_for_catalog(models, data.n_items, str(path))
     fitted: dict[str, Recommender] = {}
     for name in sorted(models, key=lambda m: m == "blend"):  # the blend last: it reuses the others
         cfg = _config(name, config, split.train, budget_clock)
@@ -203,6 +206,26 @@ def run_benchmark(
             )
             rows.append(res)
     return rows
+
+
+def _models_for_catalog(models, n_items: int, source: str) -> list[str]:
+    """``models`` less those whose fit cannot take a catalog this large (EASE's item × item matrix), with a note
+    on stderr naming each; none left is an ``InputError``."""
+    kept = []
+    for name in models:
+        limit = MODELS[name].max_items
+        if limit is not None and n_items > limit:
+            print(
+                f"note: {name} skipped: {source} has {n_items:,} items, {name} takes up to {limit:,}",
+                file=sys.stderr,
+            )
+        else:
+            kept.append(name)
+    if not kept:
+        raise InputError(
+            f"{source}: no model asked for takes {n_items:,} items", fix="add itemknn or a neural model"
+        )
+    return kept
 
 
 def _config(

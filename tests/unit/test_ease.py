@@ -83,11 +83,11 @@ def test_a_history_is_read_as_a_set():
 
 
 def test_a_catalog_beyond_the_limit_is_refused_and_the_blend_leaves_ease_out(monkeypatch):
-    monkeypatch.setattr(EASE, "MAX_ITEMS", N - 1)
+    monkeypatch.setattr(EASE, "max_items", N - 1)
     with pytest.raises(ValueError, match=f"up to {N - 1} items; this one has {N}"):
         EASE(tune=False).fit(SequenceData(baskets(), n_items=N))
     assert "ease" not in build("blend", N).parts
-    monkeypatch.setattr(EASE, "MAX_ITEMS", N)
+    monkeypatch.setattr(EASE, "max_items", N)
     assert "ease" in build("blend", N).parts
 
 

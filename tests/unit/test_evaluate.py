@@ -191,3 +191,18 @@ def test_unknown_model_name_is_an_input_error(tmp_path):
     p.write_text("\n".join(f"u{u} a b c d" for u in range(12)) + "\n")
     with pytest.raises(InputError, match="unknown model"):
         run_benchmark(p, models=("gpt5",))
+
+
+def test_a_model_that_cannot_take_the_catalog_is_skipped_with_a_note(tmp_path, monkeypatch, capsys):
+    from models.ease import EASE
+
+    monkeypatch.setattr(EASE, "max_items", 3)  # the file below has 4 items
+    p = tmp_path / "bench.txt"
+    p.write_text("\n".join(f"u{u} a b c d" for u in range(12)) + "\n")
+    rows = run_benchmark(p, models=("itemknn", "ease"), protocols=("A",))
+    assert [r["model"] for r in rows] == ["itemknn"]
+    assert "ease skipped: " in capsys.readouterr().err
+    with pytest.raises(InputError, match="no model asked for takes 4 items"):
+        run_benchmark(p, models=("ease",))
+    monkeypatch.setattr(EASE, "max_items", 4)
+    assert [r["model"] for r in run_benchmark(p, models=("ease",), protocols=("A",))] == ["ease"]

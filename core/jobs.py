@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import ROOT, child_environment, settings
+from core.errors import StudioError
 from core.release import auth
 from core.release.roles import Account, Permission, require
 from models.base import Progress
@@ -54,6 +55,23 @@ class JobLog:
         tmp = self.dir / "result.json.tmp"
         tmp.write_text(json.dumps({"ok": ok, "detail": detail, "t": time.time()}))
         os.replace(tmp, self.dir / "result.json")
+        self._revoke_token()
+
+    def _revoke_token(self) -> None:
+        """The job's sign-in (``start_training``'s token) ends with the job, so the token file left in the job's
+        folder signs nobody in. A store that cannot be written right now leaves it to expire (one day); the
+        job's result is written either way."""
+        token_file = self.dir / "token"
+        if not token_file.exists():
+            return
+        try:
+            auth.sign_out(token_file.read_text().strip())
+        except StudioError as exc:
+            print(
+                f"warning: the job's token was not revoked ({exc}); it expires within a day", file=sys.stderr
+            )
+        finally:
+            token_file.unlink(missing_ok=True)
 
 
 @dataclass
@@ -114,7 +132,8 @@ def start_training(
     device: str | None = None,
 ) -> Job:
     """Train in a child process (``python -m core train``) as ``actor``: checked here, and again in the
-    child, which signs in with a one-day token of ``actor``'s readable by this user only."""
+    child, which signs in with a one-day token of ``actor``'s readable by this user only, revoked when the job
+    ends (``JobLog.finish``)."""
     require(actor, Permission.TRAIN)
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
     job_dir = jobs_dir() / job_id

@@ -217,3 +217,23 @@ def test_one_session_checked_by_many_reruns_at_once_stays_signed_in(db):
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert errors == []
+
+
+def test_a_training_jobs_token_is_revoked_when_the_job_ends(db, tmp_path, monkeypatch):
+    from core.jobs import JobLog
+
+    mia = account_with_password("mia", "merchandiser")
+    for ok in (True, False):
+        job_dir = tmp_path / f"job-{ok}"
+        job_dir.mkdir()
+        token = auth.create_token(mia, days=1)
+        (job_dir / "token").write_text(token)
+        assert auth.session_account(token).username == "mia"
+        before = audit_rows("sign_out")
+        JobLog(job_dir).finish(ok, "done" if ok else "failed")
+        assert not (job_dir / "token").exists()
+        assert (job_dir / "result.json").exists()
+        auth.forget_cached_sessions()
+        with pytest.raises(SignInError):
+            auth.session_account(token)
+        assert audit_rows("sign_out") == before + 1

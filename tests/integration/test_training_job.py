@@ -30,3 +30,6 @@ def test_a_job_trains_as_the_admin_who_started_it(db, monkeypatch):
     assert store.query("SELECT actor, action FROM audit_log WHERE action = 'train'").rows() == [
         ("ada", "train")
     ]
+    # the child's sign-in ended with the job: no token is left in its folder, and the log says who signed out
+    assert not (job.dir / "token").exists()
+    assert store.query("SELECT actor FROM audit_log WHERE action = 'sign_out'").rows() == [("ada",)]

@@ -1,7 +1,8 @@
 """Load event logs and catalogs into the store, in one transaction each, streaming through DuckDB.
 
-Every row is either loaded, counted as a duplicate or rejected with its line number, raw
-text and a reason a person can act on: ``rows_read = loaded + rejected + duplicates``.
+Every row is either loaded, counted as a duplicate, rejected with its line number, raw text and a reason a
+person can act on, or left out as a forgotten shopper's (``core.data.forgotten``):
+``rows_read = loaded + rejected + duplicates + forgotten``.
 A whole-file problem raises ``InputError`` and writes nothing (no events, no ingests row).
 
 The file is checked first (``core.data.sniff``: what it is; a file that is not the ``--format`` given is
@@ -26,6 +27,7 @@ from core import store
 from core.data import formats
 from core.data.catalog import ingest_catalog
 from core.data.duplicates import find_duplicates
+from core.data.forgotten import forgotten_note, leave_out_forgotten
 from core.data.formats import detect_format, looks_like
 from core.data.ingest_support import (
     IngestResult,
@@ -123,14 +125,16 @@ def _ingest(
     return result
 
 
-def _record(con, ingest_id: int, path: Path, fmt: str, digest, counts: tuple, note, started) -> IngestResult:
-    """The ingests row, inside the load's transaction. ``counts``: (loaded, rejected, duplicates)."""
-    loaded, rejected, n_dups = counts
-    rows_read = loaded + rejected + n_dups
+def _record(con, ingest_id: int, path: Path, fmt: str, digest, counts: tuple, notes, started) -> IngestResult:
+    """The ingests row, inside the load's transaction. ``counts``: (loaded, rejected, duplicates, left out as
+    forgotten shoppers'); ``notes``: sentences for the report, kept in the row's note."""
+    loaded, rejected, n_dups, forgotten = counts
+    rows_read = loaded + rejected + n_dups + forgotten
     result = IngestResult(
         ingest_id, str(path), fmt, rows_read, loaded, rejected, n_dups, time.perf_counter() - started
     )
-    result.notes = [note] if note else []
+    result.forgotten, result.notes = forgotten, list(notes)
+    note = "; ".join(notes) or None
     con.execute(
         """INSERT INTO ingests VALUES (?, ?, ?, ?, 'events', ?, ?, ?, ?, now() - to_microseconds(?), now(),
            'done', ?)""",
@@ -156,6 +160,7 @@ def _load(
     """The writes from ``stage``, inside the caller's transaction. ``staged.ident``: what names a ``stage``
     row — ``rid`` (its rowid; rejected rows are in ``bad``) or ``ord, k`` (line, position in a sequence
     line); ``staged.constants``: event columns left out of ``stage``, with their one value."""
+    forgotten, shoppers = leave_out_forgotten(con, fmt)
     report(0.5, "finding duplicates")
     n_dups = find_duplicates(con, staged.ident)
     steps("duplicates")
@@ -178,8 +183,9 @@ def _load(
         rejected = _write_items_users_rejects(con, fmt, staged, ingest_id, report, steps)
     finally:  # never leave the thread holding DuckDB's descriptor past the transaction
         flushing.join()
-    counts = (staged.good - n_dups, rejected, n_dups)
-    return _record(con, ingest_id, path, fmt, digest, counts, staged.columns.ignored_note(), started)
+    counts = (staged.good - forgotten - n_dups, rejected, n_dups, forgotten)
+    notes = [n for n in (staged.columns.ignored_note(), forgotten_note(forgotten, shoppers)) if n]
+    return _record(con, ingest_id, path, fmt, digest, counts, notes, started)
 
 
 def _write_items_users_rejects(

@@ -32,6 +32,7 @@ class IngestResult:
     kind: str = "events"
     steps: dict = field(default_factory=dict)  # seconds per step (read, duplicates, events, items, …)
     notes: list[str] = field(default_factory=list)  # e.g. the columns that were ignored
+    forgotten: int = 0  # events of forgotten shoppers left out (core.data.forgotten)
 
     def summary(self) -> str:
         text = (

@@ -41,6 +41,7 @@ TEMP_TABLES = (
     "item_attrs",
     "user_first",
     "user_sessions",
+    "forgotten_ids",
     JOINS_TABLE,
     formats.REJECTS_TABLE,
     formats.REJECTS_SCAN,

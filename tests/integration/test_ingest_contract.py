@@ -25,7 +25,7 @@ def count(table):
 
 
 def conserved(r):
-    return r.rows_read == r.loaded + r.rejected + r.duplicates
+    return r.rows_read == r.loaded + r.rejected + r.duplicates + r.forgotten
 
 
 def test_rees46(db, tmp_path):

@@ -40,3 +40,28 @@ def test_forget_user_erases_the_shopper_and_keeps_them_out_of_later_artifacts(sh
     artifact = open_live()[1]
     assert shopper not in artifact.table("history")["user_id"].to_list()
     assert shopper not in artifact.table("users")["user_id"].to_list()
+
+
+def test_a_forgotten_shopper_stays_out_of_every_later_load(db, tmp_path):
+    import gzip
+
+    from core.data.ingest import ingest_events
+    from tests.unit.test_ingest import NATIVE
+
+    first = tmp_path / "log.csv"
+    first.write_text(NATIVE)
+    ingest_events(first, actor=SYSTEM)
+    privacy.forget_user(SYSTEM, "u1")
+    # the same shoppers a day later, in the bulk CSV path and in the line-by-line path (gzip)
+    later = NATIVE.replace("2024-05-0", "2024-06-0")
+    csv_file, gz_file = tmp_path / "later.csv", tmp_path / "later2.csv.gz"
+    csv_file.write_text(later)
+    gz_file.write_bytes(gzip.compress(later.replace("2024-06-0", "2024-07-0").encode()))
+    for path, loaded_u2 in ((csv_file, 2), (gz_file, 4)):
+        r = ingest_events(path, actor=SYSTEM)
+        assert (r.rows_read, r.loaded, r.forgotten, r.rejected, r.duplicates) == (6, 2, 4, 0, 0)
+        assert any("4 event(s) of 1 forgotten shopper(s) left out" in n for n in r.notes)
+        assert store.scalar("SELECT count(*) FROM events WHERE user_id = 'u1'") == 0
+        assert store.scalar("SELECT count(*) FROM users WHERE user_id = 'u1'") == 0
+        assert store.scalar("SELECT count(*) FROM events WHERE user_id = 'u2'") == loaded_u2 + 2
+        assert "forgotten" in store.scalar("SELECT message FROM ingests WHERE ingest_id = ?", [r.ingest_id])

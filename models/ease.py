@@ -17,9 +17,8 @@ does is the better model alone, NDCG@10 0.060 against 0.052, and the worse part 
     split, λ is chosen on it (``LAMBDAS``) instead of the default.
 
 The fit inverts an (N+1) × (N+1) matrix per λ tried: 92 s for Beauty's 12,101 items and 7 values of λ on 2
-cores (docs/BENCHMARKS.md), with 3 such
-matrices in memory (1.6 GB each at ``max_items``). A larger catalog is refused with a clear error, and the
-blend leaves EASE out (``models.registry.build``).
+cores (docs/BENCHMARKS.md), with 3 such matrices in memory (1.6 GB each at ``max_items``). A larger catalog
+is refused with a clear error, and the blend leaves EASE out (``models.registry.build``).
 """
 
 from __future__ import annotations

@@ -202,11 +202,12 @@ def test_blend_run_loads_and_its_parts_add_up(db):
 
     h = load_sequences(catalog=active.catalog).histories([0, 1], max_len=active.model.max_len)
     parts = active.model.score_parts(h)
-    assert set(parts) <= {"transformer", "transformer-2", "itemknn", "ease", "mostpop"}
-    # named by the parts it holds (a Model-page blend: two transformer seeds)
+    assert set(parts) <= {"transformer", "transformer-2", "transformer-3", "itemknn", "ease", "mostpop"}
+    # named by the parts it holds (a Model-page blend: three transformer seeds)
     assert (
         active.label
-        == f"Blend (transformer + transformer seed 2 + item-kNN + EASE + popularity) run {run.run_id}"
+        == "Blend (transformer + transformer seed 2 + transformer seed 3 + item-kNN + EASE + popularity) "
+        f"run {run.run_id}"
     )
     torch.testing.assert_close(sum(parts.values())[:, 1:], active.model.score(h)[:, 1:])
 

@@ -162,10 +162,11 @@ def test_the_counts_fit_first_and_the_neural_parts_share_what_is_left(fitted, mo
     Blend(dict(blend.parts), dict(blend.weights)).fit(split.train, None, time_budget_s=100.0)
     names = [n for n, _ in calls]
     neural = [n for n in names if part_kind(n) == "transformer"]
-    assert names == [n for n in names if n not in neural] + neural and len(neural) == 2
+    assert names == [n for n in names if n not in neural] + neural and len(neural) == 3
     budgets = dict(calls)
-    assert budgets[neural[0]] == pytest.approx(50.0, abs=1.0)  # half of what is left for two
-    assert budgets[neural[1]] == pytest.approx(100.0, abs=1.0)  # the whole rest for the last
+    assert budgets[neural[0]] == pytest.approx(100 / 3, abs=1.0)  # a third of what is left for three
+    assert budgets[neural[1]] == pytest.approx(50.0, abs=1.0)  # half of what is left for two
+    assert budgets[neural[2]] == pytest.approx(100.0, abs=1.0)  # the whole rest for the last
 
 
 def test_every_part_kind_has_a_run_label_and_a_merchandisers_name():

@@ -171,56 +171,19 @@ def _sessions(rng: np.random.Generator, n_days: int, cat: dict, u: dict) -> dict
 
 
 def _events(rng: np.random.Generator, s: dict, cat: dict, u: dict, promo: dict) -> pl.DataFrame:
-    item, sess, step, kind = s["item"], s["sess"], s["step"], s["kind"]
+    item, sess, kind = s["item"], s["sess"], s["kind"]
     user, quality, n = s["su"][sess], cat["quality"][item], len(item)
-    # where the item was shown: users scroll less and less; small sellers' and new items sit lower
-    position = 1 + np.floor(rng.exponential(5.0, n)).astype(int)
-    position += cat["small"][item] * rng.integers(0, 6, n) + cat["new"][item] * rng.integers(0, 4, n)
-    position = np.minimum(position, 24)
-    # the page: the entry from home/search/category; complements from the product page's "goes with"
-    page = np.select(
-        [kind == 0, kind == 1, kind == 2],
-        [
-            rng.choice(4, n, p=[0.45, 0.25, 0.25, 0.05]),
-            rng.choice([0, 3], n, p=[0.15, 0.85]),
-            rng.choice([1, 2, 3], n, p=[0.3, 0.5, 0.2]),
-        ],
-        rng.choice([0, 1], n),
-    )
+    position, page = _placement(rng, cat, item, kind)
     click = rng.random(n) < P_CLICK * position**-0.45 * np.exp(0.2 * quality)
     dwell = np.clip(rng.lognormal(9.3 + 0.7 * click, 0.9, n), 500, 600_000).astype(np.int64)  # ms
     gap = dwell / 1000 + rng.exponential(20, n)
-    order = np.lexsort((step, sess))
-    g = gap[order]
-    before = np.cumsum(g) - g  # exclusive running sum over all sessions in order
-    first = np.r_[True, sess[order][1:] != sess[order][:-1]]
-    t = np.empty(n)
-    t[order] = s["s_start"][sess[order]] + before - before[first][np.cumsum(first) - 1]
+    t = _clock(s, gap)
     on_promo = (t >= promo["start"][item]) & (t < promo["end"][item])
     price = np.round(cat["price"][item] * (1 - np.where(on_promo, promo["discount"][item], 0.0)), 2)
-    rel_price = np.log(cat["price"][item] / np.median(cat["price"]))
-    p_cart = P_CART * np.exp(-u["sensitivity"][user] * np.clip(rel_price, 0, None) + 0.3 * quality)
-    cart = click & (rng.random(n) < p_cart * np.where(on_promo, 1.6, 1.0))
-    buy = cart & (rng.random(n) < P_BUY)
-    removed = cart & ~buy & (rng.random(n) < P_REMOVE)
-    review = buy & (rng.random(n) < P_REVIEW)
+    funnel = _funnel(rng, cat, item, u["sensitivity"][user], click, on_promo)
     rating = np.clip(np.round(rng.normal(3.9 + 0.6 * quality, 0.8, n)), 1, 5)
     review_after = rng.uniform(1, 10, n) * DAY
-    idx, code, ts = [], [], []
-    for c, mask, offset in (
-        (VIEW, None, 0.0),
-        (CLICK, click, 0.3),
-        (CART, cart, 0.6),
-        (REMOVE, removed, 0.8),
-        (BUY, buy, 0.9),
-    ):
-        i = np.arange(n) if mask is None else np.flatnonzero(mask)
-        idx.append(i), code.append(np.full(len(i), c)), ts.append(t[i] + offset * gap[i])
-    i = np.flatnonzero(review)
-    idx.append(i), code.append(np.full(len(i), REVIEW)), ts.append(t[i] + review_after[i])
-    idx, code, ts = np.concatenate(idx), np.concatenate(code), np.concatenate(ts)
-    keep = ts < _END
-    idx, code, ts = idx[keep], code[keep], ts[keep]
+    idx, code, ts = _steps(t, gap, funnel, review_after)
     ev = pl.DataFrame(
         {
             "ts": _us(ts),
@@ -235,6 +198,76 @@ def _events(rng: np.random.Generator, s: dict, cat: dict, u: dict, promo: dict) 
             "rating": np.where(code == REVIEW, rating[idx], np.nan),
         }
     ).sort("u", "ts", "code", "i", maintain_order=True)
+    return _event_columns(ev)
+
+
+def _placement(rng: np.random.Generator, cat: dict, item: np.ndarray, kind: np.ndarray):
+    """Where each step's item was shown: its slot (users scroll less and less; small sellers' and new items
+    sit lower) and its page (the entry from home/search/category; complements from the product page's
+    "goes with")."""
+    n = len(item)
+    position = 1 + np.floor(rng.exponential(5.0, n)).astype(int)
+    position += cat["small"][item] * rng.integers(0, 6, n) + cat["new"][item] * rng.integers(0, 4, n)
+    position = np.minimum(position, 24)
+    page = np.select(
+        [kind == 0, kind == 1, kind == 2],
+        [
+            rng.choice(4, n, p=[0.45, 0.25, 0.25, 0.05]),
+            rng.choice([0, 3], n, p=[0.15, 0.85]),
+            rng.choice([1, 2, 3], n, p=[0.3, 0.5, 0.2]),
+        ],
+        rng.choice([0, 1], n),
+    )
+    return position, page
+
+
+def _clock(s: dict, gap: np.ndarray) -> np.ndarray:
+    """Each step's time: its session's start plus the gaps of the steps before it in that session."""
+    sess, step = s["sess"], s["step"]
+    order = np.lexsort((step, sess))
+    g = gap[order]
+    before = np.cumsum(g) - g  # exclusive running sum over all sessions in order
+    first = np.r_[True, sess[order][1:] != sess[order][:-1]]
+    t = np.empty(len(gap))
+    t[order] = s["s_start"][sess[order]] + before - before[first][np.cumsum(first) - 1]
+    return t
+
+
+def _funnel(rng, cat: dict, item, sensitivity, click, on_promo) -> dict[int, np.ndarray]:
+    """Which clicked steps went on to the cart, a purchase, a removal and a review: a price above the
+    median puts price-sensitive shoppers off, quality and a promotion draw them in."""
+    n = len(item)
+    rel_price = np.log(cat["price"][item] / np.median(cat["price"]))
+    p_cart = P_CART * np.exp(-sensitivity * np.clip(rel_price, 0, None) + 0.3 * cat["quality"][item])
+    cart = click & (rng.random(n) < p_cart * np.where(on_promo, 1.6, 1.0))
+    buy = cart & (rng.random(n) < P_BUY)
+    removed = cart & ~buy & (rng.random(n) < P_REMOVE)
+    review = buy & (rng.random(n) < P_REVIEW)
+    return {CLICK: click, CART: cart, REMOVE: removed, BUY: buy, REVIEW: review}
+
+
+def _steps(t, gap, funnel: dict[int, np.ndarray], review_after):
+    """One event per step and funnel stage: (step index, event code, time); a stage follows its view within
+    the step's gap, a review days later. Events after the demo's end are left out."""
+    idx, code, ts = [], [], []
+    for c, mask, offset in (
+        (VIEW, None, 0.0),
+        (CLICK, funnel[CLICK], 0.3),
+        (CART, funnel[CART], 0.6),
+        (REMOVE, funnel[REMOVE], 0.8),
+        (BUY, funnel[BUY], 0.9),
+    ):
+        i = np.arange(len(t)) if mask is None else np.flatnonzero(mask)
+        idx.append(i), code.append(np.full(len(i), c)), ts.append(t[i] + offset * gap[i])
+    i = np.flatnonzero(funnel[REVIEW])
+    idx.append(i), code.append(np.full(len(i), REVIEW)), ts.append(t[i] + review_after[i])
+    idx, code, ts = np.concatenate(idx), np.concatenate(code), np.concatenate(ts)
+    keep = ts < _END
+    return idx[keep], code[keep], ts[keep]
+
+
+def _event_columns(ev: pl.DataFrame) -> pl.DataFrame:
+    """The internal codes as the events file's columns (ids, event names, nulls where a field does not apply)."""
     return ev.select(
         "ts",
         pl.format("u{}", pl.col("u").cast(pl.Utf8).str.zfill(6)).alias("user_id"),

@@ -90,19 +90,8 @@ def _catalog(rng: np.random.Generator, n_items: int):
     leaf = rng.choice(n_leaves, n_items, p=rng.dirichlet(np.full(n_leaves, 2.0)))
     brands = _brand_names(rng, n_tops * 6)
     brand = leaf_top[leaf] * 6 + rng.integers(0, 6, n_items)  # six brands of its own per top category
-    n_sellers = max(20, n_items // 50)
-    n_large = max(3, n_sellers // 20)
-    large = np.arange(n_sellers) < n_large
-    onboarded = _END - rng.uniform(60, 3 * 365, n_sellers) * DAY
-    newly = ~large & (rng.random(n_sellers) < 0.15)  # small sellers onboarded in the last 30 days
-    newly[-1] = True  # at least one
-    onboarded[newly] = _END - rng.uniform(1, 30, newly.sum()) * DAY
-    small_weight = rng.pareto(1.5, n_sellers - n_large) + 0.2  # small sellers: a long tail of sizes
-    seller = np.where(
-        rng.random(n_items) < 0.68,  # a few large sellers own most of the catalog
-        rng.integers(0, n_large, n_items),
-        n_large + rng.choice(n_sellers - n_large, n_items, p=small_weight / small_weight.sum()),
-    )
+    large, onboarded, seller = _seller_draws(rng, n_items)
+    n_sellers = len(large)
     mu = rng.uniform(2.3, 5.8, n_leaves)  # log-normal prices, each leaf its own level
     price = np.round(np.exp(rng.normal(mu[leaf], 0.45)), 2)
     created = _END - rng.uniform(15, 365, n_items) * DAY
@@ -147,6 +136,25 @@ def _catalog(rng: np.random.Generator, n_items: int):
     )
     latent = dict(leaf=leaf, leaf_top=leaf_top, pop=pop, price=price, quality=quality, small=small, new=new)
     return items, sellers, latent | {"paths": paths, "created": created}
+
+
+def _seller_draws(rng: np.random.Generator, n_items: int):
+    """The sellers (a few large ones first, then small ones; some onboarded in the last 30 days) and which
+    one sells each item: (large, onboarded, seller of each item)."""
+    n_sellers = max(20, n_items // 50)
+    n_large = max(3, n_sellers // 20)
+    large = np.arange(n_sellers) < n_large
+    onboarded = _END - rng.uniform(60, 3 * 365, n_sellers) * DAY
+    newly = ~large & (rng.random(n_sellers) < 0.15)  # small sellers onboarded in the last 30 days
+    newly[-1] = True  # at least one
+    onboarded[newly] = _END - rng.uniform(1, 30, newly.sum()) * DAY
+    small_weight = rng.pareto(1.5, n_sellers - n_large) + 0.2  # small sellers: a long tail of sizes
+    seller = np.where(
+        rng.random(n_items) < 0.68,  # a few large sellers own most of the catalog
+        rng.integers(0, n_large, n_items),
+        n_large + rng.choice(n_sellers - n_large, n_items, p=small_weight / small_weight.sum()),
+    )
+    return large, onboarded, seller
 
 
 def _promotions(rng: np.random.Generator, n_items: int, cat: dict):

@@ -25,18 +25,16 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.e2e.app_server import running_app  # noqa: E402 (after the path)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -60,33 +58,6 @@ def bench_account(data: Path) -> tuple[str, str]:
     session = auth.sign_in(name, users.create_user(SYSTEM, name, "merchandiser"))
     auth.change_password(session.account, password, keep_token=session.token)
     return name, password
-
-
-@contextmanager
-def running_app(data: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "HS_DATA": str(data), "HS_DB": str(data / "shop.duckdb")}
-    log = open(data.parent / "streamlit.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
 
 
 async def timed(samples: list[float], errors: list[str], page, what: str, action, done) -> None:

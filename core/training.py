@@ -21,6 +21,7 @@ from models.base import EvalSet, Progress, Recommender, SequenceData
 from models.baselines import MostPop
 from models.blend import Blend, part_kind, part_seed
 from models.data import MIN_STEPS, Split, leave_one_out
+from models.ease import EASE
 from models.layers import NeuralConfig
 from models.metrics import validation_metrics
 from models.registry import BLEND_NEURAL, BLEND_SEEDS, NEURAL, build, sized_config
@@ -29,7 +30,9 @@ ARCHITECTURES = ("lstm", "transformer", "blend")  # what a run can train
 ARCHITECTURE_LABELS = {
     "lstm": "LSTM",
     "transformer": "Transformer (SASRec-style)",
-    "blend": f"Blend ({BLEND_SEEDS} transformer seeds + item-kNN + EASE + popularity)",
+    # EASE joins only where the catalog is small enough (``models.registry.blend_counts``); a run's own label
+    # (``run_label``) names the parts it really has
+    "blend": f"Blend ({BLEND_SEEDS} transformer seeds + item-kNN + EASE up to {EASE.max_items:,} items + popularity)",
 }
 PART_LABELS = {
     "transformer": "transformer",

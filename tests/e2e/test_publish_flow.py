@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT, using_data
-from tests.e2e.conftest import _free_port
+from tests.e2e.app_server import free_port
 from tests.e2e.steps import choose_last_option, go_to, settle, submit_sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -98,7 +98,7 @@ def storefront_api(own_app):
     """`python -m core serve` (what `make serve` starts) on a free port over the test's data folder: it
     answers 503 until release 1 exists, then follows the live pointer by itself. Yields its URL."""
     _, shop = own_app
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HS_DATA": str(shop), "HS_DB": str(shop / "shop.duckdb"), "HS_SERVE_POLL": "0.5"}
     with open(shop.parent / f"serve-{port}.log", "w") as log:
         proc = subprocess.Popen(

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import ACCOUNTS
-from tests.e2e.conftest import running_app
+from tests.e2e.app_server import running_app
 from tests.e2e.steps import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

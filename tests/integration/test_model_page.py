@@ -53,6 +53,6 @@ def test_model_page_offers_every_architecture_and_draws_the_comparison(two_runs)
     assert at.selectbox[0].options == [
         "LSTM",
         "Transformer (SASRec-style)",
-        "Blend (3 transformer seeds + item-kNN + EASE + popularity)",
+        "Blend (3 transformer seeds + item-kNN + EASE up to 20,000 items + popularity)",
     ]
     assert any("same split" in c.value for c in at.caption)

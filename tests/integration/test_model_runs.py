@@ -2,6 +2,7 @@
 
 import dataclasses
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -224,6 +225,38 @@ def test_blend_run_loads_and_its_parts_add_up(db):
     lift = float(row[active.catalog.vocab.index[why.item_id]] - row[1:].mean())
     assert sum(why.part_lifts.values()) == pytest.approx(lift, rel=1e-4, abs=1e-4)
     assert (why.parts_sentence is None) == (len(why.part_lifts) == 1)
+
+
+def test_the_explain_page_says_what_each_part_of_the_active_blend_added(db, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from core.insight.why import explain_slot
+    from core.ranking.rule_sets import load_rule_set
+    from core.ranking.shop import shop_context
+    from core.release import auth
+    from models.blend import Blend
+    from tests.conftest import ACCOUNTS, make_accounts
+
+    def every_part_weighs_one(self, valid):
+        # a tiny shop's validation picks one part alone; the page must show a blend of several
+        self.weights = dict.fromkeys(self.parts, 1.0)
+        return self.weights
+
+    monkeypatch.setattr(Blend, "learn_weights", every_part_weighs_one)
+    make_shop()
+    train_run(actor=SYSTEM, architecture="blend", config=TransformerConfig(**SMALL), time_budget_s=60)
+    user = next(iter(shop_context().by_user))
+    expected = explain_slot(user, 1, load_rule_set()).parts_sentence
+    assert expected and expected.startswith("Of the lift")
+    make_accounts({"mia": ACCOUNTS["mia"]})
+    page = Path(__file__).resolve().parents[2] / "pages" / "explain.py"
+    at = AppTest.from_file(str(page), default_timeout=120)
+    at.session_state["session_token"] = auth.sign_in("mia", ACCOUNTS["mia"][1]).token
+    at.session_state["explain_user"] = user
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.subheader[0].value.startswith("Slot 1:")
+    assert expected in [m.value for m in at.markdown]
 
 
 def test_first_run_choice_records_every_candidate_and_activates_the_best(db):

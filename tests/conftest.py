@@ -70,6 +70,21 @@ def make_accounts(accounts: dict[str, tuple[str, str]]) -> None:
         auth.change_password(session.account, password, keep_token=session.token)
 
 
+def page_signed_in_as(page: str, name: str, **state):
+    """An AppTest of ``pages/<page>.py`` on the current store, signed in as ``ACCOUNTS[name]`` (created first, as
+    ``make_accounts`` does), with extra session state; not run yet."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.release import auth
+
+    make_accounts({name: ACCOUNTS[name]})
+    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=120)
+    at.session_state["session_token"] = auth.sign_in(name, ACCOUNTS[name][1]).token
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
+
+
 def copy_shop(source: Path, target: Path) -> Path:
     """A consistent copy of a shop's database into a new data folder; model runs stay where they are (their
     rows name their folders). Copied through a plain in-memory DuckDB connection of the test's own, not a

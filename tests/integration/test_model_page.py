@@ -1,9 +1,6 @@
 """The Model page lets a run choose its architecture and shows runs side by side on the same split."""
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core.model_runs import compare_runs, train_run
 from core.release.roles import SYSTEM
@@ -12,7 +9,6 @@ from models.transformer import TransformerConfig
 from tests.integration.test_model_runs import SMALL, make_shop
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -41,12 +37,9 @@ def test_runs_compare_on_the_same_split(two_runs):
 
 
 def test_model_page_offers_every_architecture_and_draws_the_comparison(two_runs):
-    from core.release import auth
-    from tests.conftest import ACCOUNTS, make_accounts
+    from tests.conftest import page_signed_in_as
 
-    make_accounts({"ada": ACCOUNTS["ada"]})
-    at = AppTest.from_file(str(ROOT / "pages" / "model.py"), default_timeout=120)
-    at.session_state["session_token"] = auth.sign_in("ada", ACCOUNTS["ada"][1]).token
+    at = page_signed_in_as("model", "ada")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox[0].label == "Architecture"

@@ -2,7 +2,6 @@
 
 import dataclasses
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -228,14 +227,11 @@ def test_blend_run_loads_and_its_parts_add_up(db):
 
 
 def test_the_explain_page_says_what_each_part_of_the_active_blend_added(db, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     from core.insight.why import explain_slot
     from core.ranking.rule_sets import load_rule_set
     from core.ranking.shop import shop_context
-    from core.release import auth
     from models.blend import Blend
-    from tests.conftest import ACCOUNTS, make_accounts
+    from tests.conftest import page_signed_in_as
 
     def every_part_weighs_one(self, valid):
         # a tiny shop's validation picks one part alone; the page must show a blend of several
@@ -248,11 +244,7 @@ def test_the_explain_page_says_what_each_part_of_the_active_blend_added(db, monk
     user = next(iter(shop_context().by_user))
     expected = explain_slot(user, 1, load_rule_set()).parts_sentence
     assert expected and expected.startswith("Of the lift")
-    make_accounts({"mia": ACCOUNTS["mia"]})
-    page = Path(__file__).resolve().parents[2] / "pages" / "explain.py"
-    at = AppTest.from_file(str(page), default_timeout=120)
-    at.session_state["session_token"] = auth.sign_in("mia", ACCOUNTS["mia"][1]).token
-    at.session_state["explain_user"] = user
+    at = page_signed_in_as("explain", "mia", explain_user=user)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.subheader[0].value.startswith("Slot 1:")

@@ -45,6 +45,7 @@ def report_fitted(progress: ProgressCallback | None) -> None:
 
 class MostPop(Recommender):
     name = "mostpop"
+    recounts = True
 
     def __init__(self) -> None:
         self.pop = torch.zeros(1)
@@ -91,6 +92,7 @@ class ItemToItem(Recommender):
     ties. Subclasses fill ``pairs`` (rows, cols, weights) in ``fit`` and name their ``state_file``."""
 
     state_file = ""
+    recounts = True
     recency = 0.8
     neighbours = 200
     TUNING_USERS = 3000  # validation users a subclass's settings are chosen on

@@ -117,6 +117,15 @@ class Blend(Recommender):
             self.learn_weights(valid)
         return self
 
+    def recount(self, data: SequenceData) -> Blend:
+        """Every part counts again on ``data`` (``Recommender.recount``); the weights stay."""
+        t0 = time.perf_counter()
+        for part in self.parts.values():
+            part.recount(data)
+        self.n_items = max(p.n_items for p in self.parts.values())
+        self.train_seconds += time.perf_counter() - t0
+        return self
+
     def learn_weights(self, valid: EvalSet) -> dict[str, float]:
         """Coordinate ascent on validation NDCG@10 over ``GRID`` (see the module docstring)."""
         n = min(len(valid), WEIGHT_USERS)

@@ -167,8 +167,10 @@ def run_benchmark(
 
     Each neural model trains for at most ``time_budget_min`` minutes (its config's defaults sized from the
     data, or ``config``), early-stopped on validation NDCG@10. The blend reuses the models trained for their
-    own rows and learns its weights on the validation split. Every choice (epochs, blend weights, the
-    default model) is made on validation; the test item is scored once per model, for the report. A model whose
+    own rows and learns its weights on the validation split. Every choice (epochs, settings, blend weights,
+    the default model) is made on validation; then the count models (item-kNN, EASE, popularity, the blend's
+    count parts) count again on every step but the test item (``Recommender.recount``), and the test item
+    is scored once per model, for the report. A model whose
     fit cannot take the catalog (``max_items``: EASE above 20,000 items) is skipped with a note. Returns one
     row per (model, protocol): model, protocol, hr@10, ndcg@10, hr@20, ndcg@20, mrr@10, mrr@20, coverage@10/20
     (protocol A), valid_ndcg@10, valid_hr@10, default (the best model on validation), train_seconds, users,
@@ -189,6 +191,11 @@ def run_benchmark(
         fitted[name] = _fit(name, split, data.n_items, seed, time_budget_min * 60.0, progress, cfg, fitted)
     valid = {name: validation_metrics(m, split.valid, ks=(10,)) for name, m in fitted.items()}
     default = max(valid, key=lambda name: valid[name]["ndcg@10"])
+    # every choice is made: the count models count again on every step before the test item, as a shop's
+    # model counts every step it has once its run is validated (``core.training``)
+    before_test = leave_one_out(SequenceData(data.sequences, n_items=data.n_items), test=False).train
+    for model in fitted.values():
+        model.recount(before_test)
     rows = []
     for name, model in fitted.items():
         for p in protocols:

@@ -216,3 +216,17 @@ def test_the_bench_commands_default_model_list_is_every_registered_model():
 
     bench = _parser().parse_args(["bench", "--data", "x.txt"])
     assert sorted(bench.models.split(",")) == sorted(MODELS)  # the rows in the order of the literal
+
+
+def test_the_test_item_is_ranked_by_counts_of_every_step_before_it(tmp_path):
+    """Y → Z is a pair only in the validation steps of the second group of users, so item-kNN fitted on the
+    training steps cannot know it; the bench counts every step but the test item once the settings are
+    chosen, so the first group's test item Z (after Y) is found."""
+    rng = np.random.default_rng(0)
+    fillers = lambda n: [f"f{i}" for i in rng.choice(30, n, replace=False)]  # noqa: E731
+    lines = [" ".join([f"a{u}", *fillers(4), "Y", "Z"]) for u in range(60)]
+    lines += [" ".join([f"b{u}", *fillers(3), "Y", "Z", "W"]) for u in range(60)]
+    p = tmp_path / "pairs.txt"
+    p.write_text("\n".join(lines) + "\n")
+    rows = run_benchmark(p, time_budget_min=0.5, models=("itemknn",), protocols=("A",))
+    assert rows[0]["hr@10"] == pytest.approx(0.5)  # the first group all found; the second's W is never a step

@@ -50,9 +50,9 @@ def spanning_users(ctx, limit: int, seed: int) -> dict[str, set[str]]:
 
 
 def validation_context(ctx):
-    """The snapshot with each shopper's last step held out (shoppers with enough steps), and the held-out
-    items by shopper."""
-    from core.ranking.shop import build_context, read_shop
+    """The snapshot with each shopper's last step held out (shoppers with enough steps), the model's counts
+    counted again without those steps, and the held-out items by shopper."""
+    from core.ranking.shop import held_out_context, read_shop
     from models.data import MIN_STEPS
 
     frames = read_shop()
@@ -65,7 +65,7 @@ def validation_context(ctx):
             for c, e in cut.items()
         }
     )
-    return build_context(frames, ctx.active), held
+    return held_out_context(frames, ctx.active), held
 
 
 def measure(rule_set, ctx, users, spans, vctx, held, hr_users) -> dict:

@@ -5,6 +5,7 @@ slice, pretraining and fine-tuning with progress relayed to the CLI bar and the 
 ``slice_mask(spec, seqs)`` the steps of a fine-tuning slice: ``purchases``, ``recent:7d``, ``category:PATH``.
 ``split_for_run(seqs, max_len, mask=None)`` train on all but each user's last step, validate on a sample.
 ``train_model(seqs, architecture, config, epochs, finetune_on, budget, device, relay) -> (model, metrics)``
+    the metrics are the validation split's; the model returned has its count parts ``recounted`` on every step
 ``train_candidates(seqs, budget, device, relay) -> {name: (model, metrics)}``  what first-run compares
 """
 
@@ -117,6 +118,12 @@ def split_for_run(
     return leave_one_out(data, max_len, test=False, rows=rows)
 
 
+def every_step(seqs: ShopSequences) -> SequenceData:
+    """Every step of every shopper: what a validated run's count parts count again on before it is stored
+    (``Recommender.recounted``), so the homepage it serves counts each shopper's latest step too."""
+    return SequenceData(seqs.items, seqs.event_types, seqs.gaps, n_items=seqs.catalog.n_items)
+
+
 def _metrics(model: Recommender, valid: EvalSet | None) -> dict:
     return {} if valid is None or len(valid) == 0 else validation_metrics(model, valid, ks=(10, 20))
 
@@ -184,7 +191,7 @@ def train_model(
         )
         metrics["slice_finetuned"] = _metrics(model, ft.valid)
     metrics["mostpop"] = _metrics(MostPop().fit(split.train), split.valid)
-    return model, metrics
+    return model.recounted(every_step(seqs)), metrics
 
 
 def train_candidates(seqs: ShopSequences, budget: float | None, device, relay: Relay) -> dict[str, tuple]:
@@ -205,9 +212,10 @@ def train_candidates(seqs: ShopSequences, budget: float | None, device, relay: R
         split.train, split.valid, time_budget_s=left
     )
     pop = _metrics(MostPop().fit(split.train), split.valid)
+    every = every_step(seqs)
     for name, model in {**fitted, "blend": blend}.items():
         out[name] = (
-            model,
+            model.recounted(every),
             {"valid": _metrics(model, split_for_run(seqs, model.max_len).valid), "mostpop": pop},
         )
     return out

@@ -146,7 +146,7 @@ class Recommender(ABC):
     can_finetune: bool = False  # whether ``finetune`` continues training on a slice
     max_items: int | None = None  # the largest catalog ``fit`` takes (None: any size)
     history: list[dict] | tuple = ()  # one dict per epoch of the last fit (losses, validation metrics)
-    recounts: bool = False  # whether ``recount`` fits again: a count model, whose fit takes seconds
+    recounts: bool = False  # whether ``recounted`` fits again: a count model, whose fit takes seconds
 
     # --- learning ---
     def fit(
@@ -173,17 +173,18 @@ class Recommender(ABC):
         """Continue from the fitted state on the targets ``train.target_mask`` selects (``can_finetune``)."""
         raise NotImplementedError(f"{self.name} cannot be fine-tuned")
 
-    def recount(self, data: SequenceData) -> Recommender:
-        """Once every setting is chosen on validation, count again on ``data``, every step the model may know
-        (the validation steps too), so the newest steps count: item-kNN's seconds-long fit on Beauty's
-        validation split gains 10 % HR@10 from one more step per user (docs/BENCHMARKS.md). A count model
-        (``recounts``) fits again with its chosen settings and adds the seconds to its fit's; a model that
-        trains keeps its weights (training again would double its budget). Returns ``self``."""
-        if self.recounts:
-            seconds = self.train_seconds
-            self.fit(data)  # without a validation split: no setting is chosen again
-            self.train_seconds += seconds
-        return self
+    def recounted(self, data: SequenceData) -> Recommender:
+        """Once every setting is chosen on validation: the model counted again on ``data``, every step it may
+        know (the validation steps too), so the newest steps count. On Beauty's validation split item-kNN
+        gains 10 % HR@10 from one more step per user (docs/BENCHMARKS.md). A count model (``recounts``, a fit
+        of seconds) returns a new model fitted on ``data`` with its chosen settings, its seconds added to the
+        fit's; a model that trains returns itself (training again would double its budget). Never changes
+        ``self``: the served model is shared by every session's thread."""
+        if not self.recounts:
+            return self
+        model = type(self)(**self.config_dict()).fit(data)  # without a validation split: nothing is tuned
+        model.train_seconds += self.train_seconds
+        return model
 
     def training_curve(self) -> list[dict]:
         """One dict per epoch of the last fit (losses, validation metrics); empty without epochs."""

@@ -117,14 +117,14 @@ class Blend(Recommender):
             self.learn_weights(valid)
         return self
 
-    def recount(self, data: SequenceData) -> Blend:
-        """Every part counts again on ``data`` (``Recommender.recount``); the weights stay."""
+    def recounted(self, data: SequenceData) -> Blend:
+        """The blend with every part ``recounted`` on ``data`` (the neural parts shared, not copied) and the
+        same weights."""
         t0 = time.perf_counter()
-        for part in self.parts.values():
-            part.recount(data)
-        self.n_items = max(p.n_items for p in self.parts.values())
-        self.train_seconds += time.perf_counter() - t0
-        return self
+        blend = Blend({name: part.recounted(data) for name, part in self.parts.items()}, dict(self.weights))
+        blend.fitted, blend.weight_curve = set(blend.parts), list(self.weight_curve)
+        blend.train_seconds = self.train_seconds + time.perf_counter() - t0
+        return blend
 
     def learn_weights(self, valid: EvalSet) -> dict[str, float]:
         """Coordinate ascent on validation NDCG@10 over ``GRID`` (see the module docstring)."""

@@ -10,8 +10,9 @@
 Held-out next events: a homepage built from a history that already holds the event it should predict
 scores that event far too well (on the demo shop HR@10 rises from about 0.37 to 0.63). So by default the
 audit builds every homepage on a held-out copy of the store (``holdout_store``): each user's last step
-(the one training holds out, see ``core.model_runs.split_leave_one_out``) and everything after it are
-left out, and that step is the user's held-out next event.
+(the one training validates on, see ``core.training.split_for_run``) and everything after it are left
+out, and that step is the user's held-out next event. A run's count parts count every step once it is
+validated, so on the copy they count again on the steps left (``core.ranking.shop.held_out_context``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from core.data.sequences import load_sequences
 from core.errors import ArtifactError, InputError
 from core.insight.audit import LISTS
 from core.insight.audit_report import AuditInputs
+from core.model_runs import load_active_model
 from core.ranking.homepage import DEFAULT_K
 from core.ranking.population import population_homepages
 from core.ranking.rule_sets import load_rule_set
 from core.ranking.rules import RuleSet
-from core.ranking.shop import build_context, read_shop
+from core.ranking.shop import ShopContext, held_out_context, read_shop
 from core.release.artifact import open_live, read_pointer
 from core.release.roles import Account, Permission, allowed, require
 from core.serve.context import ServedRelease, load_release
@@ -56,15 +58,17 @@ def homepage_frames(
     db_path=None,
     chunk: int = CHUNK,
     progress: Progress | None = None,
+    ctx: ShopContext | None = None,
 ) -> dict[str, pl.DataFrame]:
     """The adapter to the ranking code: "model" and "draft" homepages of ``user_ids`` as frames
     (user_id, rank, item_id), from ``population_homepages`` per chunk (the batch path: the same lists as
-    ``homepages_for``'s ``model_only`` and ``ruled``, without the preview's extras)."""
+    ``homepages_for``'s ``model_only`` and ``ruled``, without the preview's extras), on ``ctx`` (default:
+    the snapshot of ``db_path``)."""
     parts: dict[str, list[pl.DataFrame]] = {"model": [], "draft": []}
     for start in range(0, len(user_ids), chunk):
         if progress:
             progress(start / max(1, len(user_ids)), f"homepages {start:,} of {len(user_ids):,}")
-        lists = population_homepages(user_ids[start : start + chunk], rule_set, k=k, db_path=db_path)
+        lists = population_homepages(user_ids[start : start + chunk], rule_set, k=k, db_path=db_path, ctx=ctx)
         parts["model"].append(lists["model_only"])
         parts["draft"].append(lists["ruled"])
     schema = {"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8}
@@ -100,7 +104,7 @@ def live_homepage_frame(
     held-out copy): on that store's histories, so the live lists are measured on the same held-out events
     as the model and draft lists (the release's snapshot may hold those events, which would flatter it)."""
     release = release or live_release()
-    ctx = release.ctx if histories is None else build_context(read_shop(histories), release.ctx.active)
+    ctx = release.ctx if histories is None else held_out_context(read_shop(histories), release.ctx.active)
     parts = [
         population_homepages(user_ids[start : start + CHUNK], release.rule_set, k=k, ctx=ctx)["ruled"]
         for start in range(0, len(user_ids), CHUNK)
@@ -266,7 +270,11 @@ def audit_inputs(
         ids = store.query("SELECT DISTINCT user_id FROM events", db_path=db_path)["user_id"].to_list()
     user_ids, label = population(ids, sample, seed)
     t0 = _lap("hold-out copy", t0, timings, cpu)
-    frames = homepage_frames(user_ids, draft, k, source, progress=lambda f, m: report(0.05 + 0.85 * f, m))
+    # on the held-out copy, the model's counts too are those of the steps before each held-out one
+    ctx = held_out_context(read_shop(source), load_active_model(source)) if holdout else None
+    frames = homepage_frames(
+        user_ids, draft, k, source, progress=lambda f, m: report(0.05 + 0.85 * f, m), ctx=ctx
+    )
     if "live" in against:
         frames["live"] = live_homepage_frame(user_ids, k, source if holdout else None, release=live)
     t0 = _lap("homepages", t0, timings, cpu)

@@ -169,7 +169,7 @@ def run_benchmark(
     data, or ``config``), early-stopped on validation NDCG@10. The blend reuses the models trained for their
     own rows and learns its weights on the validation split. Every choice (epochs, settings, blend weights,
     the default model) is made on validation; then the count models (item-kNN, EASE, popularity, the blend's
-    count parts) count again on every step but the test item (``Recommender.recount``), and the test item
+    count parts) count again on every step but the test item (``Recommender.recounted``), and the test item
     is scored once per model, for the report. A model whose
     fit cannot take the catalog (``max_items``: EASE above 20,000 items) is skipped with a note. Returns one
     row per (model, protocol): model, protocol, hr@10, ndcg@10, hr@20, ndcg@20, mrr@10, mrr@20, coverage@10/20
@@ -194,8 +194,7 @@ def run_benchmark(
     # every choice is made: the count models count again on every step before the test item, as a shop's
     # model counts every step it has once its run is validated (``core.training``)
     before_test = leave_one_out(SequenceData(data.sequences, n_items=data.n_items), test=False).train
-    for model in fitted.values():
-        model.recount(before_test)
+    fitted = {name: model.recounted(before_test) for name, model in fitted.items()}
     rows = []
     for name, model in fitted.items():
         for p in protocols:

@@ -3,7 +3,9 @@
 - ``read_shop``: the store → ``ShopFrames``, plain frames (users, their recent steps, promotions, the
   segment popularity of the fallback, the trending counts, the shop clock). One unit of work on the database.
 - ``build_context``: ``ShopFrames`` + the active model (with its catalog) → ``ShopContext``, the
-  per-process snapshot every homepage is ranked from without any I/O.
+  per-process snapshot every homepage is ranked from without any I/O. ``held_out_context`` does the same for
+  a store whose shoppers' last steps are held out (the audit's copy, the calibration bench's cut): the
+  model's count parts count again on the steps left, because a run counts every step (``core.training``).
 
 Another source can supply the frames: the storefront API (``core.serve.context``) builds them from a
 published release artifact's Parquet files and never opens the database, and then ranks exactly as the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -27,6 +29,7 @@ from core.config import settings
 from core.data.sequences import ShopSequences, read_steps, steps_from_frame
 from core.model_runs import ActiveModel, load_active_model
 from core.ranking.items import ItemTable
+from core.training import every_step
 from models.base import EVENT_NAMES
 
 # purchases-weighted popularity per segment over the last 30 days: the fallback of shoppers without history
@@ -188,6 +191,15 @@ def build_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
         trending=frames.trending,
         signature=frames.signature,
     )
+
+
+def held_out_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
+    """``build_context`` for frames whose shoppers' last steps are held out to measure the lists against:
+    the active model with its count parts ``recounted`` on these frames' steps (the neural parts never saw
+    a shopper's last step), so no list is ranked from counts of the very steps it is measured on. The
+    active model itself, which every session shares, is left as it is."""
+    steps = steps_from_frame(frames.steps, active.catalog)
+    return build_context(frames, replace(active, model=active.model.recounted(every_step(steps))))
 
 
 _lock = threading.Lock()

@@ -271,3 +271,48 @@ def test_first_run_choice_records_every_candidate_and_activates_the_best(db):
     assert (
         run_label(blend, "blend", "r1") == "Blend (transformer + LSTM + item-kNN + EASE + popularity) run r1"
     )
+
+
+def test_a_runs_counts_take_every_step_and_a_held_out_copy_counts_without_the_held_out_ones(db):
+    """Training validates on each shopper's last step, then the count parts count that step too, so the
+    served homepage reads it; the audit's held-out copy counts again without those steps, so its quality is
+    not measured with counts of the very steps it holds out; the served model stays as it was."""
+    from core.data.sequences import load_sequences
+    from core.insight.audit_population import holdout_store
+    from core.ranking.shop import held_out_context, read_shop
+    from models.base import SequenceData
+    from models.baselines import ItemKNN
+
+    make_shop()
+    train_run(actor=SYSTEM, architecture="blend", config=TransformerConfig(**SMALL), time_budget_s=60)
+    active = load_active_model()
+    knn = active.model.parts["itemknn"]
+    every = load_sequences(catalog=active.catalog)
+    h = every.histories(list(range(40)), max_len=active.model.max_len)
+    counted = lambda steps: ItemKNN(**knn.config_dict()).fit(  # noqa: E731
+        SequenceData(steps.items, n_items=active.catalog.n_items)
+    )
+    torch.testing.assert_close(knn.score(h), counted(every).score(h))
+    served = active.model.score(h)
+
+    copy, held_out = holdout_store()
+    ctx = held_out_context(read_shop(copy), load_active_model(copy))
+    assert len(held_out) == len(every.user_ids)
+    held = ctx.active.model.parts["itemknn"]
+    torch.testing.assert_close(held.score(h), counted(ctx.steps).score(h))
+    assert not torch.equal(held.score(h), knn.score(h))
+    neural = ctx.active.model.parts["transformer"]  # the same trained weights: they never saw those steps
+    assert torch.equal(neural.score(h), active.model.parts["transformer"].score(h))
+    assert torch.equal(load_active_model().model.score(h), served)
+
+    # the audit's model lists are ranked on that held-out snapshot, its recounted model included
+    from core.insight.audit_population import audit_inputs
+    from core.ranking.population import population_homepages
+    from core.ranking.rules import RuleSet
+    from core.release.roles import Account, Role
+
+    pam = Account("pam", Role.PRODUCT_MANAGER)
+    audited = audit_inputs(("model",), RuleSet(), sample=60, seed=1, actor=pam).homepages["model"]
+    users = audited["user_id"].unique(maintain_order=True).to_list()
+    expected = population_homepages(users, RuleSet(), ctx=ctx)["model_only"].rename({"slot": "rank"})
+    assert audited.equals(expected.cast(audited.schema))

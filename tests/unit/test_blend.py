@@ -178,38 +178,42 @@ def test_every_part_kind_has_a_run_label_and_a_merchandisers_name():
     assert "EASE (items the same shoppers chose) 40%" in parts_sentence({"transformer": 0.6, "ease": 0.4})
 
 
-def test_recount_counts_every_step_with_the_settings_chosen_on_validation():
-    """An item pair that only the validation steps hold: the fit cannot know it, the recount does; the
-    settings chosen on validation stay, and the recount's seconds add to the fit's."""
+def test_recounted_counts_every_step_with_the_settings_chosen_on_validation():
+    """An item pair that only the validation steps hold: the fit cannot know it, the recounted model does; the
+    settings chosen on validation stay, the seconds add up, and the fitted model is left as it was."""
     rng = np.random.default_rng(3)
     seqs = [rng.permutation(np.arange(1, 11))[:6] for _ in range(150)]
     seqs = [np.concatenate([s[:5], [19, 20], s[5:]]) for s in seqs]  # 19 → 20 only in the last three steps
     split = leave_one_out(SequenceData(seqs, n_items=N), max_len=10, test=True)
     every = leave_one_out(SequenceData(seqs, n_items=N), max_len=10, test=False).train
     knn = ItemKNN().fit(split.train, split.valid)
-    settings, seconds = knn.config_dict(), knn.train_seconds
     history = left_pad([np.array([3, 19])], 10)
-    assert knn.score(history)[0, 20] < 1e-3  # 20 is never a training step: the tie-break's floor at most
-    assert knn.recount(every) is knn
-    assert knn.config_dict() == settings and knn.train_seconds >= seconds
-    fresh = ItemKNN(**settings).fit(every)  # no validation split: nothing tuned
-    torch.testing.assert_close(knn.score(history), fresh.score(history))
-    assert int(knn.score(history)[0, 1:].argmax()) + 1 == 20
+    before = knn.score(history)
+    assert before[0, 20] < 1e-3  # 20 is never a training step: the tie-break's floor at most
+    recounted = knn.recounted(every)
+    assert recounted.config_dict() == knn.config_dict()
+    assert recounted.train_seconds >= knn.train_seconds
+    torch.testing.assert_close(
+        recounted.score(history), ItemKNN(**knn.config_dict()).fit(every).score(history)
+    )
+    assert int(recounted.score(history)[0, 1:].argmax()) + 1 == 20
+    assert torch.equal(knn.score(history), before)
 
 
-def test_a_blends_recount_keeps_its_weights_and_its_neural_parts(fitted, tmp_path):
+def test_a_recounted_blend_keeps_its_weights_and_shares_its_neural_parts(fitted):
     blend, split = fitted
-    save_model(blend, tmp_path / "blend")
-    copy = load_model(tmp_path / "blend")  # the fixture's blend stays as it is
-    weights = dict(copy.weights)
-    neural = {n: p.score(split.valid.histories) for n, p in copy.parts.items() if not p.recounts}
+    before = blend.score(split.valid.histories)
     every = SequenceData([s[::-1].copy() for s in cycle_data(seed=5)], n_items=N)  # the cycle backwards
-    copy.recount(every)
-    assert copy.weights == weights
-    for name, scores in neural.items():
-        torch.testing.assert_close(copy.parts[name].score(split.valid.histories), scores)
-    recounted = [p for p in copy.parts.values() if p.recounts]
-    assert recounted
-    for part in recounted:
+    recounted = blend.recounted(every)
+    assert recounted.weights == blend.weights and recounted.weights is not blend.weights
+    assert torch.equal(blend.score(split.valid.histories), before)  # the fitted blend is unchanged
+    counted = [n for n, p in blend.parts.items() if p.recounts]
+    assert counted and len(counted) < len(blend.parts)
+    for name, part in blend.parts.items():
+        if not part.recounts:
+            assert recounted.parts[name] is part
+            continue
         fresh = type(part)(**part.config_dict()).fit(every)  # no validation split: nothing tuned
-        torch.testing.assert_close(part.score(split.valid.histories), fresh.score(split.valid.histories))
+        torch.testing.assert_close(
+            recounted.parts[name].score(split.valid.histories), fresh.score(split.valid.histories)
+        )

@@ -274,7 +274,11 @@ def _add_model_commands(sub) -> None:
     p.set_defaults(func=cmd_activate)
 
     p = sub.add_parser(
-        "bench", help="every model on a sequence file, as rows; * marks the best on validation"
+        "bench",
+        help="every model on a sequence file, as rows; * marks the best on validation",
+        description="Leave-one-out on every user's sequence: epochs, settings, blend weights and the default "
+        "are chosen on the second-last item; then the count models (item-kNN, EASE, popularity, the blend's "
+        "count parts) count every step but the last, as a validated run does; the last item is scored once.",
     )
     p.add_argument("--data", required=True)
     p.add_argument("--json", action="store_true")

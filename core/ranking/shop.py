@@ -193,13 +193,18 @@ def build_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
     )
 
 
+_recount_lock = threading.Lock()
+
+
 def held_out_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
     """``build_context`` for frames whose shoppers' last steps are held out to measure the lists against:
     the active model with its count parts ``recounted`` on these frames' steps (the neural parts never saw
     a shopper's last step), so no list is ranked from counts of the very steps it is measured on. The
     active model itself, which every session shares, is left as it is."""
     steps = steps_from_frame(frames.steps, active.catalog)
-    return build_context(frames, replace(active, model=active.model.recounted(every_step(steps))))
+    with _recount_lock:  # one at a time per process: EASE's fit holds three item × item matrices
+        model = active.model.recounted(every_step(steps))
+    return build_context(frames, replace(active, model=model))
 
 
 _lock = threading.Lock()

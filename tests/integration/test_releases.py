@@ -173,7 +173,9 @@ def test_of_two_concurrent_publishes_in_processes_one_wins(first, shop):
     assert sorted(code for code, _ in results) == [0, 2]
     refusal = next(err for code, err in results if code == 2)
     assert "after your diff was computed" in refusal
-    assert len(refusal.strip().splitlines()) == 1
+    # one line says why; on a busy machine the loser may first say it waits for the database
+    said = [line for line in refusal.strip().splitlines() if not line.startswith("waiting for shop.duckdb")]
+    assert len(said) == 1
     assert releases.check_consistency() == []
 
 

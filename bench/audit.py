@@ -67,11 +67,15 @@ def fairness_draft():
 
 
 def profile_homepages(user_ids: list[str], db_path) -> None:
+    """The audit's homepage stage on the held-out copy ``db_path``, as ``audit_inputs`` runs it."""
     from core.insight.audit_population import homepage_frames
+    from core.model_runs import load_active_model
+    from core.ranking.shop import held_out_context, read_shop
 
+    ctx = held_out_context(read_shop(db_path), load_active_model(db_path))
     profiler = cProfile.Profile()
     profiler.enable()
-    homepage_frames(user_ids, fairness_draft(), db_path=db_path)
+    homepage_frames(user_ids, fairness_draft(), db_path=db_path, ctx=ctx)
     profiler.disable()
     # (file, line, function) → (calls, ncalls, tottime, cumtime, callers)
     stats = pstats.Stats(profiler).stats
@@ -98,7 +102,6 @@ def main() -> None:
     from core.insight.audit_export import report_csv, report_html
     from core.insight.audit_population import audit_inputs, holdout_store
     from core.insight.audit_report import build_report
-    from core.ranking.homepage import shop_context
     from core.release.roles import SYSTEM
 
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -106,12 +109,13 @@ def main() -> None:
     watch = Stopwatch()
     path, _ = holdout_store()
     watch.lap("hold-out copy")
-    shop_context(path)  # what the first homepages call on the copy loads; timed on its own
-    watch.lap("snapshot of the copy (model, items, steps)")
     inputs = audit_inputs(("model", "draft"), fairness_draft(), sample=args.users, seed=0, actor=SYSTEM)
     watch.t = (time.perf_counter(), time.process_time())
-    inner = {"hold-out copy": "population (the copy's targets, the sample)", "homepages": "homepages"}
-    for stage in ("hold-out copy", "homepages", "frames"):
+    inner = {
+        "hold-out copy": "population (the copy's targets, the sample)",
+        "snapshot": "snapshot (recounted model, items, steps)",
+    }
+    for stage in ("hold-out copy", "snapshot", "homepages", "frames"):
         watch.stages[inner.get(stage, stage)] = (inputs.timings[stage], inputs.cpu_timings[stage])
     build_report(inputs, n_boot=0)
     watch.lap("metrics (2 lists, no bootstrap)")

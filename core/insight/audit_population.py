@@ -272,6 +272,7 @@ def audit_inputs(
     t0 = _lap("hold-out copy", t0, timings, cpu)
     # on the held-out copy, the model's counts too are those of the steps before each held-out one
     ctx = held_out_context(read_shop(source), load_active_model(source)) if holdout else None
+    t0 = _lap("snapshot", t0, timings, cpu)
     frames = homepage_frames(
         user_ids, draft, k, source, progress=lambda f, m: report(0.05 + 0.85 * f, m), ctx=ctx
     )

@@ -193,7 +193,8 @@ def run_benchmark(
     default = max(valid, key=lambda name: valid[name]["ndcg@10"])
     # every choice is made: the count models count again on every step before the test item, as a shop's
     # model counts every step it has once its run is validated (``core.training``)
-    before_test = leave_one_out(SequenceData(data.sequences, n_items=data.n_items), test=False).train
+    # rows=[]: only the training part of this split is wanted, no validation histories are padded
+    before_test = leave_one_out(SequenceData(data.sequences, n_items=data.n_items), test=False, rows=[]).train
     fitted = {name: model.recounted(before_test) for name, model in fitted.items()}
     rows = []
     for name, model in fitted.items():

@@ -165,10 +165,11 @@ def _embeddings(active: ActiveModel) -> np.ndarray:
     return out
 
 
-def build_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
-    """ShopFrames + the active model → the snapshot homepages are ranked from (no I/O)."""
+def build_context(frames: ShopFrames, active: ActiveModel, steps: ShopSequences | None = None) -> ShopContext:
+    """ShopFrames + the active model → the snapshot homepages are ranked from (no I/O); ``steps``: the
+    frames' steps in the catalog's ids, when the caller has them already."""
     attrs = item_attributes(active.catalog.items, frames.promotions, frames.now)
-    steps = steps_from_frame(frames.steps, active.catalog)
+    steps = steps if steps is not None else steps_from_frame(frames.steps, active.catalog)
     emb = _embeddings(active)
     categories = np.array(["unknown", *attrs["category"].fill_null("unknown").to_list()], dtype=object)
     names, codes = np.unique(categories, return_inverse=True)
@@ -204,7 +205,7 @@ def held_out_context(frames: ShopFrames, active: ActiveModel) -> ShopContext:
     steps = steps_from_frame(frames.steps, active.catalog)
     with _recount_lock:  # one at a time per process: EASE's fit holds three item × item matrices
         model = active.model.recounted(every_step(steps))
-    return build_context(frames, replace(active, model=model))
+    return build_context(frames, replace(active, model=model), steps)  # the same catalog: the same steps
 
 
 _lock = threading.Lock()

@@ -1,10 +1,12 @@
 """Beyond accuracy (issue 15): does the default "For you" list reflect the whole shopper, and at what cost?
 
     HS_DATA=/tmp/ba/data .venv/bin/python -m core first-run      # the demo shop, first-run defaults
-    .venv/bin/python bench/calibration.py --data /tmp/ba/data [--strengths 0.3,0.5,0.7] [--hr-users 5000]
+    .venv/bin/python bench/calibration.py --data /tmp/ba/data [--strengths 0.3,0.5] [--orders calibrated,ranked]
+    .venv/bin/python bench/calibration.py --data /tmp/ba/data --run RUN_ID   # another of the shop's runs
 
-For the default rule set (``core.ranking.defaults``), or a calibration rule of each ``--strengths`` in its
-place, against the model alone, on the same candidates:
+For the default rule set (``core.ranking.defaults``), and for its calibration rule at each of ``--strengths``
+and ``--orders`` (the rule's other parameters as the default's), against the model alone, on the same
+candidates:
 
 (a) among shoppers whose last 30 days (to the shop clock) span >= 3 top-level categories, the share that get
     >= 3 of them in the top 24 (target: most of them; reported against the model alone);
@@ -104,19 +106,22 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500, help="shoppers for the calibration KL")
     parser.add_argument("--span-users", type=int, default=500, help="multi-interest shoppers for (a)")
     parser.add_argument("--hr-users", type=int, default=5000, help="shoppers of the validation split for (c)")
-    parser.add_argument("--strengths", default="", help="calibration strengths to try instead of the default")
+    parser.add_argument("--strengths", default="", help="calibration strengths to try besides the default")
+    parser.add_argument("--orders", default="", help="calibration orders to try (default: the default's)")
+    parser.add_argument("--run", default="", help="rank with this finished run instead of the active one")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     os.environ["HS_DATA"] = str(Path(args.data).resolve())
     os.environ["HS_DB"] = str(Path(args.data).resolve() / "shop.duckdb")
 
+    from core.model_runs import load_run_model
     from core.ranking.defaults import default_rule_set
     from core.ranking.impact import sample_users
     from core.ranking.rules import Rule, RuleSet
-    from core.ranking.shop import shop_context
+    from core.ranking.shop import build_context, read_shop, shop_context
 
     t0 = time.perf_counter()
-    ctx = shop_context()
+    ctx = build_context(read_shop(), load_run_model(args.run)) if args.run else shop_context()
     users = sample_users(args.users, seed=args.seed)
     spans = spanning_users(ctx, args.span_users, args.seed)
     vctx, held = validation_context(ctx)
@@ -128,18 +133,22 @@ def main() -> None:
         f"{len(hr_users)} validation shoppers; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    sets = [("default", default_rule_set())]
-    for s in filter(None, args.strengths.split(",")):
-        sets.append(
-            (f"λ={s}", RuleSet(rules=[Rule("cal", "calibration", {"strength": float(s), "pool": "mix"})]))
-        )
+    default = default_rule_set()
+    sets = [("default", default)]
+    base = default.rules[0].params
+    strengths = [float(s) for s in args.strengths.split(",") if s] or [base["strength"]]
+    for order in [o for o in args.orders.split(",") if o] or [base["order"]]:
+        for strength in strengths:
+            params = {**base, "strength": strength, "order": order}
+            if params != base:
+                sets.append((f"λ={strength:g} {order}", RuleSet(rules=[Rule("cal", "calibration", params)])))
     print(
         "rule set   | ≥3 of their top levels (model → rules) | KL (model → rules) | HR@10 (model → rules, loss)"
     )
     for name, rule_set in sets:
         m = measure(rule_set, ctx, users, spans, vctx, held, hr_users)
         print(
-            f"{name:10} | {m['span_model']:.1%} → {m['span_rules']:.1%} | {m['kl_model']:.3f} → {m['kl_rules']:.3f}"
+            f"{name:16} | {m['span_model']:.1%} → {m['span_rules']:.1%} | {m['kl_model']:.3f} → {m['kl_rules']:.3f}"
             f" {'met' if m['kl_rules'] <= 0.5 else 'NOT met'} | {m['hr_model']:.4f} → {m['hr_rules']:.4f},"
             f" {m['hr_loss']:.1%} {'met' if m['hr_loss'] <= 0.05 else 'NOT met'}",
             flush=True,

@@ -272,6 +272,26 @@ def load_active_model(db_path=None) -> ActiveModel:
         hit = _cache.get(key)
     if hit and hit.run_id == run_id and hit.catalog_size == n_items:
         return hit
+    result = _loaded(run_id, path, kind, n_items, db_path)
+    with _cache_lock:
+        _cache[key] = result
+    return result
+
+
+def load_run_model(run_id: str, db_path=None) -> ActiveModel:
+    """A finished run as the active one would be served, without activating it (what a bench compares)."""
+    with store.connect(db_path) as con:
+        rows = con.execute(
+            "SELECT path, kind FROM model_runs WHERE run_id = ? AND status = 'done'", [run_id]
+        ).fetchall()
+        n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
+    if not rows:
+        raise NotFoundError(f"no finished model run '{run_id}' — see `python -m core runs`")
+    return _loaded(run_id, rows[0][0], rows[0][1], n_items, db_path)
+
+
+def _loaded(run_id: str | None, path: str | None, kind: str | None, n_items: int, db_path) -> ActiveModel:
+    """The run at ``path`` (None: the popularity fallback), its catalog aligned to the store's."""
     item_ids, codes = _run_catalog(Path(path)) if path else ([], {})
     with store.connect(db_path) as con:
         catalog = load_catalog(con, codes.get("categories"), codes.get("brands"))
@@ -284,8 +304,6 @@ def load_active_model(db_path=None) -> ActiveModel:
         catalog = _align_catalog(catalog, Vocab(item_ids), model)
         result = ActiveModel(model, catalog, run_id, run_label(model, kind, run_id))
     result.catalog_size = n_items
-    with _cache_lock:
-        _cache[key] = result
     return result
 
 

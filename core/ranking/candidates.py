@@ -1,26 +1,38 @@
 """A shopper's candidates: the model's top-M by score, plus the items the shopper's rules need whatever the
-model thinks (a pin's item; the best few of a reserve's or a fairness rule's group). Pure: a snapshot and
-one score vector in, ``Candidates`` out."""
+model thinks (a pin's item; the best few of a reserve's or a fairness rule's group; the best few of every
+category for a calibration). Pure: a snapshot and one score vector in, ``Candidates`` out."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 
+from core.ranking.limits import SLOT_MAX
 from core.ranking.pipeline import plan
 from core.ranking.rules import Rule
 from core.ranking.shop import ShopContext
 from core.ranking.state import Candidates
 
-POOL_MIN = 200  # a group's best items kept among the candidates: max(M, POOL_MIN)
+POOL_MIN = 200  # a pool's best items kept among the candidates: max(M, POOL_MIN)
+GROUP_BEST = SLOT_MAX  # each group's best items kept among the candidates: enough to fill any homepage
 
 
-def needed_items(ctx: ShopContext, rules: list[Rule], now: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """Dense ids the rules need among the candidates: (always, pool), each kind saying what its rules need."""
+class Needed(NamedTuple):
+    """Dense ids the rules need among the candidates (``needed_items``)."""
+
+    always: np.ndarray  # whatever their state: a pin's item
+    pool: np.ndarray  # the best max(M, POOL_MIN) of them by score
+    groups: list[np.ndarray]  # in-stock members of each group: the best GROUP_BEST of each by score
+
+
+def needed_items(ctx: ShopContext, rules: list[Rule], now: datetime) -> Needed:
+    """What the rules need among the candidates, each kind saying what its rules need."""
     index = ctx.active.catalog.vocab.index
     always: list[int] = []
     pool = None  # (N,) bool over the catalog table
+    groups: list[np.ndarray] = []
     for kind, rs in plan(rules):
         needs = kind.needs(rs, ctx.table, index, now)
         if needs is None:
@@ -28,8 +40,19 @@ def needed_items(ctx: ShopContext, rules: list[Rule], now: datetime) -> tuple[np
         always += [i for i in (index.get(str(item)) for item in needs.items) if i]
         if needs.pool is not None:
             pool = needs.pool.copy() if pool is None else pool | needs.pool
+        if needs.groups is not None:
+            groups += group_members(needs.groups, ctx.in_stock)
     pools = np.flatnonzero(pool) + 1 if pool is not None else np.zeros(0, dtype=np.int64)
-    return np.unique(np.array(always, dtype=np.int64)), pools.astype(np.int64)
+    return Needed(np.unique(np.array(always, dtype=np.int64)), pools.astype(np.int64), groups)
+
+
+def group_members(labels: np.ndarray, in_stock: np.ndarray) -> list[np.ndarray]:
+    """(N,) labels over the catalog table → the in-stock dense ids of each label."""
+    _, codes = np.unique(labels, return_inverse=True)
+    dense = np.flatnonzero(in_stock[1:]) + 1
+    code = codes[dense - 1]
+    order = np.argsort(code, kind="stable")
+    return np.split(dense[order], np.flatnonzero(np.diff(code[order])) + 1)
 
 
 def top_m(
@@ -48,19 +71,21 @@ def top_m(
     return top[np.argsort(-masked[top], kind="stable")]
 
 
-def with_needed(
-    ctx: ShopContext, scores: np.ndarray, top: np.ndarray, needed: tuple[np.ndarray, np.ndarray], m: int
-) -> Candidates:
+def with_needed(ctx: ShopContext, scores: np.ndarray, top: np.ndarray, needed: Needed, m: int) -> Candidates:
     """The top-M, then the needed items: a pool's best by score (bounded, so one broad rule cannot flood
-    the candidates), and the always-needed ones whatever their state (the pipeline reports a pinned item
-    that is out of stock or blocked)."""
+    the candidates), each group's best, and the always-needed ones whatever their state (the pipeline
+    reports a pinned item that is out of stock or blocked)."""
     ranks = np.zeros(len(scores), dtype=np.int64)
     ranks[top] = np.arange(1, len(top) + 1)
-    always, pools = needed
+    always, pools, groups = needed
     pool = pools[(ranks[pools] == 0) & ctx.in_stock[pools]] if len(pools) else pools
     pool = pool[np.argsort(-scores[pool], kind="stable")][: max(m, POOL_MIN)]
-    pinned = always[(ranks[always] == 0) & ~np.isin(always, pool)] if len(always) else always
-    chosen = np.concatenate([top, pool, pinned]).astype(np.int64)
+    taken = ranks > 0
+    taken[pool] = True
+    best = _best_of_each(scores, groups, taken)
+    taken[best] = True
+    pinned = always[~taken[always]] if len(always) else always
+    chosen = np.concatenate([top, pool, best, pinned]).astype(np.int64)
     return Candidates(
         ctx.active.catalog.vocab.decode(chosen),
         scores[chosen].astype(np.float64),
@@ -72,11 +97,22 @@ def with_needed(
     )
 
 
+def _best_of_each(scores: np.ndarray, groups: list[np.ndarray], taken: np.ndarray) -> np.ndarray:
+    """The best ``GROUP_BEST`` of each group by score that are not ``taken`` yet, best first."""
+    best = [
+        g if len(g) <= GROUP_BEST else g[np.argpartition(-scores[g], GROUP_BEST - 1)[:GROUP_BEST]]
+        for g in groups
+    ]
+    out = np.unique(np.concatenate(best)) if best else np.zeros(0, dtype=np.int64)
+    out = out[~taken[out]]
+    return out[np.argsort(-scores[out], kind="stable")]
+
+
 def build_candidates(
     ctx: ShopContext,
     scores: np.ndarray,
     purchased: np.ndarray,
-    needed: tuple[np.ndarray, np.ndarray],
+    needed: Needed,
     m: int,
     exclude_purchased: bool,
 ) -> Candidates:

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from core.errors import InputError
-from core.ranking.candidates import build_candidates, needed_items
+from core.ranking.candidates import Needed, build_candidates, needed_items
 from core.ranking.limits import DEFAULT_K, DEFAULT_M, SLOT_MAX
 from core.ranking.metrics import list_metrics
 from core.ranking.pipeline import model_only, rank_homepage
@@ -139,7 +139,7 @@ def user_context(ctx: ShopContext, user_id: str, row: int | None) -> tuple[UserC
     return UserContext(user_id, attrs, mix, set(ctx.active.catalog.vocab.decode(purchased))), purchased
 
 
-def needed_for(ctx: ShopContext, rule_set: RuleSet, user: UserContext, cache: dict) -> tuple:
+def needed_for(ctx: ShopContext, rule_set: RuleSet, user: UserContext, cache: dict) -> Needed:
     """The items this shopper's rules need among the candidates; shoppers under the same rules share them
     through ``cache``."""
     # the attributes the pipeline matches scopes on: a 'users:' scope needs the id even for a shopper the
@@ -172,7 +172,7 @@ def prepare(
     scores, score_ms = scored if scored is not None else model_scores(ctx, known)
     if len(scores) != len(known):
         raise ValueError(f"{len(scores)} rows of scores for {len(known)} shoppers with steps")
-    needed: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # users under the same rules share their pools
+    needed: dict[tuple, Needed] = {}  # users under the same rules share their pools
     out = []
     for user_id, row in zip(user_ids, rows):
         user, purchased = user_context(ctx, str(user_id), row)

@@ -187,12 +187,17 @@ def calibrate(
     lam: float,
     every_category: bool = False,
     smooth: float = 0.01,
+    keep_order: bool = False,
 ) -> list[int]:
     """Steck 2018: greedily maximise (1−λ)·Σ relevance − λ·KL(target || list's category mix),
     relevance scaled to [0, 1] over the pool. The pool is the best 4k items; ``every_category`` adds the best
     k of every target category, so a category the model ranks low can still get its share. Adding a
     candidate changes one category's share, so its KL is the list's KL plus that category's change:
-    O(categories) per step, not O(pool × categories)."""
+    O(categories) per step, not O(pool × categories).
+
+    The top k come in the greedy's order (every prefix follows the mix), or with ``keep_order`` in the order
+    ``order`` gave them: Steck's objective is one of the k items as a set, so the same items keep their mix
+    and their value while the most relevant stay first."""
     if not target or lam <= 0 or not order:
         return list(order)
     pool = np.array(_calibration_pool(order, categories, target, k) if every_category else order[: 4 * k])
@@ -205,7 +210,7 @@ def calibrate(
     rel = relevance[pool] / max(float(relevance[pool].max()), 1e-300)
     counts = np.zeros(len(names))
     avail = np.ones(len(pool), bool)
-    chosen, rel_sum = [], 0.0
+    picked, rel_sum = [], 0.0
     for step in range(min(k, len(pool))):
         n = step + 1
         q_without = np.maximum((1 - smooth) * counts / n + smooth * p, 1e-300)  # (C,) others' shares
@@ -217,10 +222,12 @@ def calibrate(
         gain = (1 - lam) * (rel_sum + rel) - lam * kl
         gain[~avail] = -np.inf
         j = int(np.argmax(gain))
-        chosen.append(int(pool[j]))
+        picked.append(j)
         avail[j] = False
         counts[code[j]] += 1
         rel_sum += rel[j]
+    # the pool is in ``order``'s order, so sorting the picks by their place in it keeps that order
+    chosen = [int(pool[j]) for j in (sorted(picked) if keep_order else picked)]
     taken = set(chosen)
     return chosen + [i for i in order if i not in taken]
 

@@ -91,6 +91,20 @@ def test_the_default_list_is_better_calibrated_than_the_model_alone(demo_shop, c
     assert ruled < model
 
 
+def test_the_default_list_keeps_the_likeliest_items_first(demo_shop, ctx):
+    """The default calibration chooses the items and keeps the ranking's order: the model's own best item
+    leads every list, and the chosen items follow in the order the model ranked them."""
+    with using_data(demo_shop):
+        users = sample_users(60, seed=3)
+    views = homepages_for(users, default_rule_set(), ctx=ctx)
+    for v in views:
+        ranked = {item: r for r, item in enumerate(v.pool.item_ids)}  # candidates come best first
+        shown = [ranked[i] for i in v.ruled.item_ids]
+        assert shown == sorted(shown), v.user_id
+        assert v.ruled.item_ids[0] == v.model_only.item_ids[0], v.user_id
+    assert any(v.ruled.item_ids != v.model_only.item_ids for v in views)
+
+
 @pytest.fixture(scope="module")
 def first_rules(demo_shop, tmp_path_factory):
     """The rule sets a shop has after the first run's step, then after a second first run."""

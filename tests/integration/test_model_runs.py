@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from core import store
-from core.errors import InputError
-from core.model_runs import activate_run, active_run, load_active_model, runs_table, train_run
+from core.errors import InputError, NotFoundError
+from core.model_runs import (
+    activate_run,
+    active_run,
+    load_active_model,
+    load_run_model,
+    runs_table,
+    train_run,
+)
 from core.release.roles import SYSTEM
 from core.training import slice_mask
 from models.lstm import LSTMConfig
@@ -81,6 +88,18 @@ def test_failed_training_leaves_active_run(db, monkeypatch):
     assert len(failed) == 1 and "disk full" in failed["message"][0]
     with pytest.raises(InputError):
         activate_run(failed["run_id"][0], SYSTEM)
+
+
+def test_a_run_loads_as_it_is_served_without_being_activated(db):
+    make_shop()
+    first = train_run(actor=SYSTEM, config=LSTMConfig(**SMALL), time_budget_s=60)
+    second = train_run(actor=SYSTEM, config=TransformerConfig(**SMALL), time_budget_s=60)
+    loaded = load_run_model(first.run_id)
+    assert (loaded.run_id, loaded.model.name) == (first.run_id, "lstm")
+    assert loaded.catalog.vocab.item_ids == load_active_model().catalog.vocab.item_ids
+    assert active_run()["run_id"] == second.run_id  # loading changed nothing
+    with pytest.raises(NotFoundError, match="no finished model run 'nope'"):
+        load_run_model("nope")
 
 
 def test_finetune_reports_both(db):

@@ -265,6 +265,23 @@ def test_calibration_strength_is_honoured(c):
     assert kl(at(0.9)) < kl(at(0.2)) < kl(plain)
 
 
+def test_calibration_in_ranked_order_shows_the_same_items_with_the_likeliest_first(c):
+    user = UserContext("u", {}, {"top3.mid.leaf3": 0.5, "top1.mid.leaf1": 0.5}, set())
+    at = lambda order: rank(c, Rule("cal", "calibration", {"strength": 0.8, "order": order}), user=user)  # noqa: E731
+    greedy, ranked = at("calibrated"), at("ranked")
+    assert greedy.item_ids != ranked.item_ids
+    assert sorted(greedy.item_ids) == sorted(ranked.item_ids)
+    scores = {item: s for item, s in zip(c.item_ids, c.scores)}
+    assert [scores[i] for i in ranked.item_ids] == sorted((scores[i] for i in ranked.item_ids), reverse=True)
+
+
+def test_a_calibration_rule_saved_without_an_order_keeps_the_calibrated_order():
+    spec = kinds.get("calibration").parse({"strength": 0.3}, "rule cal")
+    assert spec.order == "calibrated"
+    assert kinds.get("calibration").parse({"strength": 0.3, "order": "ranked"}, "rule cal").order == "ranked"
+    assert any("order 'best'" in p for p in problems("calibration", strength=0.3, order="best"))
+
+
 def test_calibration_refuses_a_strength_above_one():
     assert any("strength 2" in p for p in problems("calibration", strength=2))
 

@@ -220,6 +220,26 @@ def test_calibrate_matches_a_from_scratch_greedy():
         assert got == [int(i) for i in chosen], trial
 
 
+def test_calibrate_keeping_the_order_chooses_the_same_items_in_the_given_order():
+    """``keep_order``: the greedy's k items (its objective is one of the set), ranked as ``order`` ranks them."""
+    from core.ranking.rerank import calibrate
+
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        n, k = 60, 10
+        categories = np.array([f"c{c}" for c in rng.integers(0, 5, size=n)], dtype=object)
+        relevance = rng.random(n)
+        order = [int(i) for i in rng.permutation(n)]  # not the relevance order: a re-ranker came first
+        target = {f"c{c}": float(w) for c, w in enumerate(rng.random(5))}
+        lam = float(rng.uniform(0.1, 0.9))
+        for every_category in (False, True):
+            greedy = calibrate(order, relevance, categories, target, k, lam, every_category)
+            kept = calibrate(order, relevance, categories, target, k, lam, every_category, keep_order=True)
+            assert set(kept[:k]) == set(greedy[:k]), trial
+            assert kept[:k] == [i for i in order if i in set(greedy[:k])], trial
+            assert kept[k:] == greedy[k:], trial
+
+
 def calibrated_low_category(every_category: bool) -> list[str]:
     """k = 4 from 40 items, the first 36 of category a and the last 4 of b; the shopper's mix is half b."""
     from core.ranking.rerank import calibrate

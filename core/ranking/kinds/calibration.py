@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from core.category_paths import mix_by_top_level
 from core.ranking import rerank
-from core.ranking.kinds.base import Field, Kind, Stage, Widget
+from core.ranking.kinds.base import Field, Kind, Needs, Stage, Widget
 from core.ranking.reasons import ReasonCode
 
 
@@ -14,6 +14,9 @@ from core.ranking.reasons import ReasonCode
 class Params:
     strength: float  # Steck's λ: 0 = relevance only, 1 = the category mix only
     pool: str = "best"  # "best": the best 4k candidates; "mix": also the best k of each category of the mix
+    # "calibrated": every prefix of the top k follows the mix (Steck's greedy order); "ranked": the same items
+    # in the order the ranking gave them. A rule saved before this field keeps the greedy order it was shown.
+    order: str = "calibrated"
 
 
 class Code(ReasonCode):
@@ -53,8 +56,24 @@ class Calibration(Kind):
             options=("best", "mix"),
             default="best",
         ),
+        Field(
+            "order",
+            "Order",
+            Widget.CHOICE,
+            "calibrated: every top slot follows the mix, in the calibration's own order · ranked: the same "
+            "items in the ranking's order, so the shopper's likeliest items stay first",
+            options=("calibrated", "ranked"),
+            default="calibrated",
+        ),
     )
     table = {"value": "strength"}
+
+    def needs(self, rules, table, index, now) -> Needs | None:
+        """Pool "mix" picks from every category of the shopper's mix, so the candidates hold the best few
+        of every top-level category, however low the model ranks it."""
+        if any(r.spec.pool == "mix" for r in rules):
+            return Needs(items=[], groups=table.top_categories())
+        return None
 
     def apply(self, state, rules) -> None:
         p = rules[-1].spec
@@ -62,13 +81,21 @@ class Calibration(Kind):
             return
         target = mix_by_top_level(state.user.category_mix)
         state.order = rerank.calibrate(
-            state.order, state.rel, state.c.top_categories(), target, state.k, p.strength, p.pool == "mix"
+            state.order,
+            state.rel,
+            state.c.top_categories(),
+            target,
+            state.k,
+            p.strength,
+            every_category=p.pool == "mix",
+            keep_order=p.order == "ranked",
         )
         state.swapped_in(Code.SWAP, rules[-1].rule_id)
 
     def sentence(self, p: Params) -> str:
         every = ", choosing from every category of the mix" if p.pool == "mix" else ""
-        return f"match each shopper's category mix (strength {p.strength:g}{every})"
+        ranked = ", the likeliest first" if p.order == "ranked" else ""
+        return f"match each shopper's category mix (strength {p.strength:g}{every}{ranked})"
 
 
 KIND = Calibration()

@@ -53,6 +53,8 @@ def benches(data: str) -> list[Bench]:
         Bench("publish", ["bench/publish.py", *shop, "--repeat", "3"], "a publish of the demo shop (issue 12)"),
         Bench("audit", ["bench/audit.py", *shop, "--users", "20000", "--n-boot", "200", "--profile-users", "0"],
               "audit of 20,000 shoppers ≤ 30 s on CPU (issue 14)"),
+        Bench("calibration", ["bench/calibration.py", *shop],
+              "default list: spanning shoppers keep ≥ 3 top levels, KL ≤ 0.5, HR@10 loss ≤ 5 % (issue 15)"),
         Bench("serve", ["bench/serve.py", *shop], "API p95 ≤ 50 ms at 200 users, 0 errors (issue 13)"),
         Bench("load", ["bench/load.py", *shop, "--sessions", "1,5,20", "--seconds", "60", "--json"],
               "0 errors at 20 sessions, p95 preview ≤ 2 s at 5 (issue 13)"),

@@ -24,7 +24,7 @@ class Needed(NamedTuple):
 
     always: np.ndarray  # whatever their state: a pin's item
     pool: np.ndarray  # the best max(M, POOL_MIN) of them by score
-    groups: list[np.ndarray]  # in-stock members of each group: the best GROUP_BEST of each by score
+    groups: list[np.ndarray]  # each group's in-stock items: the best GROUP_BEST of each by score
 
 
 def needed_items(ctx: ShopContext, rules: list[Rule], now: datetime) -> Needed:
@@ -41,18 +41,9 @@ def needed_items(ctx: ShopContext, rules: list[Rule], now: datetime) -> Needed:
         if needs.pool is not None:
             pool = needs.pool.copy() if pool is None else pool | needs.pool
         if needs.groups is not None:
-            groups += group_members(needs.groups, ctx.in_stock)
+            groups += [rows + 1 for rows in needs.groups]
     pools = np.flatnonzero(pool) + 1 if pool is not None else np.zeros(0, dtype=np.int64)
     return Needed(np.unique(np.array(always, dtype=np.int64)), pools.astype(np.int64), groups)
-
-
-def group_members(labels: np.ndarray, in_stock: np.ndarray) -> list[np.ndarray]:
-    """(N,) labels over the catalog table → the in-stock dense ids of each label."""
-    _, codes = np.unique(labels, return_inverse=True)
-    dense = np.flatnonzero(in_stock[1:]) + 1
-    code = codes[dense - 1]
-    order = np.argsort(code, kind="stable")
-    return np.split(dense[order], np.flatnonzero(np.diff(code[order])) + 1)
 
 
 def top_m(

@@ -26,6 +26,7 @@ class ItemTable:
         self._columns: dict[tuple[str, object], np.ndarray] = {}
         self._tops: np.ndarray | None = None
         self._shown: np.ndarray | None = None
+        self._top_groups: list[np.ndarray] | None = None
         self._lock = threading.Lock()  # sessions are threads: one writer of a cache at a time
 
     @property
@@ -62,6 +63,22 @@ class ItemTable:
         if self._tops is None:
             self._tops = category_paths.top_levels(self.frame["category"].to_list())
         return self._tops
+
+    def in_stock_by_top_category(self) -> list[np.ndarray]:
+        """Rows of the in-stock items of each top-level category, one array per category: what a calibration
+        choosing from every category needs among the candidates, computed once per snapshot."""
+        if self._top_groups is None:
+            _, codes = np.unique(self.top_categories(), return_inverse=True)
+            stock = (
+                self.column("in_stock", True).astype(bool)
+                if self.has("in_stock")
+                else np.ones(self.height, bool)
+            )
+            rows = np.flatnonzero(stock)
+            code = codes[rows]
+            order = np.argsort(code, kind="stable")
+            self._top_groups = np.split(rows[order], np.flatnonzero(np.diff(code[order])) + 1)
+        return self._top_groups
 
     def shown_categories(self) -> np.ndarray:
         """(N,) object: each item's category as a product card shows it (its path, 'uncategorised' when

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from core.data.sequences import Vocab
-from core.ranking.candidates import GROUP_BEST, build_candidates, group_members, needed_items
+from core.ranking.candidates import GROUP_BEST, build_candidates, needed_items
 from core.ranking.items import ItemTable
 from core.ranking.pipeline import rank_homepage
 from core.ranking.rules import Rule, RuleSet
@@ -54,11 +54,17 @@ def candidates(ctx, pool: str, m: int = 100):
     return build_candidates(ctx, scores(), np.zeros(0, np.int64), needed_items(ctx, active, NOW), m, False)
 
 
-def test_group_members_are_the_in_stock_items_of_each_label():
-    labels = np.array(["x", "y", "x", "z", "y"], dtype=object)
-    in_stock = np.array([False, True, True, False, True, True])  # row 0 is no item
-    got = [g.tolist() for g in group_members(labels, in_stock)]
-    assert got == [[1], [2, 5], [4]]
+def test_a_tables_top_categories_group_its_in_stock_rows():
+    table = ItemTable(
+        pl.DataFrame(
+            {
+                "item_id": ["p", "q", "r", "s", "t"],
+                "category": ["x.a", "y.b", "x.c", None, "y.a"],
+                "in_stock": [True, True, False, True, True],
+            }
+        )
+    )
+    assert [g.tolist() for g in table.in_stock_by_top_category()] == [[3], [0], [1, 4]]  # unknown, x, y
 
 
 def test_a_calibration_from_the_best_candidates_gets_no_low_category(ctx):

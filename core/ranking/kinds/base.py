@@ -140,12 +140,12 @@ class ActiveRule(Protocol):
 @dataclass
 class Needs:
     """Items the candidates must include whatever the model thinks: ``items`` always (a pin's item),
-    ``pool`` (a (N,) bool mask over the catalog table) the best of them by model score, ``groups`` (a (N,)
-    label per item of the catalog table) the best few of every group by model score."""
+    ``pool`` (a (N,) bool mask over the catalog table) the best of them by model score, ``groups`` (rows of
+    the catalog table, one array per group) the best few of every group by model score."""
 
     items: list[str]
     pool: np.ndarray | None = None
-    groups: np.ndarray | None = None
+    groups: list[np.ndarray] | None = None
 
 
 class Kind:

@@ -72,7 +72,7 @@ class Calibration(Kind):
         """Pool "mix" picks from every category of the shopper's mix, so the candidates hold the best few
         of every top-level category, however low the model ranks it."""
         if any(r.spec.pool == "mix" for r in rules):
-            return Needs(items=[], groups=table.top_categories())
+            return Needs(items=[], groups=table.in_stock_by_top_category())
         return None
 
     def apply(self, state, rules) -> None:

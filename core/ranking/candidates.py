@@ -90,11 +90,13 @@ def with_needed(ctx: ShopContext, scores: np.ndarray, top: np.ndarray, needed: N
 
 def _best_of_each(scores: np.ndarray, groups: list[np.ndarray], taken: np.ndarray) -> np.ndarray:
     """The best ``GROUP_BEST`` of each group by score that are not ``taken`` yet, best first."""
+    if not groups:  # most rule sets ask for none: no work on every homepage
+        return np.zeros(0, dtype=np.int64)
     best = [
         g if len(g) <= GROUP_BEST else g[np.argpartition(-scores[g], GROUP_BEST - 1)[:GROUP_BEST]]
         for g in groups
     ]
-    out = np.unique(np.concatenate(best)) if best else np.zeros(0, dtype=np.int64)
+    out = np.unique(np.concatenate(best))  # two kinds' groups may share items
     out = out[~taken[out]]
     return out[np.argsort(-scores[out], kind="stable")]
 

@@ -20,7 +20,9 @@ NOW = datetime(2026, 11, 1)
 N = 400  # items 0-299 in top-levels a and b, 300-399 in c; the model ranks every c below every a and b
 
 
-def shop():
+@pytest.fixture(scope="module")
+def ctx():
+    """The snapshot a candidate builder reads, for the catalog above."""
     ids = [f"i{i}" for i in range(N)]
     catalog = pl.DataFrame(
         {
@@ -29,19 +31,13 @@ def shop():
             "in_stock": [i != 300 for i in range(N)],  # c's likeliest item is out of stock
         }
     )
-    rng = np.random.default_rng(4)
     return SimpleNamespace(
         active=SimpleNamespace(catalog=SimpleNamespace(vocab=Vocab(ids))),
         table=ItemTable(catalog),
         in_stock=np.concatenate([[False], catalog["in_stock"].to_numpy()]),
-        embeddings=rng.normal(size=(N + 1, 4)),
+        embeddings=np.random.default_rng(4).normal(size=(N + 1, 4)),
         now=NOW,
     )
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    return shop()
 
 
 def scores():

@@ -189,18 +189,24 @@ def test_segment_expressions_are_never_evaluated(bad):
         scope_matches(bad, {"region": "north"})
 
 
+def random_calibration(rng, n: int, n_categories: int, n_target: int) -> tuple:
+    """A random calibration problem: n items' categories and relevance, a target mix over the first
+    ``n_target`` categories, and a strength λ."""
+    categories = np.array([f"c{c}" for c in rng.integers(0, n_categories, size=n)], dtype=object)
+    relevance = rng.random(n)
+    target = {f"c{c}": float(w) for c, w in enumerate(rng.random(n_target))}
+    return categories, relevance, target, float(rng.uniform(0.1, 0.9))
+
+
 def test_calibrate_matches_a_from_scratch_greedy():
     """The incremental KL in ``calibrate`` picks exactly what recomputing KL(p || q) for every candidate does."""
     from core.ranking.rerank import calibrate, calibration_kl
 
     rng = np.random.default_rng(3)
     for trial in range(20):
-        n, k = 40, 8
-        categories = np.array([f"c{c}" for c in rng.integers(0, 6, size=n)], dtype=object)
-        relevance = rng.random(n)
+        k = 8
+        categories, relevance, target, lam = random_calibration(rng, n=40, n_categories=6, n_target=4)
         order = list(np.argsort(-relevance))
-        target = {f"c{c}": float(w) for c, w in enumerate(rng.random(4))}
-        lam = float(rng.uniform(0.1, 0.9))
         total = sum(target.values())
         p = {c: w / total for c, w in target.items()}
         rel = relevance / relevance[order[: 4 * k]].max()
@@ -226,12 +232,9 @@ def test_calibrate_keeping_the_order_chooses_the_same_items_in_the_given_order()
 
     rng = np.random.default_rng(5)
     for trial in range(20):
-        n, k = 60, 10
-        categories = np.array([f"c{c}" for c in rng.integers(0, 5, size=n)], dtype=object)
-        relevance = rng.random(n)
-        order = [int(i) for i in rng.permutation(n)]  # not the relevance order: a re-ranker came first
-        target = {f"c{c}": float(w) for c, w in enumerate(rng.random(5))}
-        lam = float(rng.uniform(0.1, 0.9))
+        k = 10
+        categories, relevance, target, lam = random_calibration(rng, n=60, n_categories=5, n_target=5)
+        order = [int(i) for i in rng.permutation(60)]  # not the relevance order: a re-ranker came first
         for every_category in (False, True):
             greedy = calibrate(order, relevance, categories, target, k, lam, every_category)
             kept = calibrate(order, relevance, categories, target, k, lam, every_category, keep_order=True)
